@@ -1,0 +1,97 @@
+"""The ``sps`` command: one subcommand per recipe stage.
+
+Every stage takes the same options::
+
+    sps <stage> --exp-dir exp/slt --config conf/<stage>.yaml [--jobs N] [--shard K/N]
+                [--force] [key=value | section.key=value ...]
+
+and calls ``run(ctx)`` of the module named in :data:`STAGES` with a
+:class:`sps.stage.StageContext`. Modules are imported only when their stage runs, so
+``sps --help`` works without the audio libraries.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+#: subcommand -> ("module:function", one-line help)
+STAGES: dict[str, tuple[str, str]] = {
+    "prepare": ("sps.prepare:run", "stage 0: corpus -> data/{train,dev,eval}.list, wav.scp, lab.scp"),
+    "features": ("sps.features.stage:run", "WORLD/SPTK acoustic features, mel, wav -> dump/"),
+    "linguistic": ("sps.frontend.stage:run", "HTS labels + questions -> linguistic and duration features"),
+    "stats": ("sps.features.stats:run", "normalisation statistics over the train split -> stats/"),
+    "train": ("sps.models.stage:train", "train a duration or acoustic model (MSE or MGE) -> models/<name>/"),
+    "synth": ("sps.synthesis.synth:run", "labels -> durations -> acoustic -> MLPG -> WORLD waveform -> synth/"),
+    "eval": ("sps.synthesis.evaluate:run", "objective metrics of synthesized speech -> eval/"),
+    "report": ("sps.synthesis.report:run", "HTML report with metrics, audio players and plots -> eval/report.html"),
+    "train-vocoder": ("sps.vocoders.stage:train", "train a neural vocoder (WaveNet or WaveRNN)"),
+    "vocode": ("sps.vocoders.stage:vocode", "neural vocoding of natural and generated features"),
+}
+
+#: extra options some stages accept: stage -> list of (flags, kwargs)
+EXTRA_OPTIONS: dict[str, list[tuple[tuple[str, ...], dict]]] = {
+    "synth": [(("--text",), dict(help="synthesize this sentence (Festival front end) instead of a split")),
+              (("--out",), dict(help="output wav for --text (default: synth/text.wav in the exp dir)"))],
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sps", description="sps: statistical parametric speech synthesis, stage by stage.",
+        epilog="Run 'sps <stage> --help' for a stage. Overrides are key=value or section.key=value, "
+               "parsed as YAML scalars.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="stage", metavar="<stage>")
+    for name, (_, help_text) in STAGES.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--exp-dir", type=Path, required=True, help="experiment directory")
+        p.add_argument("--config", type=Path, help="YAML config file")
+        p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+        p.add_argument("--shard", help="process share K of N of the utterances (e.g. 2/8)")
+        p.add_argument("--force", action="store_true", help="redo outputs that already exist")
+        p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+        for flags, kwargs in EXTRA_OPTIONS.get(name, []):
+            p.add_argument(*flags, **kwargs)
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    return parser
+
+
+def resolve(target: str):
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from sps import __version__
+        print(__version__)
+        return 0
+    if args.stage is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from sps.config import load_config
+    from sps.stage import StageContext, parse_shard
+    try:
+        config = load_config(args.config, args.overrides)
+        ctx = StageContext(exp_dir=args.exp_dir, config=config, jobs=args.jobs,
+                           shard=parse_shard(args.shard), force=args.force)
+        for flags, _ in EXTRA_OPTIONS.get(args.stage, []):
+            name = flags[0].lstrip("-").replace("-", "_")
+            config.setdefault("cli", {})[name] = getattr(args, name)
+        func = resolve(STAGES[args.stage][0])
+        result = func(ctx)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"sps {args.stage}: error: {err}", file=sys.stderr)
+        return 1
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

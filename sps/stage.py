@@ -1,0 +1,142 @@
+"""Running one stage over many utterances: workers, shards, resume, bad-input reports.
+
+Every per-utterance stage (features, linguistic features, synthesis, ...) calls
+:func:`run_utterances` with a picklable ``process(utt)`` that writes its outputs
+atomically (``sps.io.atomic_path``). The runner
+
+* skips utterances whose outputs already exist (``done(utt)``), so an interrupted
+  run resumes where it stopped and produces the same files;
+* splits the list for ``--shard K/N`` (K in 1..N, round-robin), so array jobs of any
+  scheduler can share a corpus;
+* fans out to ``--jobs N`` worker processes (spawned, so torch/OpenMP state is not
+  forked);
+* catches every exception per utterance, logs it with the utterance id, and goes on:
+  one bad file never stops a run over thousands; a summary lists the failures.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing as mp
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StageSummary:
+    """What a run did: counts, and ``failed`` mapping utterance id -> error message."""
+    desc: str = ""
+    ok: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        text = f"{self.desc}: {self.ok} ok, {self.skipped} skipped (already done), {len(self.failed)} failed"
+        for utt, msg in self.failed.items():
+            text += f"\n  FAILED {utt}: {msg}"
+        return text
+
+
+@dataclass
+class StageContext:
+    """Everything a stage function receives from the command line."""
+    exp_dir: Path
+    config: dict
+    jobs: int = 1
+    shard: tuple[int, int] | None = None
+    force: bool = False
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` -> ``(K, N)`` with 1 <= K <= N (None passes through)."""
+    if text is None:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like K/N (e.g. 2/8), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard {text}: need 1 <= K <= N")
+    return k, n
+
+
+def select_shard(utts: list[str], shard: tuple[int, int] | None) -> list[str]:
+    """Round-robin share ``K`` of ``N`` of ``utts`` (all of them when shard is None)."""
+    if shard is None:
+        return list(utts)
+    k, n = shard
+    return list(utts)[k - 1::n]
+
+
+def _call(process: Callable[[str], object], utt: str) -> tuple[str, str | None]:
+    try:
+        process(utt)
+        return utt, None
+    except Exception as err:  # noqa: BLE001 - reported per utterance by design
+        msg = str(err) or type(err).__name__
+        return utt, f"{type(err).__name__}: {msg}"
+
+
+def run_utterances(utts: Iterable[str], process: Callable[[str], object], *, desc: str,
+                   jobs: int = 1, shard: tuple[int, int] | None = None,
+                   done: Callable[[str], bool] | None = None,
+                   report: str | Path | None = None) -> StageSummary:
+    """Run ``process(utt)`` for every utterance, robustly.
+
+    Parameters
+    ----------
+    utts : iterable of str
+        Utterance ids.
+    process : callable
+        Picklable (module-level function or ``functools.partial``) when ``jobs > 1``.
+        Writes its outputs atomically; raises on bad input with a message naming the file.
+    desc : str
+        Name for the progress bar and the summary.
+    jobs : int
+        Worker processes (1 runs in this process).
+    shard : (K, N), optional
+        Process only share K of N.
+    done : callable, optional
+        ``done(utt)`` True means the outputs exist: skip (resume). Pass None to force.
+    report : path, optional
+        Where to write the summary text (atomically) in addition to logging it.
+    """
+    todo, summary = [], StageSummary(desc=desc)
+    for utt in select_shard(list(utts), shard):
+        if done is not None and done(utt):
+            summary.skipped += 1
+        else:
+            todo.append(utt)
+    bar = tqdm(total=len(todo), desc=desc, unit="utt", disable=None, file=sys.stderr)
+
+    def record(utt: str, err: str | None) -> None:
+        bar.update(1)
+        if err is None:
+            summary.ok += 1
+        else:
+            summary.failed[utt] = err
+            logger.error("%s: %s failed: %s", desc, utt, err)
+
+    if jobs <= 1 or len(todo) <= 1:
+        for utt in todo:
+            record(*_call(process, utt))
+    else:
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(_call, process, utt) for utt in todo]
+            for fut in cf.as_completed(futures):
+                record(*fut.result())
+    bar.close()
+    summary.failed = dict(sorted(summary.failed.items()))
+    (logger.warning if summary.failed else logger.info)("%s", summary)
+    print(str(summary).splitlines()[0], file=sys.stderr)
+    if report is not None:
+        from sps.io import write_text
+        write_text(report, str(summary) + "\n")
+    return summary
