@@ -20,15 +20,6 @@ from pathlib import Path
 #: subcommand -> ("module:function", one-line help)
 STAGES: dict[str, tuple[str, str]] = {
     "prepare": ("sps.prepare:run", "stage 0: corpus -> data/{train,dev,eval}.list, wav.scp, lab.scp"),
-    "features": ("sps.features.stage:run", "WORLD/SPTK acoustic features, mel, wav -> dump/"),
-    "linguistic": ("sps.frontend.stage:run", "HTS labels + questions -> linguistic and duration features"),
-    "stats": ("sps.features.stats:run", "normalisation statistics over the train split -> stats/"),
-    "train": ("sps.models.stage:train", "train a duration or acoustic model (MSE or MGE) -> models/<name>/"),
-    "synth": ("sps.synthesis.synth:run", "labels -> durations -> acoustic -> MLPG -> WORLD waveform -> synth/"),
-    "eval": ("sps.synthesis.evaluate:run", "objective metrics of synthesized speech -> eval/"),
-    "report": ("sps.synthesis.report:run", "HTML report with metrics, audio players and plots -> eval/report.html"),
-    "train-vocoder": ("sps.vocoders.stage:train", "train a neural vocoder (WaveNet or WaveRNN)"),
-    "vocode": ("sps.vocoders.stage:vocode", "neural vocoding of natural and generated features"),
 }
 
 #: extra options some stages accept: stage -> list of (flags, kwargs)
