@@ -20,6 +20,7 @@ from pathlib import Path
 #: subcommand -> ("module:function", one-line help)
 STAGES: dict[str, tuple[str, str]] = {
     "prepare": ("sps.prepare:run", "stage 0: corpus -> data/{train,dev,eval}.list, wav.scp, lab.scp"),
+    "linguistic": ("sps.frontend.stage:run", "HTS labels + questions -> in_acoustic, in_duration, out_duration"),
 }
 
 #: extra options some stages accept: stage -> list of (flags, kwargs)
