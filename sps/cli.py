@@ -20,7 +20,9 @@ from pathlib import Path
 #: subcommand -> ("module:function", one-line help)
 STAGES: dict[str, tuple[str, str]] = {
     "prepare": ("sps.prepare:run", "stage 0: corpus -> data/{train,dev,eval}.list, wav.scp, lab.scp"),
+    "features": ("sps.features.stage:run", "WORLD/SPTK acoustic features, log-mel, waveform -> dump/<split>/"),
     "linguistic": ("sps.frontend.stage:run", "HTS labels + questions -> in_acoustic, in_duration, out_duration"),
+    "stats": ("sps.features.stats:run", "normalisation statistics over the train split -> stats/<kind>.npz"),
 }
 
 #: extra options some stages accept: stage -> list of (flags, kwargs)

@@ -1,0 +1,89 @@
+"""Dynamic (delta) features by regression windows, for NumPy arrays and torch tensors.
+
+A window is a triple ``(left, right, coefficients)`` with ``len(coefficients) ==
+left + right + 1``; applied at frame ``t`` it gives
+
+    y[t] = sum_k coefficients[k] * x[t - left + k],   k = 0 .. left + right.
+
+Frames outside ``[0, T)`` are the boundary frame repeated (``x[-1] := x[0]``,
+``x[T] := x[T-1]``), so the delta of a constant is zero at the edges too.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import numpy as np
+
+#: static, delta and delta-delta windows (same values as ``sps.mlpg.default_windows()``)
+DEFAULT_WINDOWS: tuple[tuple[int, int, tuple[float, ...]], ...] = (
+    (0, 0, (1.0,)),
+    (1, 1, (-0.5, 0.0, 0.5)),
+    (1, 1, (1.0, -2.0, 1.0)),
+)
+
+
+def _is_tensor(x) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def check_windows(windows) -> list[tuple[int, int, list[float]]]:
+    """Validate and normalise windows to ``[(left, right, [coefficients...]), ...]``."""
+    out = []
+    for i, win in enumerate(windows):
+        try:
+            left, right, coeffs = win
+        except (TypeError, ValueError):
+            raise ValueError(f"window {i}: expected (left, right, coefficients), got {win!r}") from None
+        left, right, coeffs = int(left), int(right), [float(c) for c in coeffs]
+        if left < 0 or right < 0 or len(coeffs) != left + right + 1:
+            raise ValueError(f"window {i}: left={left}, right={right} need {left + right + 1} "
+                             f"coefficients, got {len(coeffs)}")
+        out.append((left, right, coeffs))
+    if not out:
+        raise ValueError("need at least one window")
+    return out
+
+
+def delta_features(x, windows: Sequence = DEFAULT_WINDOWS):
+    """Append dynamic features computed with regression ``windows``.
+
+    Parameters
+    ----------
+    x : ndarray or Tensor [shape=(T, D) or (B, T, D)]
+        Static features, time on the second-to-last axis.
+    windows : sequence of (left, right, coefficients)
+        W windows; the first is normally the identity ``(0, 0, [1.0])``.
+
+    Returns
+    -------
+    y : same type, dtype and device as ``x`` [shape=(..., T, D * W)]
+        Window-major: ``y[..., w * D:(w + 1) * D]`` is window ``w`` applied to every
+        dimension, i.e. ``[static | delta | delta-delta]``. Frames beyond the edges
+        are the boundary frame repeated. Differentiable for tensors.
+    """
+    windows = check_windows(windows)
+    if x.ndim not in (2, 3):
+        raise ValueError(f"delta_features: expected (T, D) or (B, T, D), got shape {tuple(x.shape)}")
+    T = x.shape[-2]
+    if T == 0:
+        raise ValueError("delta_features: input has 0 frames")
+    tensor = _is_tensor(x)
+    outputs = []
+    for left, right, coeffs in windows:
+        acc = None
+        for k, c in enumerate(coeffs):
+            if c == 0.0:
+                continue
+            idx = np.clip(np.arange(T) + k - left, 0, T - 1)
+            if tensor:
+                import torch
+                idx = torch.as_tensor(idx, device=x.device)
+            term = x[..., idx, :] * c
+            acc = term if acc is None else acc + term
+        outputs.append(acc if acc is not None else x * 0.0)
+    if tensor:
+        import torch
+        return torch.cat(outputs, dim=-1)
+    return np.concatenate(outputs, axis=-1)

@@ -1,0 +1,115 @@
+"""Normalisation: streaming statistics and mean-variance / min-max scaling.
+
+:class:`RunningStats` accumulates count, mean, sum of squared deviations, min and max
+one block at a time in float64 and merges blocks with Chan et al.'s pairwise update,
+so statistics of a whole corpus never need the corpus in memory and are exact up to
+float64 rounding.
+
+The scaling functions accept NumPy arrays or torch tensors (the statistics are
+converted to the input's type, dtype and device) and broadcast over leading axes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sps.features.deltas import _is_tensor
+
+#: Merlin's target range for min-max scaled inputs
+MINMAX_RANGE = (0.01, 0.99)
+
+
+class RunningStats:
+    """Per-dimension count, mean, variance, min and max over a stream of ``(N, D)`` blocks."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: np.ndarray | None = None
+        self.m2: np.ndarray | None = None
+        self.min: np.ndarray | None = None
+        self.max: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int | None:
+        return None if self.mean is None else self.mean.shape[0]
+
+    def update(self, x, name: str = "block") -> "RunningStats":
+        """Add the rows of ``x`` [shape=(N, D)] (``name`` is used in error messages)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"{name}: expected (frames, dim) array, got shape {x.shape}")
+        if self.dim is not None and x.shape[1] != self.dim:
+            raise ValueError(f"{name}: dimension {x.shape[1]}, previous blocks have {self.dim}")
+        if x.shape[0] == 0:
+            return self
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name}: contains NaN or inf")
+        block = RunningStats()
+        block.count = x.shape[0]
+        block.mean = x.mean(axis=0)
+        block.m2 = ((x - block.mean) ** 2).sum(axis=0)
+        block.min, block.max = x.min(axis=0), x.max(axis=0)
+        return self.merge(block)
+
+    def merge(self, other: "RunningStats") -> "RunningStats":
+        """Combine with another accumulator (Chan et al. 1979), in place."""
+        if other.count == 0:
+            return self
+        if self.count == 0:
+            self.count, self.mean, self.m2 = other.count, other.mean.copy(), other.m2.copy()
+            self.min, self.max = other.min.copy(), other.max.copy()
+            return self
+        if other.dim != self.dim:
+            raise ValueError(f"RunningStats.merge: dimension {other.dim} vs {self.dim}")
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean = self.mean + delta * (other.count / n)
+        self.m2 = self.m2 + other.m2 + delta ** 2 * (self.count * other.count / n)
+        self.min = np.minimum(self.min, other.min)
+        self.max = np.maximum(self.max, other.max)
+        self.count = n
+        return self
+
+    def std(self, floor: float = 0.0) -> np.ndarray:
+        """Population standard deviation, floored at ``floor`` (constant dimensions)."""
+        if self.count == 0:
+            raise ValueError("RunningStats: no data")
+        return np.maximum(np.sqrt(self.m2 / self.count), floor)
+
+
+def _like(stat, x):
+    if _is_tensor(x):
+        import torch
+        return torch.as_tensor(stat, dtype=x.dtype, device=x.device)
+    return np.asarray(stat, dtype=x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)
+
+
+def normalize(x, mean, std):
+    """``(x - mean) / std``; x [shape=(..., D)], mean and std [shape=(D,)]."""
+    return (x - _like(mean, x)) / _like(std, x)
+
+
+def denormalize(x, mean, std):
+    """Inverse of :func:`normalize`: ``x * std + mean``."""
+    return x * _like(std, x) + _like(mean, x)
+
+
+def _span(x, min, max, eps):  # noqa: A002
+    span = _like(max, x) - _like(min, x)
+    return span.clamp_min(eps) if _is_tensor(span) else np.maximum(span, eps)
+
+
+def minmax_scale(x, min, max, range=MINMAX_RANGE, eps: float = 1e-8):  # noqa: A002
+    """Map ``[min, max]`` per dimension linearly onto ``range`` (0.01..0.99, as Merlin).
+
+    x [shape=(..., D)], min and max [shape=(D,)]. A dimension that was constant in
+    the training data (``max - min < eps``) uses a span of ``eps``, so its training
+    value maps to ``range[0]``.
+    """
+    lo, hi = range
+    return (x - _like(min, x)) / _span(x, min, max, eps) * (hi - lo) + lo
+
+
+def minmax_unscale(y, min, max, range=MINMAX_RANGE, eps: float = 1e-8):  # noqa: A002
+    """Inverse of :func:`minmax_scale`."""
+    lo, hi = range
+    return (y - lo) / (hi - lo) * _span(y, min, max, eps) + _like(min, y)
