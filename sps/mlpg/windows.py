@@ -1,0 +1,181 @@
+"""Dynamic-feature windows and the banded MLPG system they induce.
+
+A window is a ``(left, right, coefficients)`` triple with
+``len(coefficients) == left + right + 1``: the window's output at frame ``t`` is
+``sum_j coefficients[j] * x[t + j - left]``. The observation vector of ``W``
+windows over ``D`` static dimensions is stored window-major,
+``[window 0 (D) | window 1 (D) | ...]``, so feature column ``w * D + d`` holds
+window ``w`` of dimension ``d``.
+
+Edge rule: window ``w`` gets zero precision at the first and last
+``max(left_w, right_w)`` frames of every utterance (its own length when a batch is
+padded), so no window ever reaches outside the utterance and edge frames are not
+pulled toward zero. Padded frames (``t >= length``) have zero precision in every
+window and a unit diagonal in the system matrix, which makes their solution 0 and
+decouples them from the real frames.
+
+All tensors here are internal layouts: observations ``(B, T, W, D)``, statics
+``(B, T, D)``, band ``(B, T, K, D)`` in row form ``band[b, t, k, d] = A[t, t-k]`` of
+system ``(b, d)``, ``K = bandwidth + 1``.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+import torch
+
+Window = tuple[int, int, tuple[float, ...]]
+
+
+def default_windows() -> list[tuple[int, int, list[float]]]:
+    """The usual static, delta and delta-delta windows.
+
+    Returns
+    -------
+    list of (int, int, list of float)
+        ``[(0, 0, [1.0]), (1, 1, [-0.5, 0.0, 0.5]), (1, 1, [1.0, -2.0, 1.0])]``.
+    """
+    return [(0, 0, [1.0]), (1, 1, [-0.5, 0.0, 0.5]), (1, 1, [1.0, -2.0, 1.0])]
+
+
+def check_windows(windows: Sequence) -> tuple[Window, ...]:
+    """Validate windows and return them as a hashable tuple of triples.
+
+    Raises
+    ------
+    ValueError
+        If a window is not ``(left >= 0, right >= 0, left + right + 1 coefficients)``.
+    """
+    if windows is None or len(windows) == 0:
+        raise ValueError("windows: need at least one (left, right, coefficients) window")
+    out = []
+    for i, win in enumerate(windows):
+        try:
+            left, right, coef = win
+            left, right = int(left), int(right)
+            coef = tuple(float(c) for c in coef)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"window {i}: expected (left, right, coefficients), got {win!r}") from err
+        if left < 0 or right < 0 or len(coef) != left + right + 1:
+            raise ValueError(f"window {i}: need left, right >= 0 and left + right + 1 coefficients, "
+                             f"got left={left}, right={right}, {len(coef)} coefficients")
+        out.append((left, right, coef))
+    return tuple(out)
+
+
+def bandwidth(windows: tuple[Window, ...]) -> int:
+    """Number of sub-diagonals of ``W^T P W``: ``max(left + right)``."""
+    return max(left + right for left, right, _ in windows)
+
+
+def frame_mask(windows: tuple[Window, ...], T: int, lengths: torch.Tensor | None,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Which (frame, window) pairs carry precision, after the edge rule.
+
+    Returns
+    -------
+    mask : Tensor [shape=(B or 1, T, W, 1), dtype=bool]
+        True where window ``w`` at frame ``t`` is used.
+    pad : Tensor [shape=(B, T)] or None
+        True on padded frames (``t >= length``); None without ``lengths``.
+    """
+    t = torch.arange(T, device=device)
+    end = torch.full((1, 1), T, device=device) if lengths is None else lengths.view(-1, 1)
+    cols = []
+    for left, right, _ in windows:
+        e = max(left, right)
+        cols.append((t >= e) & (t < end - e))
+    mask = torch.stack(cols, -1).unsqueeze(-1)
+    pad = None if lengths is None else t >= end
+    return mask, pad
+
+
+@lru_cache(maxsize=64)
+def taps(windows: tuple[Window, ...]) -> tuple[tuple[int, int, float], ...]:
+    """Non-zero window taps ``(w, s, c)``: window ``w`` at frame ``t`` adds ``c * x[t + s]``."""
+    return tuple((w, j - left, c) for w, (left, _, coef) in enumerate(windows)
+                 for j, c in enumerate(coef) if c != 0.0)
+
+
+@lru_cache(maxsize=64)
+def band_terms(windows: tuple[Window, ...]) -> tuple[tuple[int, int, int, float], ...]:
+    """Terms ``(k, s, w, r)`` of ``A = W^T P W``: ``A[i, i-k] += r * p[i - s, w]``.
+
+    From ``A[i, i-k] = sum_w sum_j c_w[j] c_w[j-k] p[i - j + left_w, w]``.
+    """
+    K = bandwidth(windows) + 1
+    terms = []
+    for w, (left, _, coef) in enumerate(windows):
+        for k in range(K):
+            for j in range(k, len(coef)):
+                r = coef[j] * coef[j - k]
+                if r != 0.0:
+                    terms.append((k, j - left, w, r))
+    return tuple(terms)
+
+
+def build_band(prec: torch.Tensor, windows: tuple[Window, ...],
+               pad: torch.Tensor | None = None) -> torch.Tensor:
+    """Row-form band of ``A = W^T P W`` for every system (see :func:`band_terms`).
+
+    Parameters
+    ----------
+    prec : Tensor [shape=(B, T, W, D)]
+        Precisions, already zero where the edge rule or padding applies.
+    pad : Tensor [shape=(B, T), dtype=bool], optional
+        Padded frames: they get a unit diagonal.
+
+    Returns
+    -------
+    Tensor [shape=(B, T, K, D)]
+    """
+    B, T, _, D = prec.shape
+    band = prec.new_zeros(B, T, bandwidth(windows) + 1, D)
+    for k, s, w, r in band_terms(windows):
+        if abs(s) < T:
+            lo, hi = max(0, s), min(T, T + s)
+            band[:, lo:hi, k].add_(prec[:, lo - s:hi - s, w], alpha=r)
+    if pad is not None:
+        band[:, :, 0] += pad.to(band.dtype).unsqueeze(-1)
+    return band
+
+
+def apply_windows(x: torch.Tensor, windows: tuple[Window, ...]) -> torch.Tensor:
+    """``W x``: window outputs of static trajectories, zero beyond the ends.
+
+    Parameters
+    ----------
+    x : Tensor [shape=(B, T, D)]
+
+    Returns
+    -------
+    Tensor [shape=(B, T, W, D)]
+    """
+    B, T, D = x.shape
+    out = x.new_zeros(B, T, len(windows), D)
+    for w, s, c in taps(windows):
+        if abs(s) < T:
+            lo, hi = max(0, -s), min(T, T - s)
+            out[:, lo:hi, w].add_(x[:, lo + s:hi + s], alpha=c)
+    return out
+
+
+def apply_windows_t(y: torch.Tensor, windows: tuple[Window, ...]) -> torch.Tensor:
+    """``W^T y``: adjoint of :func:`apply_windows`.
+
+    Parameters
+    ----------
+    y : Tensor [shape=(B, T, W, D)]
+
+    Returns
+    -------
+    Tensor [shape=(B, T, D)]
+    """
+    B, T, _, D = y.shape
+    out = y.new_zeros(B, T, D)
+    for w, s, c in taps(windows):
+        if abs(s) < T:
+            lo, hi = max(0, s), min(T, T + s)
+            out[:, lo:hi].add_(y[:, lo - s:hi - s, w], alpha=c)
+    return out
