@@ -1,0 +1,54 @@
+"""Figure comparing natural and generated speech parameters of one utterance."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def plot_comparison(path_png: str | os.PathLike, generated: np.ndarray, spec: dict,
+                    natural: np.ndarray | None = None, title: str | None = None) -> None:
+    """Spectral envelopes (natural above generated) and both F0 contours -> PNG.
+
+    Parameters
+    ----------
+    path_png : path-like
+        Written atomically.
+    generated, natural : ndarray [shape=(T, S)]
+        Static features ``[mgc | lf0 | vuv | bap]`` (natural optional).
+    spec : dict
+        Stream spec (alpha, FFT size, sample rate, frame shift).
+    """
+    from matplotlib.figure import Figure
+
+    from sps.features import lf0_to_f0, split_streams
+    from sps.io import atomic_path
+    from sps.synthesis.generate import mgc_to_log_power
+    a = spec["analysis"]
+    sr, shift = spec["sample_rate"], spec["frame_shift_ms"] / 1000.0
+    rows = [("generated", generated)] if natural is None else [("natural", natural), ("generated", generated)]
+    fig = Figure(figsize=(10, 2.2 * len(rows) + 2.0))
+    axes = fig.subplots(len(rows) + 1, 1, sharex=True, gridspec_kw={"height_ratios": [2] * len(rows) + [1.6]})
+    f0s = {}
+    vmax = None
+    for ax, (label, feats) in zip(axes, rows):
+        st = split_streams(np.asarray(feats, dtype=np.float64), spec)
+        db = 10 / np.log(10) * mgc_to_log_power(st["mgc"], float(a["alpha"]), int(a["fft_size"]))
+        vmax = db.max() if vmax is None else vmax  # same colour scale for both
+        ax.imshow(db.T, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80, vmax=vmax,
+                  extent=(0, len(db) * shift, 0, sr / 2000))
+        ax.set_ylabel(f"{label}\nkHz")
+        f0s[label] = lf0_to_f0(st["lf0"][:, 0], st["vuv"][:, 0])
+    ax = axes[-1]
+    for label, f0 in f0s.items():
+        t = np.arange(len(f0)) * shift
+        ax.plot(t, np.where(f0 > 0, f0, np.nan), lw=1.2, label=label)
+    ax.set_ylabel("F0 (Hz)")
+    ax.set_xlabel("time (s)")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    if title:
+        axes[0].set_title(title)
+    fig.tight_layout()
+    with atomic_path(path_png) as tmp:
+        fig.savefig(tmp, dpi=72)

@@ -1,0 +1,235 @@
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sps.models import FeedForward, RecurrentNet, build_model, gaussian_nll, masked_mse
+from sps.train import pad_sequences
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "data" / "slt_festival"
+
+
+# ---------------------------------------------------------------------------- unit tests
+
+def test_build_model_shapes_and_errors():
+    x = torch.randn(3, 11, 7)
+    assert build_model({"type": "dnn", "hidden_dim": 16, "num_layers": 2}, 7, 5)(x).shape == (3, 11, 5)
+    lstm = build_model({"type": "lstm", "hidden_dim": 16, "lstm_dim": 8, "num_layers": 2}, 7, 5)
+    assert isinstance(lstm, RecurrentNet) and lstm(x, torch.tensor([11, 4, 9])).shape == (3, 11, 5)
+    with pytest.raises(ValueError, match="model.type"):
+        build_model({"type": "cnn"}, 7, 5)
+    with pytest.raises(ValueError, match="activation"):
+        FeedForward(7, 5, activation="swish")
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_lstm_padding_does_not_leak(bidirectional):
+    torch.manual_seed(0)
+    net = RecurrentNet(4, 3, hidden_dim=8, lstm_dim=6, num_layers=2, bidirectional=bidirectional).eval()
+    seqs = [torch.randn(n, 4) for n in (9, 5, 2)]
+    x, lengths = pad_sequences(seqs, value=100.0)  # loud padding: must not change real frames
+    batched = net(x, lengths)
+    for b, s in enumerate(seqs):
+        single = net(s[None], torch.tensor([len(s)]))[0]
+        torch.testing.assert_close(batched[b, :len(s)], single, rtol=1e-5, atol=1e-6)
+
+
+def test_masked_mse_and_nll_against_references():
+    g = torch.Generator().manual_seed(0)
+    pred, target, log_var = (torch.randn(2, 6, 3, generator=g) for _ in range(3))
+    lengths = torch.tensor([6, 2])
+    ref = torch.cat([((pred[0] - target[0]) ** 2).flatten(), ((pred[1, :2] - target[1, :2]) ** 2).flatten()]).mean()
+    torch.testing.assert_close(masked_mse(pred, target, lengths), ref)
+    normal = torch.distributions.Normal(pred, torch.exp(0.5 * log_var))
+    lp = -normal.log_prob(target)
+    ref_nll = torch.cat([lp[0].flatten(), lp[1, :2].flatten()]).mean()
+    torch.testing.assert_close(gaussian_nll(pred, log_var, target, lengths), ref_nll)
+    with pytest.raises(ValueError, match="shape"):
+        masked_mse(pred, target[..., :2])
+
+
+SPEC = {"kind": "out_acoustic", "dim": 10, "windows": [[0, 0, [1.0]], [1, 1, [-0.5, 0.0, 0.5]], [1, 1, [1.0, -2.0, 1.0]]],
+        "streams": [{"name": "mgc", "start": 0, "static_dim": 2, "num_windows": 3},
+                    {"name": "lf0", "start": 6, "static_dim": 1, "num_windows": 3},
+                    {"name": "vuv", "start": 9, "static_dim": 1, "num_windows": 1}]}
+
+
+def _fake_exp(tmp_path, n_utts=6, din=6, spec=SPEC):
+    """A minimal exp dir: lists, stats and dump arrays of random features."""
+    from sps.features.stats import accumulate, save_stats
+    from sps.io import save_array, write_json, write_list
+    from sps.features import delta_features
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((din // 3, 4))
+    exp = tmp_path / "exp"
+    for split, utts in (("train", [f"t{i}" for i in range(n_utts)]), ("dev", ["d0", "d1"])):
+        write_list(exp / "data" / f"{split}.list", utts)
+        for u in utts:
+            T = int(rng.integers(8, 20))
+            x0 = rng.random((T, din // 3))
+            x = delta_features(x0)  # inputs carry their dynamics, so outputs are predictable per frame
+            st = x0 @ w + np.arange(4)  # statics (mgc 2, lf0 1, vuv 1) and their true dynamic features
+            y = np.concatenate([delta_features(st[:, :2]), delta_features(st[:, 2:3]), st[:, 3:]], axis=1)
+            save_array(exp / "dump" / split / "in_acoustic" / f"{u}.npy", x)
+            save_array(exp / "dump" / split / "out_acoustic" / f"{u}.npy", y)
+    for kind in ("in_acoustic", "out_acoustic"):
+        save_stats(exp / "stats" / f"{kind}.npz", accumulate(sorted((exp / "dump" / "train" / kind).glob("*.npy"))))
+    if spec is not None:
+        write_json(exp / "dump" / "out_acoustic.json", spec)
+    return exp
+
+
+def test_dataset_normalises_and_collates(tmp_path):
+    from sps.models.data import FeatureDataset, collate
+    exp = _fake_exp(tmp_path, spec=SPEC)
+    ds = FeatureDataset(exp, "train", "in_acoustic", "out_acoustic")
+    assert len(ds) == 6 and len(ds.lengths) == 6
+    # over the train split, standardised outputs have mean 0 / std 1 and inputs span [0.01, 0.99]
+    ys = torch.cat([ds[i]["y"] for i in range(len(ds))])
+    xs = torch.cat([ds[i]["x"] for i in range(len(ds))])
+    torch.testing.assert_close(ys.mean(0), torch.zeros(10), atol=1e-4, rtol=0)
+    torch.testing.assert_close(ys.std(0, unbiased=False), torch.ones(10), atol=1e-4, rtol=0)
+    torch.testing.assert_close(xs.min(0).values, torch.full((6,), 0.01), atol=1e-5, rtol=0)
+    torch.testing.assert_close(xs.max(0).values, torch.full((6,), 0.99), atol=1e-5, rtol=0)
+    b = collate([ds[0], ds[1]])
+    assert b["x"].shape == (2, max(ds.lengths[:2]), 6) and b["lengths"].tolist() == ds.lengths[:2]
+
+
+@pytest.mark.parametrize("model_type", ["dnn", "lstm"])
+def test_train_stage_mse_then_mge(tmp_path, model_type):
+    """MSE training, then MGE fine-tuning lowers the generation error on the training data."""
+    from sps.mlpg import mge_loss
+    from sps.models.data import FeatureDataset, collate
+    from sps.models.stage import load_model, make_step_fn, stage_config, train
+    from sps.stage import StageContext
+    exp = _fake_exp(tmp_path, spec=SPEC)
+    tr = {"batch_size": 3, "epochs": 15, "lr": 1e-2, "plot": False}
+    model = {"type": model_type, "hidden_dim": 16, "lstm_dim": 8, "num_layers": 1}
+    train(StageContext(exp, {"name": "mse", "model": model, "train": tr}))
+    train(StageContext(exp, {"name": "mge", "loss": "mge", "init_from": "mse",
+                             "train": {**tr, "epochs": 10, "lr": 1e-3}}))
+    for name in ("mse", "mge"):
+        d = exp / "models" / name
+        assert {"config.yaml", "best.pt", "log.jsonl", "done.json"} <= {p.name for p in d.iterdir()}
+    recs = [json.loads(l) for l in (exp / "models" / "mse" / "log.jsonl").read_text().splitlines()]
+    ep = [r["epoch_train_loss"] for r in recs if "epoch_train_loss" in r]
+    assert ep[-1] < 0.5 * ep[0], ep
+
+    ds = FeatureDataset(exp, "train", "in_acoustic", "out_acoustic")
+    batch = collate([ds[i] for i in range(len(ds))])
+    gen_err = {}
+    for name in ("mse", "mge"):
+        net, cfg = load_model(exp / "models" / name)
+        with torch.no_grad():
+            step = make_step_fn(stage_config({**cfg, "loss": "mge"}), ds.norm, SPEC)
+            gen_err[name] = float(step(net, batch))
+    assert gen_err["mge"] < gen_err["mse"]
+    # the step's loss is the std-weighted squared error of MLPG statics (recomputed by hand)
+    from sps.mlpg import generate_streams
+    net, _ = load_model(exp / "models" / "mge")
+    s = torch.tensor(ds.norm.out_std, dtype=torch.float32)
+    m = torch.tensor(ds.norm.out_mean, dtype=torch.float32)
+    cols = [0, 1, 6, 9]
+    with torch.no_grad():
+        gen = generate_streams(net(batch["x"], batch["lengths"]) * s + m, s ** 2, SPEC, batch["lengths"])
+        err = ((gen - (batch["y"] * s + m)[..., cols]) / s[cols]) ** 2
+        mask = (torch.arange(err.shape[1])[None] < batch["lengths"][:, None]).unsqueeze(-1)
+        ref = float((err * mask).sum() / (mask.sum() * len(cols)))
+    assert gen_err["mge"] == pytest.approx(ref, rel=1e-4)
+    # a finished model is skipped; a mismatched init is refused
+    train(StageContext(exp, {"name": "mse", "model": model, "train": tr}))
+    with pytest.raises(ValueError, match="mge"):
+        stage_config({"kind": "duration", "loss": "mge"})
+
+
+def test_postfilter_keeps_energy():
+    pysptk = pytest.importorskip("pysptk")
+    from sps.synthesis.generate import mgc_to_log_power, postfilter
+    rng = np.random.default_rng(0)
+    mgc = rng.standard_normal((4, 25)) * np.exp(-0.3 * np.arange(25))
+    np.testing.assert_allclose(mgc_to_log_power(mgc, 0.42, 1024), np.log(pysptk.mc2sp(mgc, 0.42, 1024)), atol=1e-10)
+    out = postfilter(mgc, alpha=0.42, beta=1.4, fft_size=1024)
+    np.testing.assert_allclose(out[:, 1], mgc[:, 1])
+    np.testing.assert_allclose(out[:, 2:], 1.4 * mgc[:, 2:])
+
+    def r0(c):  # zero-lag autocorrelation through the linear cepstrum (SPTK freqt + c2acr)
+        return np.array([pysptk.c2acr(pysptk.freqt(np.ascontiguousarray(f), 511, -0.42), 0, 1024)[0] for f in c])
+    np.testing.assert_allclose(r0(out), r0(mgc), rtol=1e-3)
+
+
+# ---------------------------------------------------------------------------- end to end
+
+def _e2e_exp(tmp_path: Path) -> Path:
+    from sps import prepare
+    from sps.features import stage as fstage, stats
+    from sps.frontend import stage as lstage
+    from sps.stage import StageContext
+    exp = tmp_path / "exp"
+    prepare.run(StageContext(exp, {"corpus": {"path": str(CORPUS), "max_utts": 4}}))
+    fstage.run(StageContext(exp, {"f0_method": "dio", "f0_floor": 80.0, "f0_ceil": 500.0}))
+    lstage.run(StageContext(exp, {}))
+    stats.run(StageContext(exp, {}))
+    return exp
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (CORPUS / "train.list").exists(), reason="shipped corpus not generated yet")
+def test_end_to_end_tiny(tmp_path):
+    pytest.importorskip("pyworld")
+    from sps.io import load_array, read_json, read_list
+    from sps.models.stage import train
+    from sps.stage import StageContext
+    from sps.synthesis import evaluate, report, synth
+    exp = _e2e_exp(tmp_path)
+    tr = {"batch_size": 2, "epochs": 4, "lr": 2e-3, "plot": True, "num_threads": 1}
+    train(StageContext(exp, {"name": "dur", "kind": "duration", "model": {"hidden_dim": 32, "num_layers": 2},
+                             "train": tr}))
+    train(StageContext(exp, {"name": "ac", "model": {"type": "lstm", "hidden_dim": 32, "lstm_dim": 32,
+                                                     "num_layers": 1}, "train": tr}))
+    train(StageContext(exp, {"name": "ac_mge", "loss": "mge", "init_from": "ac",
+                             "train": {**tr, "epochs": 2, "lr": 3e-4}}))
+    for name in ("dur", "ac", "ac_mge"):
+        d = exp / "models" / name
+        assert (d / "best.pt").exists() and (d / "loss.png").exists()
+        recs = [json.loads(l) for l in (d / "log.jsonl").read_text().splitlines()]
+        ep = [r["epoch_train_loss"] for r in recs if "epoch_train_loss" in r]
+        assert ep[-1] < ep[0], (name, ep)
+
+    synth.run(StageContext(exp, {"acoustic_model": "ac_mge", "splits": ["eval"]}))
+    synth.run(StageContext(exp, {"copy_synthesis": True, "splits": ["eval"]}))
+    synth.run(StageContext(exp, {"acoustic_model": "ac", "duration_model": "dur", "durations": "predicted",
+                                 "postfilter": True, "splits": ["eval"]}))
+    spec = read_json(exp / "dump" / "out_acoustic.json")
+    S = sum(s["static_dim"] for s in spec["streams"])
+    utts = read_list(exp / "data" / "eval.list")
+    for utt in utts:
+        natural = load_array(exp / "dump" / "eval" / "out_acoustic" / f"{utt}.npy")
+        gen = load_array(exp / "synth" / "ac_mge" / "eval" / f"{utt}.npy")
+        assert gen.shape == (len(natural), S) and gen.dtype == np.float32
+        for system in ("ac_mge", "world_copy", "ac_durpred"):
+            assert (exp / "synth" / system / "eval" / f"{utt}.wav").exists()
+        assert (exp / "synth" / "ac_mge" / "eval" / f"{utt}.png").exists()
+
+    evaluate.run(StageContext(exp, {"duration_model": "dur"}))
+    copy = read_json(exp / "eval" / "world_copy" / "eval" / "metrics.json")
+    model = read_json(exp / "eval" / "ac_mge" / "eval" / "metrics.json")
+    assert set(model["utterances"]) == set(utts)
+    assert 0 < copy["mean"]["mcd_db"] < model["mean"]["mcd_db"]  # copy synthesis is the ceiling
+    assert "duration_rmse_frames" in read_json(exp / "eval" / "dur" / "eval" / "metrics.json")["mean"]
+    assert not (exp / "eval" / "ac_durpred").exists()  # predicted durations: not comparable frame by frame
+
+    report.run(StageContext(exp, {}))
+    page = (exp / "eval" / "report.html").read_text()
+    assert "MCD (dB)" in page and f"../synth/ac_mge/eval/{utts[0]}.wav" in page
+    assert f"natural/eval/{utts[0]}.wav" in page and (exp / "eval" / "natural" / "eval" / f"{utts[0]}.wav").exists()
+
+    if shutil.which("festival"):
+        from sps.synthesis import synthesize_text
+        wav = synthesize_text(exp, "Hello world.", tmp_path / "hello.wav",
+                              {"acoustic_model": "ac_mge", "duration_model": "dur"})
+        assert (tmp_path / "hello.wav").exists() and len(wav) > 1600 and np.isfinite(wav).all()

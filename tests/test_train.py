@@ -1,0 +1,175 @@
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from sps.train import BucketBatchSampler, checkpoints, fit, load_checkpoint, pad_sequences
+from sps.train.loop import lr_lambda, merge_defaults
+
+
+class SeqData(torch.utils.data.Dataset):
+    """Variable-length sequences: y = x @ W + noise (learnable by a linear layer)."""
+
+    def __init__(self, n, seed=0, din=4, dout=2):
+        g = np.random.default_rng(seed)
+        w = np.random.default_rng(123).standard_normal((din, dout))
+        self.lengths = g.integers(3, 12, size=n).tolist()
+        self.items = []
+        for t in self.lengths:
+            x = g.standard_normal((t, din)).astype(np.float32)
+            y = (x @ w + 0.01 * g.standard_normal((t, dout))).astype(np.float32)
+            self.items.append((x, y))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def collate(items):
+    x, lengths = pad_sequences([torch.from_numpy(a) for a, _ in items])
+    y, _ = pad_sequences([torch.from_numpy(b) for _, b in items])
+    return {"x": x, "y": y, "lengths": lengths}
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l1, self.drop, self.l2 = nn.Linear(4, 16), nn.Dropout(0.2), nn.Linear(16, 2)
+
+    def forward(self, x):
+        return self.l2(self.drop(torch.tanh(self.l1(x))))
+
+
+def step_fn(model, batch):
+    mask = (torch.arange(batch["x"].shape[1])[None] < batch["lengths"][:, None]).unsqueeze(-1)
+    err = (model(batch["x"]) - batch["y"]) ** 2 * mask
+    return err.sum() / (mask.sum() * 2)
+
+
+CFG = dict(batch_size=4, lr=3e-2, lr_schedule="cosine", warmup_steps=2, grad_clip=1.0, seed=3,
+           log_every=2, plot=False, device="cpu")
+
+
+def test_sampler_is_a_partition_and_buckets():
+    lengths = np.random.default_rng(0).integers(1, 100, 103)
+    s = BucketBatchSampler(103, 8, lengths, seed=1, pool_batches=4)
+    batches = s.batches(0)
+    assert sorted(i for b in batches for i in b) == list(range(103))
+    assert len(s) == len(batches) == 13
+    # inside a batch lengths come from one sorted pool: spread far below random batches
+    spread = np.mean([np.ptp(lengths[b]) for b in batches if len(b) == 8])
+    assert spread < 40
+    assert s.batches(0) == batches and s.batches(1) != batches  # deterministic per epoch
+    s.set_epoch(0, skip=5)
+    assert list(s) == batches[5:]
+    r0 = BucketBatchSampler(103, 8, lengths, seed=1, rank=0, world_size=2).batches(0)
+    r1 = BucketBatchSampler(103, 8, lengths, seed=1, rank=1, world_size=2).batches(0)
+    assert len(r0) == len(r1) == 6 and not set(map(tuple, r0)) & set(map(tuple, r1))
+
+
+def test_lr_schedules():
+    cfg = merge_defaults(dict(lr_schedule="noam", warmup_steps=4))
+    f = lr_lambda(cfg, 100)
+    assert f(0) == pytest.approx(0.25) and f(3) == pytest.approx(1.0) and f(15) == pytest.approx(0.5)
+    f = lr_lambda(merge_defaults(dict(lr_schedule="cosine", lr_min_ratio=0.1)), 100)
+    assert f(0) == pytest.approx(1.0) and f(50) == pytest.approx(0.55) and f(100) == pytest.approx(0.1)
+    f = lr_lambda(merge_defaults(dict(lr_schedule="step", lr_step_size=10, lr_gamma=0.5)), 100)
+    assert f(9) == 1.0 and f(10) == 0.5 and f(25) == 0.25
+    with pytest.raises(ValueError, match="lr_schedule"):
+        lr_lambda(merge_defaults(dict(lr_schedule="bogus")), 10)
+
+
+def test_fit_reduces_loss_and_writes_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = Net()
+    train, valid = SeqData(40, 0), SeqData(8, 1)
+    with torch.no_grad():
+        before = np.mean([float(step_fn(model.eval(), collate([valid[i]]))) for i in range(8)])
+    out = fit(model, step_fn, train, valid, tmp_path, {**CFG, "epochs": 6, "plot": True},
+              collate_fn=collate)
+    assert out["step"] == 60 and out["epoch"] == 6
+    assert out["best_valid"] < 0.2 * before
+    recs = [json.loads(l) for l in (tmp_path / "log.jsonl").read_text().splitlines()]
+    valid_losses = [r["valid_loss"] for r in recs if "valid_loss" in r]
+    assert len(valid_losses) == 6 and valid_losses[-1] < valid_losses[0]
+    assert all("epoch_time" in r for r in recs if "valid_loss" in r)
+    for name in ("config.yaml", "best.pt", "loss.png", "checkpoint_60.pt"):
+        assert (tmp_path / name).exists(), name
+    assert len(checkpoints(tmp_path)) == 2  # keep_checkpoints
+    fresh = Net()
+    ckpt = load_checkpoint(tmp_path, fresh)
+    assert ckpt["best_valid"] == out["best_valid"]
+    assert min(valid_losses) == pytest.approx(out["best_valid"])
+
+
+def test_resume_is_bit_exact(tmp_path):
+    train, valid = SeqData(30, 0), SeqData(6, 1)
+    n = 22  # 8 batches per epoch: the break falls mid-epoch
+    # noam's lr does not depend on the total, so stopping at n/2 is the same run cut short
+    cfg = {**CFG, "max_steps": n, "checkpoint_every": n // 2, "lr_schedule": "noam", "warmup_steps": 4}
+
+    torch.manual_seed(0)
+    a = Net()
+    fit(a, step_fn, train, valid, tmp_path / "a", cfg, collate_fn=collate)
+
+    torch.manual_seed(0)
+    b = Net()
+    fit(b, step_fn, train, valid, tmp_path / "b", {**cfg, "max_steps": n // 2}, collate_fn=collate)
+    torch.manual_seed(999)  # disturb every global RNG between the runs
+    np.random.seed(5)
+    b2 = Net()
+    out = fit(b2, step_fn, train, valid, tmp_path / "b", cfg, collate_fn=collate, resume=True)
+    assert out["step"] == n
+    for (k, pa), pb in zip(a.state_dict().items(), b2.state_dict().values()):
+        assert torch.equal(pa, pb), k
+    def train_log(d):
+        recs = [json.loads(l) for l in (d / "log.jsonl").read_text().splitlines()]
+        # (the first window after the cut also holds step n/2, logged early by the short run)
+        return [(r["step"], r["train_loss"]) for r in recs if "train_loss" in r and r["step"] > n // 2 + 2]
+    assert train_log(tmp_path / "a") == train_log(tmp_path / "b")
+
+
+def test_non_finite_loss_is_an_error(tmp_path):
+    def bad(model, batch):
+        return model(batch["x"]).sum() * float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        fit(Net(), bad, SeqData(8), None, tmp_path, {**CFG, "max_steps": 2}, collate_fn=collate)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out_dir, result_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
+    model = Net()
+    train, valid = SeqData(32, 0), SeqData(8, 1)
+    out = fit(model, step_fn, train, valid, out_dir, {**CFG, "epochs": 4}, collate_fn=collate)
+    torch.save({"state": model.state_dict(), "out": out}, os.path.join(result_dir, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    port = _free_port()
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "m"), str(tmp_path)), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
+    for k in r0["state"]:
+        assert torch.equal(r0["state"][k], r1["state"][k]), k
+    assert r0["out"]["step"] == 16  # 8 batches per epoch shared by 2 ranks, 4 epochs
+    recs = [json.loads(l) for l in (tmp_path / "m" / "log.jsonl").read_text().splitlines()]
+    v = [r["valid_loss"] for r in recs if "valid_loss" in r]
+    assert len(v) == 4 and v[-1] < 0.5 * v[0]
+    assert r0["out"]["valid_loss"] == r1["out"]["valid_loss"]  # all-reduced
