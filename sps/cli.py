@@ -23,6 +23,12 @@ STAGES: dict[str, tuple[str, str]] = {
     "features": ("sps.features.stage:run", "WORLD/SPTK acoustic features, log-mel, waveform -> dump/<split>/"),
     "linguistic": ("sps.frontend.stage:run", "HTS labels + questions -> in_acoustic, in_duration, out_duration"),
     "stats": ("sps.features.stats:run", "normalisation statistics over the train split -> stats/<kind>.npz"),
+    "train": ("sps.models.stage:train", "train a duration or acoustic model (MSE or MGE) -> models/<name>/"),
+    "synth": ("sps.synthesis.synth:run", "labels -> durations -> acoustic -> MLPG -> WORLD waveform -> synth/<name>/<split>/"),
+    "eval": ("sps.synthesis.evaluate:run", "objective metrics (MCD, BAP, F0, V/UV) -> eval/<system>/<split>/metrics.json"),
+    "report": ("sps.synthesis.report:run", "HTML report with metrics, audio players and plots -> eval/report.html"),
+    "train-vocoder": ("sps.vocoders.stage:train", "train a neural vocoder (config 'vocoder': wavenet | wavernn) on natural features"),
+    "vocode": ("sps.vocoders.stage:vocode", "neural vocoding: copy synthesis + acoustic-model features -> synth/, metrics -> eval/"),
 }
 
 #: extra options some stages accept: stage -> list of (flags, kwargs)

@@ -1,0 +1,275 @@
+"""WaveRNN generation speed: fused C kernel (CPU) / CUDA graphs (GPU) vs the eager loop.
+
+For each hidden size, measures output samples per second of
+
+* ``eager``: the naive per-sample PyTorch loop (:func:`run_reference`), one stream
+  and the folded batch (a few hundred steps, which is its steady state; the better
+  of one thread and the default thread count);
+* ``native`` (CPU) or ``cuda_graph`` (``--device cuda``): one stream, and one long
+  utterance folded into a batch of segments (``WaveRNN.generate(fold=True)``,
+  counting only the utterance's samples, so the warm-up/overlap overhead is paid);
+
+with float32 and bfloat16 weights, and prints ratios against the eager loop of the
+same configuration and the real-time factor (16 kHz). Weights are random: speed
+does not depend on them.
+
+    python benchmarks/wavernn.py                   # H = 896 and 384, CPU
+    python benchmarks/wavernn.py --hidden 384 --seconds 4
+    python benchmarks/wavernn.py --device cuda
+
+``--quality`` instead measures what bf16 weights and magnitude pruning cost on a
+model trained for ``--train-minutes`` on ``data/slt_festival`` (log-mel
+conditioning computed here, so the check needs no other stage): teacher-forced
+log-likelihood and KL divergence of the coarse/fine distributions against the
+float32 model on held-out speech, and SNR / identical-sample fraction between
+waveforms generated with the same random draws.
+
+    python benchmarks/wavernn.py --quality --train-minutes 10
+
+``--train`` times the teacher-forced recurrence (forward + backward of a batch of
+16 x 800 samples) with ``torch.gru`` (ATen), the PyTorch-loop autograd Function
+and the C kernels.
+
+    python benchmarks/wavernn.py --train --hidden 384
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from sps.vocoders.wavernn import WaveRNN, split_16bit
+from sps.vocoders.wavernn import generate as gen
+from sps.vocoders.wavernn import native
+from sps.vocoders.wavernn.model import pad_frames
+
+SR, HOP, COND_DIM = 16000, 80, 63
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeat=2):
+    best = float("inf")
+    for _ in range(repeat):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def eager_rate(model, rows, device, precision, steps):
+    """Samples/s of the eager loop over ``rows`` parallel rows (``steps`` samples each)."""
+    frames = max(1, steps // HOP)
+    w = gen.gen_weights(model, precision, device)
+    P = pad_frames(model.cond_projection(torch.randn(rows, frames, COND_DIM, device=device)))
+    u = torch.rand(rows, frames * HOP, 2, device=device)
+    threads = torch.get_num_threads()
+    best = float("inf")
+    for n in sorted({1, threads}) if device.type == "cpu" else [threads]:
+        torch.set_num_threads(n)   # tiny ops: one thread is often faster on a busy machine
+        best = min(best, timed(lambda: gen.run_reference(w, P, u, HOP), device, repeat=1))
+    torch.set_num_threads(threads)
+    return rows * frames * HOP / best
+
+
+def fast_single_rate(model, device, precision, seconds, backend):
+    frames = int(seconds * SR / HOP)
+    cond = torch.randn(1, frames, COND_DIM, device=device)
+    dt = timed(lambda: model.generate(cond, backend=backend, precision=precision), device)
+    return frames * HOP / dt
+
+
+def fast_fold_rate(model, device, precision, seconds, backend, fold_frames):
+    frames = int(seconds * SR / HOP)
+    cond = torch.randn(1, frames, COND_DIM, device=device)
+    dt = timed(lambda: model.generate(cond, fold=True, fold_frames=fold_frames, backend=backend,
+                                      precision=precision), device)
+    return frames * HOP / dt
+
+
+def logmel(wav: torch.Tensor, n_mels: int = 80) -> torch.Tensor:
+    """(N,) waveform -> (N // HOP, n_mels) log-mel frames (25 ms Hann window, 5 ms hop)."""
+    import numpy as np
+    n_fft = 512
+    spec = torch.stft(wav, n_fft, HOP, 400, torch.hann_window(400), center=True,
+                      return_complex=True).abs() ** 2                  # (F, T)
+    f = np.linspace(0, SR / 2, n_fft // 2 + 1)
+    mel = lambda x: 2595 * np.log10(1 + x / 700)
+    edges = 700 * (10 ** (np.linspace(0, mel(SR / 2), n_mels + 2) / 2595) - 1)
+    fb = np.maximum(0, np.minimum((f[None] - edges[:-2, None]) / np.diff(edges)[:-1, None],
+                                  (edges[2:, None] - f[None]) / np.diff(edges)[1:, None]))
+    out = torch.log(torch.from_numpy(fb).float() @ spec + 1e-5).t()
+    return out[:len(wav) // HOP]
+
+
+def load_corpus(root: str, count: int):
+    import soundfile as sf
+    from pathlib import Path
+    items = []
+    for path in sorted(Path(root, "wav").glob("*.flac"))[:count]:
+        x, sr = sf.read(path, dtype="float32")
+        if sr != SR:
+            raise ValueError(f"{path}: sample rate {sr}, expected {SR}")
+        x = torch.from_numpy(x)
+        c = logmel(x)
+        items.append((x[:len(c) * HOP], c))
+    mean = torch.cat([c for _, c in items]).mean(0)
+    std = torch.cat([c for _, c in items]).std(0)
+    return [(x, (c - mean) / std) for x, c in items]
+
+
+def quality(args):
+    import copy
+    import math
+    from sps.vocoders.wavernn import magnitude_prune
+    torch.manual_seed(0)
+    data = load_corpus(args.corpus, args.utts + 4)
+    train, held = data[:args.utts], data[args.utts:]
+    model = WaveRNN(80, hidden=args.hidden[-1], cond_channels=128, hop_length=HOP)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    seg, bs, step, t_end = 10, 8, 0, time.time() + 60 * args.train_minutes
+    while time.time() < t_end:
+        wav, cond = [], []
+        for i in torch.randint(len(train), (bs,)).tolist():
+            x, c = train[i]
+            s = int(torch.randint(len(c) - seg, ()))
+            wav.append(x[s * HOP:(s + seg) * HOP])
+            cond.append(c[s:s + seg])
+        loss = model.loss(torch.stack(wav), torch.stack(cond))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 100 == 0:
+            print(f"step {step}  loss {loss.item():.3f} nats/sample", flush=True)
+    model.eval()
+    print(f"trained H={model.hidden} for {step} steps ({args.train_minutes:g} min, batch {bs} x "
+          f"{seg * HOP} samples) on {len(train)} utterances; held out {len(held)}")
+    frames = 200                                              # 2 s of each held-out utterance
+    wav = torch.stack([x[:frames * HOP] for x, _ in held])
+    cond = torch.stack([c[:frames] for _, c in held])
+
+    def variant(kind):
+        m = copy.deepcopy(model)
+        if kind == "bf16":
+            with torch.no_grad():
+                for w in (m.R, m.O1.weight, m.O2.weight, m.O3.weight, m.O4.weight):
+                    w.copy_(w.bfloat16().float())
+        elif kind.startswith("prune"):
+            magnitude_prune(m, int(kind[5:]) / 100)
+        return m
+
+    with torch.no_grad():
+        ref_c, ref_f = [l.log_softmax(-1) for l in model.logits(wav, cond)]
+        c, f = split_16bit(wav)
+        ref_ll = (ref_c.gather(-1, c[..., None]).mean() + ref_f.gather(-1, f[..., None]).mean()).item()
+        ref_gen = model.generate(cond, backend="native", generator=torch.Generator().manual_seed(1))
+        print(f"\nfloat32: teacher-forced log-likelihood {ref_ll:.4f} nats/sample "
+              f"({ref_ll / math.log(2):.3f} bits)")
+        print(f"{'weights':>9} {'d loglik nats/sample':>21} {'KL coarse':>10} {'KL fine':>9} "
+              f"{'gen SNR dB':>11} {'same samples':>13}")
+        for kind in ("bf16", "prune50", "prune75", "prune90"):
+            m = variant(kind)
+            lc, lf = [l.log_softmax(-1) for l in m.logits(wav, cond)]
+            ll = (lc.gather(-1, c[..., None]).mean() + lf.gather(-1, f[..., None]).mean()).item()
+            kl_c = (ref_c.exp() * (ref_c - lc)).sum(-1).mean().item()
+            kl_f = (ref_f.exp() * (ref_f - lf)).sum(-1).mean().item()
+            g = m.generate(cond, backend="native", generator=torch.Generator().manual_seed(1))
+            snr = 10 * math.log10((ref_gen ** 2).sum() / ((ref_gen - g) ** 2).sum().clamp_min(1e-20))
+            same = (g == ref_gen).float().mean().item()
+            print(f"{kind:>9} {ll - ref_ll:>21.4f} {kl_c:>10.5f} {kl_f:>9.5f} {snr:>11.1f} {same:>12.1%}")
+
+
+def train_speed(args):
+    import torch.nn.functional as F
+    from sps.vocoders.wavernn.rnn import gru_aten, gru_sequence
+    B, N, D = 16, 800, 128
+    print(f"teacher-forced recurrence, batch {B} x {N} samples, threads={torch.get_num_threads()}, "
+          "wall time, best of 3")
+    for H in args.hidden:
+        g = torch.Generator().manual_seed(0)
+        inp = torch.randn(B, N, 3 + D, generator=g)
+        w_ih = (torch.randn(3 * H, 3 + D, generator=g) * 0.05).requires_grad_()
+        b = torch.zeros(3 * H, requires_grad=True)
+        R = (torch.randn(3 * H, H, generator=g) / H ** 0.5).requires_grad_()
+        dout = torch.randn(B, N, H, generator=g)
+        impls = {"torch.gru (ATen)": lambda: gru_aten(inp, w_ih, b, R),
+                 "PyTorch loop": lambda: gru_sequence(F.linear(inp, w_ih, b), R, use_native=False),
+                 "C kernels": lambda: gru_sequence(F.linear(inp, w_ih, b), R)}
+        base = None
+        for name, fn in impls.items():
+            fwd = bwd = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                out = fn()
+                t1 = time.perf_counter()
+                (out * dout).sum().backward()
+                t2 = time.perf_counter()
+                fwd, bwd = min(fwd, t1 - t0), min(bwd, t2 - t1)
+            base = base or fwd + bwd
+            print(f"H={H:>4} {name:>17}: forward {fwd:6.3f} s  backward {bwd:6.3f} s  "
+                  f"speed-up {base / (fwd + bwd):4.1f}x", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hidden", type=int, nargs="+", default=[896, 384])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="utterance length for the fast paths (default 2 s single / 8 s folded on "
+                         "CPU, 10 s / 60 s on CUDA)")
+    ap.add_argument("--fold-frames", type=int, default=None,
+                    help="core frames per fold segment (default 100 CPU, 50 CUDA)")
+    ap.add_argument("--eager-steps", type=int, default=160)
+    ap.add_argument("--threads", type=int, default=None, help="torch / kernel threads")
+    ap.add_argument("--quality", action="store_true", help="measure bf16/pruning quality cost")
+    ap.add_argument("--train", action="store_true", help="time the training recurrence")
+    ap.add_argument("--train-minutes", type=float, default=10.0)
+    ap.add_argument("--utts", type=int, default=60, help="training utterances for --quality")
+    ap.add_argument("--corpus", default="data/slt_festival")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quality:
+        return quality(args)
+    if args.train:
+        return train_speed(args)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    backend = "cuda_graph" if cuda else "native"
+    if not cuda and native.library() is None:
+        raise SystemExit("the C kernel did not build (no compiler?); nothing to benchmark")
+    single_s = args.seconds or (10.0 if cuda else 2.0)
+    fold_s = args.seconds or (60.0 if cuda else 8.0)
+    fold_frames = args.fold_frames or (50 if cuda else 100)
+    n_seg = -(-int(fold_s * SR / HOP) // fold_frames)
+    print(f"device={device}  torch={torch.__version__}  threads={torch.get_num_threads()}  "
+          f"backend={backend}  fold: {fold_s:g} s utterance -> {n_seg} segments of "
+          f"{fold_frames}+8 warm-up+4 overlap frames")
+    print(f"{'H':>5} {'mode':>7} {'weights':>8} {'eager samples/s':>16} {'fast samples/s':>15} "
+          f"{'speed-up':>9} {'x real time':>12}")
+    torch.manual_seed(0)
+    for H in args.hidden:
+        model = WaveRNN(COND_DIM, hidden=H).to(device).eval()
+        with torch.no_grad():
+            for mode in ("single", "folded"):
+                rows = 1 if mode == "single" else n_seg
+                for precision in ("float32", "bfloat16"):
+                    if mode == "single":
+                        fast = fast_single_rate(model, device, precision, single_s, backend)
+                    else:
+                        fast = fast_fold_rate(model, device, precision, fold_s, backend, fold_frames)
+                    base = eager_rate(model, rows, device, precision, args.eager_steps)
+                    print(f"{H:>5} {mode:>7} {'fp32' if precision == 'float32' else 'bf16':>8} {base:>16,.0f} {fast:>15,.0f} "
+                          f"{fast / base:>8.1f}x {fast / SR:>11.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()

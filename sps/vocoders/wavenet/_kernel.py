@@ -1,0 +1,273 @@
+"""C source of the CPU WaveNet generation kernel (compiled by :mod:`sps._native`).
+
+One call runs ``n`` consecutive samples for ``B`` streams. OpenMP threads form groups;
+each group advances its streams in lockstep (a weight row loaded into cache serves
+all of them) and, when a group has several threads (fewer streams than threads),
+they split the rows of every weight matrix so each slice stays in its core's cache,
+combining partial sums after a light barrier. Matrix-vector products are written as sums of rows of
+the transposed weight (``out += x[j] * W^T[j, :]``), which vectorise without
+reassociation. ``tanh``/``sigmoid``/``exp`` use a branch-free exp (Cody-Waite range
+reduction, degree-6 polynomial, relative error ~1e-7) so they vectorise too.
+
+State between calls: ``buf`` (B, L, D + 1, R) ring buffers of past layer inputs (slot
+``t % (D + 1)`` holds ``x_l[t]``, zero before the start; with one slot more than the
+largest dilation ``D`` the slot read never equals the slot written), ``yprev``/``ycurr`` (B,) classes
+``y[t-2]``, ``y[t-1]``.
+"""
+
+SOURCE = r"""
+#define _GNU_SOURCE
+#pragma GCC optimize("fp-contract=fast")   /* fused multiply-adds under -std=c99 */
+#include <math.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+
+static inline float fexp(float x) {
+    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float s;
+    memcpy(&s, &e, sizeof s);
+    return p * s;
+}
+static inline float ftanh(float x) { return 1.0f - 2.0f / (1.0f + fexp(2.0f * x)); }
+static inline float fsigmoid(float x) { return 1.0f / (1.0f + fexp(-x)); }
+
+/* out[b][lo:hi] += sum_j x[b][j] * WT[j, lo:hi]  for j in [j0, j1) and b < nb  (WT is k x m).
+   Blocks of 32 outputs are accumulated in registers over all j (weights streamed once per
+   stream; a block of rows stays in L1 for the next stream). */
+#define MV_BLOCK 32
+static inline void matvec_acc(int nb, int j0, int j1, int m, int lo, int hi, const float *restrict WT,
+                              const float *restrict x, int xstride, float *restrict out, int ostride) {
+    int i0 = lo;
+    for (; i0 + MV_BLOCK <= hi; i0 += MV_BLOCK) {
+        for (int b = 0; b < nb; b++) {
+            const float *restrict xb = x + (size_t)b * xstride;
+            float *restrict o = out + (size_t)b * ostride + i0;
+            float acc[MV_BLOCK];
+            for (int c = 0; c < MV_BLOCK; c++) acc[c] = o[c];
+            for (int j = j0; j < j1; j++) {
+                const float xv = xb[j];
+                const float *restrict w = WT + (size_t)j * m + i0;
+                #pragma omp simd
+                for (int c = 0; c < MV_BLOCK; c++) acc[c] += xv * w[c];
+            }
+            for (int c = 0; c < MV_BLOCK; c++) o[c] = acc[c];
+        }
+    }
+    if (i0 < hi) {
+        for (int j = j0; j < j1; j++) {
+            const float *restrict w = WT + (size_t)j * m;
+            for (int b = 0; b < nb; b++) {
+                const float xv = x[(size_t)b * xstride + j];
+                float *restrict o = out + (size_t)b * ostride;
+                #pragma omp simd
+                for (int i = i0; i < hi; i++) o[i] += xv * w[i];
+            }
+        }
+    }
+}
+
+/* A barrier for the k threads of one group: sense reversal on one cache line; waiting
+   threads pause, then yield the core (a busy machine must not stall on a descheduled peer). */
+typedef struct { int count; int sense; char pad[56]; } group_barrier;
+
+static void barrier_wait(group_barrier *g, int k, int *local_sense) {
+    if (k <= 1) return;
+    const int s = !*local_sense;
+    *local_sense = s;
+    if (__atomic_add_fetch(&g->count, 1, __ATOMIC_ACQ_REL) == k) {
+        __atomic_store_n(&g->count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&g->sense, s, __ATOMIC_RELEASE);
+    } else {
+        int spins = 0;
+        while (__atomic_load_n(&g->sense, __ATOMIC_ACQUIRE) != s) {
+            if (++spins > 4000) sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+            else __builtin_ia32_pause();
+#endif
+        }
+    }
+}
+
+/* Threads form G = min(threads, B) groups of k; group g generates streams [b0, b1) in
+   lockstep (a weight row loaded into cache serves all of them). The k threads of a
+   group split every matrix, so each one's weight slice stays in its own core's cache:
+   member q owns gate units [r0, r1) (rows r and R + r of the dilated convolutions,
+   hence z[r0:r1]), inputs [r0, r1) of the skip and residual products (partial sums,
+   combined after a barrier), output classes [a0, a1) of W_out and inputs [a0, a1) of
+   W_end. Cheap vector work (embedding, x update, softmax, sampling) is repeated by
+   every member in the same order, so all hold identical values. Barriers per sample:
+   one per residual layer, two at the output (none when k = 1). */
+int wavenet_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil,
+                const float *Ep, const float *Ec, int embed_tanh,
+                const float *WprevT, const float *WcurT,          /* L x R x 2R */
+                const float *WresT, const float *bres,            /* (L-1) x R x R, (L-1) x R */
+                const float *WskipT, const float *bskip,          /* L x R x S, S (summed) */
+                const float *WoutT, const float *WendT,           /* S x A, A x A */
+                const float *cond,                                /* B x n x L x 2R (all gate biases) */
+                const float *u, float inv_temp, int argmax,      /* B x n */
+                float *buf, int *yprev, int *ycurr, long long t0, /* buf: B x L x D1 x R, D1 > max dil */
+                int *out, int nthreads) {
+    const int R2 = 2 * R;
+    if (nthreads < 1) nthreads = 1;
+    const int G = nthreads < B ? nthreads : B;
+    int k = nthreads / G;
+    if (k > R / 4) k = R / 4 > 0 ? R / 4 : 1;
+    const int nt = G * k;
+    float *pres = malloc(sizeof(float) * 2 * (size_t)nt * B * R);
+    float *psk = malloc(sizeof(float) * (size_t)nt * B * S);
+    float *plg = malloc(sizeof(float) * (size_t)nt * B * A);
+    group_barrier *bars = calloc((size_t)G, sizeof(group_barrier));
+    int fail = !pres || !psk || !plg || !bars;
+    if (!fail) {
+    #pragma omp parallel num_threads(nt)
+    {
+        const int p = omp_get_thread_num();
+        const int g = p / k, q = p % k, gp0 = g * k;    /* group, rank in group, first member */
+        const int b0 = B * g / G, b1 = B * (g + 1) / G, nb = b1 - b0;
+        const int r0 = R * q / k, r1 = R * (q + 1) / k, a0 = A * q / k, a1 = A * (q + 1) / k;
+        group_barrier *bar = bars + g;
+        int sense = 0;
+        float *x = malloc(sizeof(float) * (size_t)nb * R);
+        float *xp = malloc(sizeof(float) * (size_t)nb * R);
+        float *h = malloc(sizeof(float) * (size_t)nb * R2);
+        float *z = malloc(sizeof(float) * (size_t)nb * R);
+        float *sk = malloc(sizeof(float) * (size_t)nb * S);
+        float *o1 = malloc(sizeof(float) * (size_t)nb * A);
+        float *lg = malloc(sizeof(float) * (size_t)nb * A);
+        int *yp = malloc(sizeof(int) * (size_t)nb), *yc = malloc(sizeof(int) * (size_t)nb);
+        int ok = x && xp && h && z && sk && o1 && lg && yp && yc;
+        #pragma omp atomic update
+        fail += !ok;
+        #pragma omp barrier
+        if (!fail) {
+            /* partial sums of member m of this group for local stream j: base + (m * B + b0 + j) * dim */
+            float *mysk = psk + ((size_t)p * B + b0) * S, *mylg = plg + ((size_t)p * B + b0) * A;
+            memcpy(yp, yprev + b0, sizeof(int) * nb);
+            memcpy(yc, ycurr + b0, sizeof(int) * nb);
+            for (int i = 0; i < n; i++) {
+                const long long t = t0 + i;
+                const int ws = (int)(t % D1);
+                for (int b = 0; b < nb; b++) {
+                    const float *ep = Ep + (size_t)yp[b] * R, *ec = Ec + (size_t)yc[b] * R;
+                    float *xb = x + (size_t)b * R;
+                    for (int r = 0; r < R; r++) xb[r] = ep[r] + ec[r];
+                    if (embed_tanh) {
+                        #pragma omp simd
+                        for (int r = 0; r < R; r++) xb[r] = ftanh(xb[r]);
+                    }
+                }
+                memset(mysk, 0, sizeof(float) * (size_t)nb * S);
+                for (int l = 0; l < L; l++) {
+                    const int rs = (int)(((t - dil[l]) % D1 + D1) % D1);
+                    for (int b = 0; b < nb; b++) {
+                        float *ring = buf + ((size_t)(b0 + b) * L + l) * (size_t)D1 * R;
+                        memcpy(xp + (size_t)b * R, ring + (size_t)rs * R, sizeof(float) * R);
+                        if (q == 0) memcpy(ring + (size_t)ws * R, x + (size_t)b * R, sizeof(float) * R);
+                        const float *cb = cond + (((size_t)(b0 + b) * n + i) * L + l) * R2;
+                        float *hb = h + (size_t)b * R2;
+                        memcpy(hb + r0, cb + r0, sizeof(float) * (r1 - r0));
+                        memcpy(hb + R + r0, cb + R + r0, sizeof(float) * (r1 - r0));
+                    }
+                    const float *Wc = WcurT + (size_t)l * R * R2, *Wp = WprevT + (size_t)l * R * R2;
+                    matvec_acc(nb, 0, R, R2, r0, r1, Wc, x, R, h, R2);
+                    matvec_acc(nb, 0, R, R2, R + r0, R + r1, Wc, x, R, h, R2);
+                    matvec_acc(nb, 0, R, R2, r0, r1, Wp, xp, R, h, R2);
+                    matvec_acc(nb, 0, R, R2, R + r0, R + r1, Wp, xp, R, h, R2);
+                    for (int b = 0; b < nb; b++) {
+                        const float *hb = h + (size_t)b * R2;
+                        float *zb = z + (size_t)b * R;
+                        #pragma omp simd
+                        for (int r = r0; r < r1; r++) zb[r] = ftanh(hb[r]) * fsigmoid(hb[R + r]);
+                    }
+                    matvec_acc(nb, r0, r1, S, 0, S, WskipT + (size_t)l * R * S, z, R, mysk, S);
+                    if (l < L - 1) {
+                        /* double-buffered by layer parity: a fast member never overwrites
+                           partials a slow member is still reading */
+                        float *P = pres + (size_t)(l & 1) * nt * B * R;
+                        float *myP = P + ((size_t)p * B + b0) * R;
+                        memset(myP, 0, sizeof(float) * (size_t)nb * R);
+                        matvec_acc(nb, r0, r1, R, 0, R, WresT + (size_t)l * R * R, z, R, myP, R);
+                        barrier_wait(bar, k, &sense);
+                        const float *br = bres + (size_t)l * R;
+                        for (int b = 0; b < nb; b++) {
+                            float *xb = x + (size_t)b * R;
+                            for (int r = 0; r < R; r++) xb[r] += br[r];
+                            for (int m = 0; m < k; m++) {
+                                const float *pm = P + ((size_t)(gp0 + m) * B + b0 + b) * R;
+                                for (int r = 0; r < R; r++) xb[r] += pm[r];
+                            }
+                        }
+                    }
+                }
+                barrier_wait(bar, k, &sense);
+                for (int b = 0; b < nb; b++) {
+                    float *s = sk + (size_t)b * S;
+                    memcpy(s, bskip, sizeof(float) * S);
+                    for (int m = 0; m < k; m++) {
+                        const float *pm = psk + ((size_t)(gp0 + m) * B + b0 + b) * S;
+                        for (int c = 0; c < S; c++) s[c] += pm[c];
+                    }
+                    for (int c = 0; c < S; c++) s[c] = s[c] > 0.0f ? s[c] : 0.0f;
+                    memset(o1 + (size_t)b * A, 0, sizeof(float) * A);
+                }
+                matvec_acc(nb, 0, S, A, a0, a1, WoutT, sk, S, o1, A);
+                for (int b = 0; b < nb; b++) {
+                    float *ob = o1 + (size_t)b * A;
+                    for (int a = a0; a < a1; a++) ob[a] = ob[a] > 0.0f ? ob[a] : 0.0f;
+                }
+                memset(mylg, 0, sizeof(float) * (size_t)nb * A);
+                matvec_acc(nb, a0, a1, A, 0, A, WendT, o1, A, mylg, A);
+                barrier_wait(bar, k, &sense);
+                for (int b = 0; b < nb; b++) {
+                    float *lb = lg + (size_t)b * A;
+                    memcpy(lb, plg + ((size_t)gp0 * B + b0 + b) * A, sizeof(float) * A);
+                    for (int m = 1; m < k; m++) {
+                        const float *pm = plg + ((size_t)(gp0 + m) * B + b0 + b) * A;
+                        for (int a = 0; a < A; a++) lb[a] += pm[a];
+                    }
+                    int best = 0;
+                    for (int a = 1; a < A; a++) if (lb[a] > lb[best]) best = a;
+                    int y = best;
+                    if (!argmax) {
+                        const float mx = lb[best];
+                        float sum = 0.0f;
+                        #pragma omp simd reduction(+:sum)
+                        for (int a = 0; a < A; a++) { lb[a] = fexp((lb[a] - mx) * inv_temp); sum += lb[a]; }
+                        const float thr = u[(size_t)(b0 + b) * n + i] * sum;
+                        float cum = 0.0f;
+                        y = A - 1;
+                        for (int a = 0; a < A; a++) {
+                            cum += lb[a];
+                            if (thr < cum) { y = a; break; }
+                        }
+                    }
+                    if (q == 0) out[(size_t)(b0 + b) * n + i] = y;
+                    yp[b] = yc[b];
+                    yc[b] = y;
+                }
+            }
+            if (q == 0) {
+                memcpy(yprev + b0, yp, sizeof(int) * nb);
+                memcpy(ycurr + b0, yc, sizeof(int) * nb);
+            }
+        }
+        free(x); free(xp); free(h); free(z); free(sk); free(o1); free(lg); free(yp); free(yc);
+    }
+    }
+    free(pres); free(psk); free(plg); free(bars);
+    return fail;
+}
+"""

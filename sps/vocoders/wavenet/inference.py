@@ -1,0 +1,322 @@
+"""Fast autoregressive WaveNet generation with per-layer state caches.
+
+Every layer keeps a ring buffer of its past inputs, so one sample costs the same
+whatever the receptive field: ``x_l[t - d_l]`` is read from slot ``(t - d_l) mod D``
+and ``x_l[t]`` written to slot ``t mod D`` (``D`` the largest dilation). The
+conditioning of all layers is computed in chunks of samples with one matrix product
+(upsampling once per utterance), never per sample.
+
+Three backends share that state layout and the sampling rule (the first class ``a``
+with ``u < sum_{k<=a} p_k``, ``u`` uniform, as in nv-wavenet):
+
+* ``"native"``: the C kernel of :mod:`._kernel` (float32; the whole per-sample loop over
+  layers in C; utterances split over OpenMP threads, or weight rows when there are more
+  threads than utterances; its ring buffers have ``D + 1`` slots);
+* ``"torch"``: an eager PyTorch step (one batched product for all layers' ``x[t-d]``
+  terms, two small products per layer, one product for all skips); the reference and
+  fallback;
+* ``"cuda"``: the same torch step captured in a CUDA graph of ``G`` consecutive steps
+  (``G`` a multiple of ``D``, so ring-buffer slots are constants inside the graph) and
+  replayed.
+
+``u = torch.rand((B, N), generator=generator)`` is drawn on the CPU up front, so all
+backends see the same draws and results are reproducible.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from sps import _native
+from sps.dsp import mu_law_decode
+from sps.vocoders.wavenet._kernel import SOURCE
+from sps.vocoders.wavenet.model import WaveNet
+
+logger = logging.getLogger(__name__)
+
+#: conditioning floats held per chunk (sets the chunk length)
+CHUNK_FLOATS = 1 << 24
+
+
+class Packed:
+    """Generation weights of a :class:`WaveNet` (float32, transposed for ``x @ W^T``)."""
+
+    def __init__(self, model: WaveNet, device: torch.device):
+        def f(t: Tensor) -> Tensor:
+            return t.detach().to(device=device, dtype=torch.float32).contiguous()
+        L, R, S, A = model.L, model.R, model.S, model.A
+        self.A, self.R, self.S, self.L = A, R, S, L
+        self.dil = list(model.dilations)
+        self.D = max(self.dil)
+        self.embed_tanh = model.use_embed_tanh
+        w = torch.stack([c.weight for c in model.dilate])           # (L, 2R, R, 2)
+        self.Ep, self.Ec = f(model.embed_prev), f(model.embed_curr)
+        self.WprevT = f(w[..., 0].transpose(1, 2))                   # (L, R, 2R)
+        self.WcurT = f(w[..., 1].transpose(1, 2))                    # (L, R, 2R)
+        if L > 1:
+            self.WresT = f(torch.stack([c.weight[..., 0].t() for c in model.res]))  # (L-1, R, R)
+            self.bres = f(torch.stack([c.bias for c in model.res]))                 # (L-1, R)
+        else:
+            self.WresT, self.bres = torch.zeros(1, R, R, device=device), torch.zeros(1, R, device=device)
+        self.WskipT = f(torch.stack([c.weight[..., 0].t() for c in model.skip]))    # (L, R, S)
+        self.bskip = f(torch.stack([c.bias for c in model.skip]).sum(0))            # (S,)
+        self.WoutT = f(model.conv_out.weight[..., 0].t())           # (S, A)
+        self.WendT = f(model.conv_end.weight[..., 0].t())           # (A, A)
+        # conditioning projection with every gate bias folded in
+        self.Wc = f(model.cond_proj.weight[..., 0].t())             # (U, L*2R)
+        self.bc = f(model.cond_proj.bias + torch.stack([c.bias for c in model.dilate]).reshape(-1))
+        self.dil_t = torch.tensor(self.dil, dtype=torch.int32)
+        idx = torch.arange(self.D)[:, None] - torch.tensor(self.dil)[None, :]
+        self.read_slot = (idx % self.D).to(device)                  # (D, L) slot of x_l[t - d_l]
+        self.layer_idx = torch.arange(L, device=device)
+
+    def cond_chunk(self, ups: Tensor, t0: int, t1: int) -> Tensor:
+        """ups (B, U, N) -> gate pre-activation offsets [shape=(B, t1 - t0, L, 2R)]."""
+        c = torch.addmm(self.bc, ups[:, :, t0:t1].transpose(1, 2).reshape(-1, ups.shape[1]), self.Wc)
+        return c.view(ups.shape[0], t1 - t0, self.L, 2 * self.R)
+
+
+def sample_classes(logits: Tensor, u: Tensor, temperature: float = 1.0, argmax: bool = False) -> Tensor:
+    """First class whose cumulative probability exceeds ``u`` (nv-wavenet's rule).
+
+    Parameters
+    ----------
+    logits : Tensor [shape=(B, A)]
+    u : Tensor [shape=(B,)], uniform in [0, 1).
+    temperature : float
+        Probabilities are ``softmax(logits / temperature)``.
+    argmax : bool
+        Return the most likely class instead.
+
+    Returns
+    -------
+    Tensor [shape=(B,), dtype=long]
+    """
+    if argmax:
+        return logits.argmax(-1)
+    cum = torch.softmax(logits / temperature, -1).cumsum(-1)
+    return (cum <= u[:, None]).sum(-1).clamp_(max=logits.shape[-1] - 1)
+
+
+class TorchState:
+    """Eager PyTorch incremental generator (the reference; graph-capturable step)."""
+
+    def __init__(self, P: Packed, B: int, device: torch.device, temperature: float, argmax: bool):
+        self.P, self.B, self.temperature, self.argmax = P, B, float(temperature), argmax
+        start = P.A // 2
+        self.yprev = torch.full((B,), start, dtype=torch.long, device=device)
+        self.ycurr = torch.full((B,), start, dtype=torch.long, device=device)
+        self.buf = torch.zeros(P.L, P.D, B, P.R, device=device)    # ring buffers of x_l
+        self.record: list[Tensor] | None = None                     # logits per step, when a list
+
+    def step(self, c: Tensor, u: Tensor, slot: int) -> Tensor:
+        """One sample. c (L, B, 2R) gate offsets, u (B,), slot = t mod D -> classes (B,)."""
+        P, R = self.P, self.P.R
+        prev = self.buf[P.layer_idx, P.read_slot[slot]]            # (L, B, R): x_l[t - d_l]
+        pre = torch.baddbmm(c, prev, P.WprevT)                       # (L, B, 2R)
+        x = P.Ep[self.yprev] + P.Ec[self.ycurr]
+        if P.embed_tanh:
+            x = torch.tanh(x)
+        xs, zs = [], []
+        for l in range(P.L):
+            xs.append(x)
+            h = torch.addmm(pre[l], x, P.WcurT[l])
+            z = torch.tanh(h[:, :R]) * torch.sigmoid(h[:, R:])
+            zs.append(z)
+            if l < P.L - 1:
+                x = torch.addmm(x + P.bres[l], z, P.WresT[l])
+        self.buf[:, slot].copy_(torch.stack(xs))
+        skip = torch.addmm(P.bskip, torch.cat(zs, 1), P.WskipT.reshape(P.L * R, P.S))
+        logits = F.relu(F.relu(skip) @ P.WoutT) @ P.WendT
+        if self.record is not None:
+            self.record.append(logits)
+        y = sample_classes(logits, u, self.temperature, self.argmax)
+        self.yprev.copy_(self.ycurr)
+        self.ycurr.copy_(y)
+        return y
+
+    def run(self, c: Tensor, u: Tensor, t0: int) -> Tensor:
+        """c (B, n, L, 2R), u (B, n) -> classes (B, n) for samples t0 .. t0 + n - 1."""
+        c = c.permute(1, 2, 0, 3)                                   # (n, L, B, 2R)
+        out = torch.stack([self.step(c[i], u[:, i], (t0 + i) % self.P.D) for i in range(c.shape[0])], 1)
+        return out
+
+
+class NativeState:
+    """State and call of the C kernel (CPU, float32)."""
+
+    def __init__(self, lib, P: Packed, B: int, temperature: float, argmax: bool, threads: int | None):
+        import ctypes
+        self.lib, self.P, self.B = lib, P, B
+        self.inv_temp, self.argmax = 1.0 / float(temperature), int(argmax)
+        self.threads = threads or max(1, min(torch.get_num_threads(), B))
+        start = P.A // 2
+        self.yprev = torch.full((B,), start, dtype=torch.int32)
+        self.ycurr = torch.full((B,), start, dtype=torch.int32)
+        self.buf = torch.zeros(B, P.L, P.D + 1, P.R)
+        lib.wavenet_run.restype = ctypes.c_int
+        lib.wavenet_run.argtypes = ([ctypes.c_int] * 7 + [ctypes.c_void_p] * 3 + [ctypes.c_int]
+                                    + [ctypes.c_void_p] * 10 + [ctypes.c_float, ctypes.c_int]
+                                    + [ctypes.c_void_p] * 3 + [ctypes.c_longlong, ctypes.c_void_p, ctypes.c_int])
+
+    def run(self, c: Tensor, u: Tensor, t0: int) -> Tensor:
+        P, p = self.P, _native.ptr
+        c, u = c.contiguous(), u.contiguous().float()
+        n = c.shape[1]
+        out = torch.empty(self.B, n, dtype=torch.int32)
+        fail = self.lib.wavenet_run(
+            self.B, n, P.A, P.R, P.S, P.L, P.D + 1, p(P.dil_t), p(P.Ep), p(P.Ec), int(P.embed_tanh),
+            p(P.WprevT), p(P.WcurT), p(P.WresT), p(P.bres), p(P.WskipT), p(P.bskip), p(P.WoutT),
+            p(P.WendT), p(c), p(u), self.inv_temp, self.argmax, p(self.buf), p(self.yprev),
+            p(self.ycurr), t0, p(out), self.threads)
+        if fail:
+            raise MemoryError("wavenet native kernel: out of memory for scratch buffers")
+        return out.long()
+
+
+class CudaGraphState(TorchState):
+    """:class:`TorchState` whose steps are replayed from a CUDA graph of ``G`` steps."""
+
+    def __init__(self, P: Packed, B: int, device: torch.device, temperature: float, argmax: bool):
+        super().__init__(P, B, device, temperature, argmax)
+        self.G = P.D * max(1, 256 // P.D)
+        self.c_in = torch.zeros(self.G, P.L, B, 2 * P.R, device=device)
+        self.u_in = torch.zeros(B, self.G, device=device)
+        self.y_out = torch.zeros(B, self.G, dtype=torch.long, device=device)
+        self.graph = None
+
+    def _capture(self) -> None:
+        # warm up on a side stream (required before capture), then restore the state
+        saved = [t.clone() for t in (self.yprev, self.ycurr, self.buf)]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for i in range(2):
+                self.step(self.c_in[i], self.u_in[:, i], i % self.P.D)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            for i in range(self.G):
+                self.y_out[:, i] = self.step(self.c_in[i], self.u_in[:, i], i % self.P.D)
+        for t, s in zip((self.yprev, self.ycurr, self.buf), saved):
+            t.copy_(s)
+
+    def run(self, c: Tensor, u: Tensor, t0: int) -> Tensor:
+        n = c.shape[1]
+        if n != self.G or t0 % self.P.D:
+            return super().run(c, u, t0)                            # ragged tail: eager steps
+        if self.graph is None:
+            self._capture()
+        self.c_in.copy_(c.permute(1, 2, 0, 3))
+        self.u_in.copy_(u)
+        self.graph.replay()
+        return self.y_out.clone()
+
+
+def native_lib():
+    """The compiled kernel (None when native code is disabled or cannot be built)."""
+    return _native.load("wavenet", SOURCE)
+
+
+@torch.no_grad()
+def generate(model: WaveNet, cond: Tensor, lengths: Tensor | None = None, temperature: float = 1.0, *,
+             argmax: bool = False, generator: torch.Generator | None = None, method: str = "auto",
+             progress: bool | None = None, threads: int | None = None,
+             uniforms: Tensor | None = None, return_classes: bool = False) -> Tensor:
+    """Sample waveforms from ``model`` given conditioning features.
+
+    Parameters
+    ----------
+    model : WaveNet
+    cond : Tensor [shape=(B, T, C)]
+        Normalised frame features (on the device generation runs on).
+    lengths : Tensor [shape=(B,)], optional
+        Frames of each utterance (default ``T``); output samples past
+        ``lengths[b] * hop_length`` are zero.
+    temperature : float
+        Softmax temperature (> 0).
+    argmax : bool
+        Greedy decoding (no sampling).
+    generator : torch.Generator, optional
+        CPU generator for the uniform draws ``u = torch.rand((B, N), generator=generator)``.
+    method : {"auto", "native", "torch", "cuda"}
+        ``auto``: ``cuda`` for CUDA tensors, else ``native`` when the C kernel builds,
+        else ``torch``.
+    progress : bool, optional
+        Show a tqdm bar (None: only on a terminal).
+    threads : int, optional
+        OpenMP threads of the native kernel. Default ``min(torch.get_num_threads(), B)``:
+        threads take separate utterances and never wait for each other. More threads
+        than utterances split each weight matrix between cores (faster single-stream
+        generation on an idle machine, slow on a busy one: they synchronise at every
+        layer).
+    uniforms : Tensor [shape=(B, N)], optional
+        The uniform draws themselves (instead of drawing them from ``generator``).
+    return_classes : bool
+        Return the mu-law classes (long) instead of the waveform.
+
+    Returns
+    -------
+    Tensor [shape=(B, T * hop_length)]
+        Waveform in [-1, 1] (or classes).
+    """
+    if cond.dim() != 3 or cond.shape[-1] != model.cond_dim:
+        raise ValueError(f"cond must have shape (B, T, {model.cond_dim}), got {tuple(cond.shape)}")
+    if not argmax and not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    was_training = model.training
+    model.eval()
+    device = cond.device
+    B, T, _ = cond.shape
+    N = T * model.hop_length
+    if method == "auto":
+        method = "cuda" if device.type == "cuda" else ("native" if native_lib() is not None else "torch")
+    logger.debug("wavenet generation: method=%s, %d utterances, %d samples", method, B, N)
+    P = Packed(model, device)
+    if method == "native":
+        lib = native_lib()
+        if lib is None or device.type != "cpu":
+            raise ValueError("method='native' needs CPU tensors and a C compiler (SPS_NO_NATIVE unset)")
+        state = NativeState(lib, P, B, temperature, argmax, threads)
+    elif method == "torch":
+        state = TorchState(P, B, device, temperature, argmax)
+    elif method == "cuda":
+        if device.type != "cuda":
+            raise ValueError("method='cuda' needs cond on a CUDA device")
+        state = CudaGraphState(P, B, device, temperature, argmax)
+    else:
+        raise ValueError(f"unknown generation method {method!r} (auto, native, torch, cuda)")
+
+    if uniforms is None:
+        uniforms = torch.rand((B, N), generator=generator)
+    elif tuple(uniforms.shape) != (B, N):
+        raise ValueError(f"uniforms must have shape ({B}, {N}), got {tuple(uniforms.shape)}")
+    u = uniforms.to(device=device, dtype=torch.float32)
+    ups = model.upsample(cond.float())                               # (B, U, N), once per utterance
+    chunk = max(1, CHUNK_FLOATS // max(1, B * P.L * 2 * P.R))
+    if method == "cuda":
+        chunk = state.G
+    out = torch.empty(B, N, dtype=torch.long, device=device)
+    show = (sys.stderr.isatty() and not os.environ.get("SPS_NO_PROGRESS")) if progress is None else progress
+    with tqdm(total=N, desc=f"wavenet[{method}]", unit="sample", unit_scale=True, disable=not show,
+              file=sys.stderr, leave=False) as bar:
+        for t0 in range(0, N, chunk):
+            t1 = min(N, t0 + chunk)
+            out[:, t0:t1] = state.run(P.cond_chunk(ups, t0, t1), u[:, t0:t1], t0)
+            bar.update(t1 - t0)
+    if was_training:
+        model.train()
+    if return_classes:
+        return out
+    wav = mu_law_decode(out, model.A)
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths, device=device).long()
+        mask = torch.arange(N, device=device)[None, :] < (lengths[:, None] * model.hop_length)
+        wav = wav * mask
+    return wav
