@@ -90,3 +90,13 @@ def test_label_reader_errors(tmp_path, text, needle):
     with pytest.raises(ValueError, match=needle) as err:
         read_label_file(p)
     assert str(p) in str(err.value)
+
+
+def test_atomic_outputs_get_default_permissions(tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        save_array(tmp_path / "a.npy", np.zeros(2))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.npy").stat().st_mode & 0o777 == 0o644
