@@ -178,9 +178,7 @@ def _e2e_exp(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (CORPUS / "train.list").exists(), reason="shipped corpus not generated yet")
 def test_end_to_end_tiny(tmp_path):
-    pytest.importorskip("pyworld")
     from sps.io import load_array, read_json, read_list
     from sps.models.stage import train
     from sps.stage import StageContext
