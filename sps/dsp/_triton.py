@@ -37,6 +37,11 @@ def _build():
                        CHUNK: tl.constexpr):
         rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
         rmask = rows < R
+        # integer zeros over the rows: adding it turns a scalar time index into a
+        # block *before* comparing, so the mask is a block comparison (bool data
+        # under TRITON_INTERPRET, where a broadcast scalar comparison is int32 and
+        # triton >= 3.9 rejects it as a load mask); folded away when compiled
+        rzero = tl.zeros_like(rows)
         abase = a_ptr + tl.load(aidx_ptr + rows, mask=rmask, other=0) * a_rs
         zero = tl.zeros((BLOCK_R,), dtype=y_ptr.dtype.element_ty)
         a1, a2, a3, a4 = zero, zero, zero, zero
@@ -61,7 +66,7 @@ def _build():
                 acc = tl.sum(tl.where(sel, vt, 0.0), axis=1)
                 if TV:
                     at = abase + (t0 + j) * a_ts
-                    am = rmask & (t0 + j < T)
+                    am = rmask & (rzero + (t0 + j) < T)
                     a1 = tl.load(at, mask=am, other=0.0)
                     if N >= 2:
                         a2 = tl.load(at + 1, mask=am, other=0.0)

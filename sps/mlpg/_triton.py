@@ -35,6 +35,10 @@ def _ldl_kernel(band_ptr, sb0, sb1, sb2, sb3, rhs_ptr, sr0, sr1, sr2,
     o = tl.program_id(0)
     i = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     live = i < NI
+    # integer zeros over the systems: time indices are made blocks before they are
+    # compared, so masks are block comparisons (bool under TRITON_INTERPRET, where a
+    # broadcast scalar comparison is int32 and triton >= 3.9 rejects it as a mask)
+    izero = tl.zeros_like(i)
     band = band_ptr + o * sb0 + i * sb3
     fac = fac_ptr + o * sf0 + i * sf3
     rhs = rhs_ptr + o * sr0 + i * sr2
@@ -48,7 +52,7 @@ def _ldl_kernel(band_ptr, sb0, sb1, sb2, sb3, rhs_ptr, sr0, sr1, sr2,
         Ab = ()
         Rb = ()
         for u in tl.static_range(CHUNK):
-            ok = live & (t0 + u < T)
+            ok = live & (izero + (t0 + u) < T)
             if FACTORIZE:
                 Ab = Ab + (_load_row(band + (t0 + u) * sb1, sb2, ok, K, 1.0),)
             else:
@@ -56,7 +60,7 @@ def _ldl_kernel(band_ptr, sb0, sb1, sb2, sb3, rhs_ptr, sr0, sr1, sr2,
             Rb = Rb + (tl.load(rhs + (t0 + u) * sr1, mask=ok, other=0.0),)
         for u in tl.static_range(CHUNK):
             t = t0 + u
-            ok = live & (t < T)
+            ok = live & (izero + t < T)
             if FACTORIZE:
                 us = (zero,) * K  # us[k] = L[t][t-k] * D[t-k]
                 row = (zero,) * K
@@ -89,7 +93,7 @@ def _ldl_kernel(band_ptr, sb0, sb1, sb2, sb3, rhs_ptr, sr0, sr1, sr2,
         Zb = ()
         for u in tl.static_range(CHUNK):
             t = T - 1 - s0 - u
-            ok = live & (t >= 0)
+            ok = live & (izero + t >= 0)
             Fb = Fb + (_load_row(fac + t * sf1, sf2, ok, K, 0.0),)
             Zb = Zb + (tl.load(x + t * sx1, mask=ok, other=0.0),)
         for u in tl.static_range(CHUNK):
@@ -98,7 +102,7 @@ def _ldl_kernel(band_ptr, sb0, sb1, sb2, sb3, rhs_ptr, sr0, sr1, sr2,
             v = Zb[u] * row[0]
             for k in tl.static_range(1, P + 1):
                 v -= nxt[k - 1][k] * xs[k - 1]
-            tl.store(x + t * sx1, v, mask=live & (t >= 0))
+            tl.store(x + t * sx1, v, mask=live & (izero + t >= 0))
             if P > 0:
                 nxt = (row,) + nxt[:P - 1]
                 xs = (v,) + xs[:P - 1]
