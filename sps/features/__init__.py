@@ -11,7 +11,7 @@ from sps.features.mel import hz_to_mel, mel_filterbank, mel_spectrogram, mel_to_
 from sps.features.spec import make_spec, split_streams, static_columns, static_spec
 from sps.features.acoustic import (ALPHA_TABLE, FeatureConfig, acoustic_spec, alpha_for,
                                    assemble_acoustic, extract_utterance, fit_length,
-                                   label_num_frames, mc2sp, mel_spec, sp2mc, world_analysis,
+                                   label_num_frames, mc2sp, mel_spec, mgc_to_log_power, sp2mc, world_analysis,
                                    world_features)
 from sps.features.norm import RunningStats, denormalize, minmax_scale, minmax_unscale, normalize
 from sps.features.plot import plot_features
@@ -21,7 +21,7 @@ __all__ = [
     "hz_to_mel", "mel_to_hz", "mel_filterbank", "mel_spectrogram", "stft_magnitude",
     "make_spec", "split_streams", "static_columns", "static_spec",
     "ALPHA_TABLE", "FeatureConfig", "acoustic_spec", "alpha_for", "assemble_acoustic",
-    "extract_utterance", "fit_length", "label_num_frames", "mel_spec", "sp2mc", "mc2sp", "world_analysis",
+    "extract_utterance", "fit_length", "label_num_frames", "mel_spec", "sp2mc", "mc2sp", "mgc_to_log_power", "world_analysis",
     "world_features", "RunningStats", "normalize", "denormalize", "minmax_scale",
     "minmax_unscale", "plot_features",
 ]

@@ -107,8 +107,31 @@ def sp2mc(sp: np.ndarray, order: int, alpha: float) -> np.ndarray:
     return c @ freqt_matrix(c.shape[-1], order, alpha)
 
 
+def mgc_to_log_power(mgc: np.ndarray, alpha: float, fft_size: int = 1024) -> np.ndarray:
+    """Natural-log power spectrum of mel-cepstra on the linear frequency axis.
+
+    ``ln |H(w)|^2 = 2 sum_m c_m cos(m w~)`` with the all-pass warped frequency
+    ``w~ = atan2((1 - alpha^2) sin w, (1 + alpha^2) cos w - 2 alpha)``, evaluated at
+    the ``fft_size // 2 + 1`` FFT bins (one matrix product for all frames; no pysptk).
+
+    Parameters
+    ----------
+    mgc : ndarray [shape=(T, M + 1)]
+    alpha : float
+    fft_size : int
+
+    Returns
+    -------
+    ndarray [shape=(T, fft_size // 2 + 1)]
+    """
+    w = np.linspace(0.0, np.pi, fft_size // 2 + 1)
+    warped = np.arctan2((1 - alpha ** 2) * np.sin(w), (1 + alpha ** 2) * np.cos(w) - 2 * alpha)
+    basis = np.cos(np.arange(mgc.shape[-1])[:, None] * warped[None, :])
+    return 2.0 * np.asarray(mgc, dtype=np.float64) @ basis
+
+
 def mc2sp(mgc: np.ndarray, alpha: float, fft_size: int) -> np.ndarray:
-    """Power spectrum from mel-cepstrum, same result as ``pysptk.mc2sp`` for all frames at once.
+    """Power spectrum from mel-cepstrum, as ``pysptk.mc2sp`` for all frames at once.
 
     Parameters
     ----------
@@ -120,11 +143,7 @@ def mc2sp(mgc: np.ndarray, alpha: float, fft_size: int) -> np.ndarray:
     -------
     sp : ndarray [shape=(T, fft_size // 2 + 1)]
     """
-    mgc = np.asarray(mgc, dtype=np.float64)
-    c = mgc @ freqt_matrix(mgc.shape[-1], fft_size // 2, -alpha)
-    c[..., 0] *= 2.0
-    symmetric = np.concatenate([c, c[..., -2:0:-1]], axis=-1)
-    return np.exp(np.fft.rfft(symmetric, axis=-1).real)
+    return np.exp(mgc_to_log_power(mgc, alpha, fft_size))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sps.features import mgc_to_log_power
+
 logger = logging.getLogger(__name__)
 
 #: synthesis options (section-less keys of ``conf/synth.yaml``)
@@ -31,29 +33,6 @@ SYNTH_DEFAULTS = {
     "subphone_features": None,             # positional features (None: as the frontend stage wrote)
     "voice": "cmu_us_slt_arctic_hts",      # Festival voice for text input
 }
-
-
-def mgc_to_log_power(mgc: np.ndarray, alpha: float, fft_size: int = 1024) -> np.ndarray:
-    """Natural-log power spectrum of mel-cepstra on the linear frequency axis.
-
-    ``ln |H(w)|^2 = 2 sum_m c_m cos(m w~)`` with the all-pass warped frequency
-    ``w~ = atan2((1 - alpha^2) sin w, (1 + alpha^2) cos w - 2 alpha)``, evaluated at
-    the ``fft_size // 2 + 1`` FFT bins (one matrix product for all frames).
-
-    Parameters
-    ----------
-    mgc : ndarray [shape=(T, M+1)]
-    alpha : float
-    fft_size : int
-
-    Returns
-    -------
-    ndarray [shape=(T, fft_size // 2 + 1)]
-    """
-    w = np.linspace(0.0, np.pi, fft_size // 2 + 1)
-    warped = np.arctan2((1 - alpha ** 2) * np.sin(w), (1 + alpha ** 2) * np.cos(w) - 2 * alpha)
-    basis = np.cos(np.arange(mgc.shape[-1])[:, None] * warped[None, :])
-    return 2.0 * np.asarray(mgc, dtype=np.float64) @ basis
 
 
 def postfilter(mgc: np.ndarray, alpha: float, beta: float = 1.4, fft_size: int = 1024) -> np.ndarray:

@@ -23,7 +23,7 @@ def plot_comparison(path_png: str | os.PathLike, generated: np.ndarray, spec: di
 
     from sps.features import lf0_to_f0, split_streams
     from sps.io import atomic_path
-    from sps.synthesis.generate import mgc_to_log_power
+    from sps.features import mgc_to_log_power
     a = spec["analysis"]
     sr, shift = spec["sample_rate"], spec["frame_shift_ms"] / 1000.0
     rows = [("generated", generated)] if natural is None else [("natural", natural), ("generated", generated)]
