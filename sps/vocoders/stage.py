@@ -4,6 +4,9 @@ Config (``conf/wavenet.yaml``)::
 
     vocoder: wavenet            # registry name (sps.vocoders.VOCODERS)
     name: wavenet               # models/<name>, synth/<name>_copy (default: vocoder)
+    preemphasis: 0.97           # train on y[t] = x[t] - 0.97 x[t-1], de-emphasise generated
+                                # audio (sps.dsp); 0 turns it off. Spreads the 8-bit
+                                # quantisation noise away from the low-frequency formants.
     model: {...}                # keyword arguments of the vocoder class
     train: {segment_frames: 40, batch_size: 8, max_steps: 2000, ...}   # + sps.train.fit options
     vocode:
@@ -37,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sps.dsp import deemphasis, preemphasis
 from sps.io import load_array, read_json, read_list, write_json, write_wav
 from sps.stage import StageContext, StageSummary, select_shard
 from sps.vocoders import get_vocoder
@@ -107,9 +111,11 @@ class SegmentDataset(torch.utils.data.Dataset):
     Returns ``(wav [shape=(F * hop,)], cond [shape=(F, C)])`` float32 tensors.
     """
 
-    def __init__(self, exp_dir: Path, split: str, cond: Conditioning, segment_frames: int, train: bool = True):
+    def __init__(self, exp_dir: Path, split: str, cond: Conditioning, segment_frames: int, train: bool = True,
+                 preemphasis: float = 0.0):
         exp_dir = Path(exp_dir)
         self.cond, self.frames, self.train = cond, int(segment_frames), train
+        self.preemphasis = float(preemphasis)
         self.items = []
         for utt in read_list(exp_dir / "data" / f"{split}.list"):
             wav = exp_dir / "dump" / split / "wav" / f"{utt}.npy"
@@ -134,6 +140,10 @@ class SegmentDataset(torch.utils.data.Dataset):
         start = int(torch.randint(0, span + 1, ())) if self.train else span // 2
         c = self.cond(np.asarray(feats[start:start + min(F, T)]), feat_path)
         w = np.array(wav[start * hop:(start + min(F, T)) * hop], dtype=np.float32)
+        if self.preemphasis:
+            # the sample before the segment makes its first output exact
+            prev = np.float32(wav[start * hop - 1]) if start > 0 else np.float32(0.0)
+            w = preemphasis(torch.from_numpy(np.concatenate([[prev], w])), self.preemphasis)[1:].numpy()
         if len(c) < F:
             c = np.pad(c, ((0, F - len(c)), (0, 0)), mode="edge")
             w = np.pad(w, (0, F * hop - len(w)))
@@ -173,14 +183,17 @@ def train(ctx: StageContext) -> dict:
     tcfg = dict(config.get("train") or {})
     frames = int(tcfg.pop("segment_frames", 40))
     tcfg.setdefault("bucket", False)
-    train_set = SegmentDataset(exp, "train", cond, frames, train=True)
+    emphasis = float(config.get("preemphasis") or 0.0)
+    if not 0.0 <= emphasis < 1.0:
+        raise ValueError(f"preemphasis must be in [0, 1), got {emphasis}")
+    train_set = SegmentDataset(exp, "train", cond, frames, train=True, preemphasis=emphasis)
     if len(train_set) == 0:
         raise ValueError(f"{exp}/data/train.list: no utterance with dumped wav and out_acoustic")
     valid_set = None
     if (exp / "data" / "dev.list").exists():
-        valid_set = SegmentDataset(exp, "dev", cond, frames, train=False) or None
+        valid_set = SegmentDataset(exp, "dev", cond, frames, train=False, preemphasis=emphasis) or None
     tcfg.update({"vocoder": config["vocoder"], "model": model_cfg, "cond_dim": cond.dim,
-                 "segment_frames": frames})
+                 "segment_frames": frames, "preemphasis": emphasis})
     out_dir = exp / "models" / name
     logger.info("training %s (%d parameters) on %d utterances -> %s", config["vocoder"],
                 sum(p.numel() for p in model.parameters()), len(train_set), out_dir)
@@ -201,6 +214,7 @@ def load_vocoder(model_dir: Path, cond: Conditioning, device: torch.device):
                          f"the experiment has {cond.dim}")
     model, _ = build_vocoder({"vocoder": saved["vocoder"], "model": saved["model"]}, cond)
     load_checkpoint(model_dir, model)
+    model.preemphasis = float(saved.get("preemphasis") or 0.0)  # what its training targets had
     return model.to(device).eval()
 
 
@@ -233,7 +247,10 @@ def _vocode_set(model, jobs: list[tuple[str, Path, Path]], cond: Conditioning, v
                 summary.failed[utt] = f"{type(err).__name__}: {err}"
             logger.error("generation failed for %s: %s", [u for u, _, _ in group], err)
             continue
-        wav = wav.float().cpu().numpy()
+        wav = wav.float().cpu()
+        if getattr(model, "preemphasis", 0.0):
+            wav = deemphasis(wav, model.preemphasis)
+        wav = wav.numpy()
         for b, (utt, c, out_path) in enumerate(group):
             write_wav(out_path, np.clip(wav[b, :len(c) * cond.hop_length], -1.0, 1.0), cond.sample_rate)
             summary.ok += 1
