@@ -5,10 +5,10 @@ Importing this package needs only NumPy; pyworld and pysptk are loaded on first 
 ``sps.features.stage:run`` (features -> ``dump/``) and ``sps.features.stats:run``
 (normalisation statistics -> ``stats/``). See ``docs/features.md``.
 """
-from sps.features.deltas import DEFAULT_WINDOWS, delta_features
+from sps.features.deltas import delta_features
 from sps.features.f0 import f0_to_lf0, interp_lf0, lf0_to_f0
 from sps.features.mel import hz_to_mel, mel_filterbank, mel_spectrogram, mel_to_hz, stft_magnitude
-from sps.features.spec import make_spec, split_streams, static_columns, static_spec
+from sps.spec import DEFAULT_WINDOWS, make_spec, split_streams, static_columns, static_spec
 from sps.features.acoustic import (ALPHA_TABLE, FeatureConfig, acoustic_spec, alpha_for,
                                    assemble_acoustic, extract_utterance, fit_length,
                                    label_num_frames, mc2sp, mel_spec, mgc_to_log_power, sp2mc, world_analysis,

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sps.features.deltas import DEFAULT_WINDOWS, delta_features
+from sps.features.deltas import delta_features
 from sps.features.f0 import f0_to_lf0, interp_lf0
 from sps.features.mel import mel_spectrogram
-from sps.features.spec import make_spec
+from sps.spec import DEFAULT_WINDOWS, make_spec
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ IGNORED_KEYS = frozenset({"cli", "std_floor", "kinds"})
 
 
 def acoustic_spec(config: FeatureConfig, windows=DEFAULT_WINDOWS) -> dict:
-    """Stream spec of ``out_acoustic`` for ``config`` (see :mod:`sps.features.spec`)."""
+    """Stream spec of ``out_acoustic`` for ``config`` (see :mod:`sps.spec`)."""
     W = len(windows)
     streams = [("mgc", config.mgc_order + 1, W), ("lf0", 1, W), ("vuv", 1, 1),
                ("bap", config.bap_dim(), W)]

@@ -15,35 +15,12 @@ from typing import Sequence
 
 import numpy as np
 
-#: static, delta and delta-delta windows (same values as ``sps.mlpg.default_windows()``)
-DEFAULT_WINDOWS: tuple[tuple[int, int, tuple[float, ...]], ...] = (
-    (0, 0, (1.0,)),
-    (1, 1, (-0.5, 0.0, 0.5)),
-    (1, 1, (1.0, -2.0, 1.0)),
-)
+from sps.spec import DEFAULT_WINDOWS, check_windows
 
 
 def _is_tensor(x) -> bool:
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
-
-
-def check_windows(windows) -> list[tuple[int, int, list[float]]]:
-    """Validate and normalise windows to ``[(left, right, [coefficients...]), ...]``."""
-    out = []
-    for i, win in enumerate(windows):
-        try:
-            left, right, coeffs = win
-        except (TypeError, ValueError):
-            raise ValueError(f"window {i}: expected (left, right, coefficients), got {win!r}") from None
-        left, right, coeffs = int(left), int(right), [float(c) for c in coeffs]
-        if left < 0 or right < 0 or len(coeffs) != left + right + 1:
-            raise ValueError(f"window {i}: left={left}, right={right} need {left + right + 1} "
-                             f"coefficients, got {len(coeffs)}")
-        out.append((left, right, coeffs))
-    if not out:
-        raise ValueError("need at least one window")
-    return out
 
 
 def delta_features(x, windows: Sequence = DEFAULT_WINDOWS):

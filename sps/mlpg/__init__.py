@@ -7,10 +7,11 @@ Public API::
 
 See ``docs/mlpg.md`` for the maths and benchmarks.
 """
+from sps.spec import default_windows, static_columns
+
 from .banded import solve_banded
 from .core import MLPG, mlpg, unit_variance_mlpg
-from .mge import generate_streams, mge_loss, static_columns
-from .windows import default_windows
+from .mge import generate_streams, mge_loss
 
 __all__ = ["mlpg", "unit_variance_mlpg", "MLPG", "default_windows", "solve_banded",
            "generate_streams", "mge_loss", "static_columns"]

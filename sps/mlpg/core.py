@@ -23,7 +23,9 @@ from torch import nn
 
 from . import _cbanded
 from .banded import ldl_solve, pick_backend
-from .windows import apply_windows, apply_windows_t, build_band, check_windows, default_windows, frame_mask
+from sps.spec import check_windows, default_windows
+
+from .windows import apply_windows, apply_windows_t, build_band, frame_mask
 
 _UNIT_FACTORS: OrderedDict = OrderedDict()
 _UNIT_CACHE_SIZE = 16

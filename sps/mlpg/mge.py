@@ -19,45 +19,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sps.spec import parse_spec, static_columns
+
 from .core import _as_lengths, mlpg, unit_variance_mlpg
-from .windows import check_windows
-
-
-def _streams(spec: dict, dim: int | None = None):
-    if "windows" not in spec or "streams" not in spec:
-        raise ValueError(f"stream spec needs 'windows' and 'streams' keys, got {sorted(spec)}")
-    windows = check_windows(spec["windows"])
-    streams = []
-    for s in spec["streams"]:
-        name = s.get("name", "?")
-        try:
-            start, sd, nw = int(s["start"]), int(s["static_dim"]), int(s["num_windows"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"stream {name!r}: needs integer start, static_dim, num_windows") from err
-        if not 1 <= nw <= len(windows) or sd < 1 or start < 0:
-            raise ValueError(f"stream {name!r}: bad start={start}, static_dim={sd}, "
-                             f"num_windows={nw} ({len(windows)} windows in the spec)")
-        if dim is not None and start + sd * nw > dim:
-            raise ValueError(f"stream {name!r}: columns {start}..{start + sd * nw} exceed "
-                             f"the feature dimension {dim}")
-        streams.append((name, start, sd, nw))
-    return windows, streams
 
 
 def _valid(lengths: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B, T, 1) 0/1 mask of valid frames in ``like``'s dtype."""
     t = torch.arange(like.shape[-2], device=like.device)
     return (t < lengths.reshape(-1, 1)).unsqueeze(-1).to(like.dtype)
-
-
-def static_columns(spec: dict) -> list[int]:
-    """Columns of the static features of every stream, in stream order.
-
-    ``features[..., static_columns(spec)]`` is the static part of an
-    ``out_acoustic`` array (the vocoder conditioning layout).
-    """
-    _, streams = _streams(spec)
-    return [start + i for _, start, sd, _ in streams for i in range(sd)]
 
 
 def generate_streams(features, variances, spec: dict, lengths=None, *, backend: str | None = None):
@@ -85,14 +55,14 @@ def generate_streams(features, variances, spec: dict, lengths=None, *, backend: 
     as_numpy = isinstance(features, np.ndarray)
     feats = torch.as_tensor(features)
     var = None if variances is None else torch.as_tensor(variances, device=feats.device)
-    windows, streams = _streams(spec, feats.shape[-1])
+    windows, streams = parse_spec(spec, feats.shape[-1])
     if lengths is not None:
         if feats.dim() != 3:
             raise ValueError(f"lengths needs batched features (B, T, dim), got {tuple(feats.shape)}")
         lengths = _as_lengths(lengths, feats.shape[0], feats.shape[1], feats.device)
     pieces: dict[str, torch.Tensor] = {}
-    for nw in sorted({s[3] for s in streams}):
-        group = [s for s in streams if s[3] == nw]
+    for nw in sorted({s.num_windows for s in streams}):
+        group = [s for s in streams if s.num_windows == nw]
         if nw == 1:
             for name, start, sd, _ in group:
                 pieces[name] = feats[..., start:start + sd]
@@ -104,9 +74,9 @@ def generate_streams(features, variances, spec: dict, lengths=None, *, backend: 
             out = unit_variance_mlpg(means, windows[:nw], lengths, backend=backend)
         else:
             out = mlpg(means, var.index_select(-1, idx), windows[:nw], lengths, backend=backend)
-        for (name, _, _, _), part in zip(group, out.split([s[2] for s in group], -1)):
+        for (name, _, _, _), part in zip(group, out.split([s.static_dim for s in group], -1)):
             pieces[name] = part
-    result = torch.cat([pieces[s[0]] for s in streams], -1)
+    result = torch.cat([pieces[s.name] for s in streams], -1)
     if lengths is not None:  # pass-through streams are zeroed on padded frames too
         result = result * _valid(lengths, result)
     return result.detach().numpy() if as_numpy else result

@@ -21,47 +21,10 @@ system ``(b, d)``, ``K = bandwidth + 1``.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Sequence
 
 import torch
 
-Window = tuple[int, int, tuple[float, ...]]
-
-
-def default_windows() -> list[tuple[int, int, list[float]]]:
-    """The usual static, delta and delta-delta windows.
-
-    Returns
-    -------
-    list of (int, int, list of float)
-        ``[(0, 0, [1.0]), (1, 1, [-0.5, 0.0, 0.5]), (1, 1, [1.0, -2.0, 1.0])]``.
-    """
-    return [(0, 0, [1.0]), (1, 1, [-0.5, 0.0, 0.5]), (1, 1, [1.0, -2.0, 1.0])]
-
-
-def check_windows(windows: Sequence) -> tuple[Window, ...]:
-    """Validate windows and return them as a hashable tuple of triples.
-
-    Raises
-    ------
-    ValueError
-        If a window is not ``(left >= 0, right >= 0, left + right + 1 coefficients)``.
-    """
-    if windows is None or len(windows) == 0:
-        raise ValueError("windows: need at least one (left, right, coefficients) window")
-    out = []
-    for i, win in enumerate(windows):
-        try:
-            left, right, coef = win
-            left, right = int(left), int(right)
-            coef = tuple(float(c) for c in coef)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"window {i}: expected (left, right, coefficients), got {win!r}") from err
-        if left < 0 or right < 0 or len(coef) != left + right + 1:
-            raise ValueError(f"window {i}: need left, right >= 0 and left + right + 1 coefficients, "
-                             f"got left={left}, right={right}, {len(coef)} coefficients")
-        out.append((left, right, coef))
-    return tuple(out)
+from sps.spec import Window
 
 
 def bandwidth(windows: tuple[Window, ...]) -> int:

@@ -68,7 +68,7 @@ class Conditioning:
     """
 
     def __init__(self, exp_dir: Path):
-        from sps.features.spec import static_columns
+        from sps.spec import static_columns
         exp_dir = Path(exp_dir)
         self.spec = read_json(exp_dir / "dump" / "out_acoustic.json")
         self.cols = static_columns(self.spec)

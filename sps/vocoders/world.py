@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sps.features.f0 import lf0_to_f0
-from sps.features.spec import split_streams
+from sps.spec import split_streams
 
 
 def _as_spec(spec) -> dict:
