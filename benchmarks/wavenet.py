@@ -3,10 +3,10 @@
 Baseline: a straightforward eager PyTorch incremental loop (per-layer queues of past
 inputs, one small op at a time, as most WaveNet implementations generate), measured
 in the same run on the same model and draws (its first samples are checked to agree).
-Compared: ``generate(method="native")`` (C kernel; single stream with 1 thread and with
-the weight rows split over 2 threads), ``generate(method="torch")`` (eager torch step
-with batched per-layer products), and with ``--device cuda`` ``method="cuda"`` (CUDA
-graph) against the same baseline on the GPU.
+Compared: ``generate(backend="native")`` (C kernel; single stream with 1 thread and with
+the weight rows split over 2 threads), ``generate(backend="torch")`` (eager torch step
+with batched per-layer products), and with ``--device cuda`` ``backend="cuda_graph"``
+against the same baseline on the GPU.
 
     python benchmarks/wavenet.py                   # recipe size + nv-wavenet default size
     python benchmarks/wavenet.py --device cuda
@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sps.vocoders.wavenet import WaveNet, generate  # noqa: E402
-from sps.vocoders.wavenet.inference import native_lib, sample_classes  # noqa: E402
+from sps.vocoders.sampling import sample_cdf  # noqa: E402
+from sps.vocoders.wavenet import WaveNet  # noqa: E402
+from sps.vocoders.wavenet.generate import generate  # noqa: E402
+from sps.vocoders.wavenet.native import library as native_lib  # noqa: E402
 
 SIZES = {
     # the CPU recipe (recipes/slt_festival/conf/wavenet.yaml)
@@ -64,7 +66,7 @@ def naive_generate(model: WaveNet, cond: torch.Tensor, u: torch.Tensor) -> torch
                 x = x + F.linear(z, model.res[l].weight[:, :, 0], model.res[l].bias)
         logits = F.linear(F.relu(F.linear(F.relu(skip), model.conv_out.weight[:, :, 0])),
                           model.conv_end.weight[:, :, 0])
-        y = sample_classes(logits, u[:, t])
+        y = sample_cdf(logits, u[:, t])
         out[:, t] = y
         yp, yc = yc, y
     return out
@@ -99,18 +101,18 @@ def bench_size(name: str, kw: dict, args) -> list[tuple]:
         base_rate, base = rate(lambda: naive_generate(model, cond[:, :Tb], u[:, :Tb * hop].to(device)), B * Tb * hop)
         methods = []
         if device.type == "cuda":
-            methods.append(("cuda graph", dict(method="cuda")))
+            methods.append(("cuda graph", dict(backend="cuda_graph")))
         else:
             if native_lib() is not None:
                 methods.append(("native C, 1 thread" if B == 1 else f"native C, {args.threads} threads",
-                                dict(method="native", threads=1 if B == 1 else args.threads)))
+                                dict(backend="native", threads=1 if B == 1 else args.threads)))
                 if B == 1 and args.threads > 1:
                     methods.append((f"native C, {args.threads} threads (split rows)",
-                                    dict(method="native", threads=args.threads)))
-        methods.append(("torch step", dict(method="torch")))
+                                    dict(backend="native", threads=args.threads)))
+        methods.append(("torch step", dict(backend="torch")))
         rows.append((name, B, "eager baseline", base_rate, 1.0))
         for label, mkw in methods:
-            n_T = T if mkw["method"] != "torch" else Tb
+            n_T = T if mkw["backend"] != "torch" else Tb
             r, res = rate(lambda: generate(model, cond[:, :n_T], uniforms=u[:, :n_T * hop], return_classes=True,
                                            progress=False, **mkw), B * n_T * hop, repeat=args.repeat)
             agree = torch.equal(res[:, :Tb * hop].cpu()[:, :200], base.cpu()[:, :200])

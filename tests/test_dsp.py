@@ -20,11 +20,11 @@ from torch.autograd import gradcheck
 
 from sps.dsp import (BiquadBank, biquad_coefficients, check_stable, deemphasis, lfilter,
                      mu_law_decode, mu_law_encode, preemphasis)
-from sps.dsp import _ckernel, _triton
-from sps.dsp.lfilter import _default_impl, _Flat
+from sps.dsp import _triton, native as dsp_native
+from sps.dsp.lfilter import _Flat, pick_backend
 
-HAS_C = _ckernel.library() is not None
-IMPLS = [pytest.param("c", marks=pytest.mark.skipif(not HAS_C, reason="no C compiler")), "torch"]
+HAS_C = dsp_native.library() is not None
+BACKENDS = [pytest.param("native", marks=pytest.mark.skipif(not HAS_C, reason="no C compiler")), "torch"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,38 +57,38 @@ def scipy_rows(x, a, b, zi=None):
 
 
 # ----------------------------------------------------------------------- lfilter
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("order,nb", [(1, 2), (2, 3), (2, 1), (3, 4), (3, 6), (4, 5), (4, 2), (6, 3)])
-def test_lfilter_matches_scipy_with_zi(impl, order, nb):
+def test_lfilter_matches_scipy_with_zi(backend, order, nb):
     rng = np.random.default_rng(order * 10 + nb)
     B, C, T = 2, 5, 40  # R = 10: exercises both the 4-row groups and the remainder rows
     a, b = stable_a(rng, C, order), rng.standard_normal((C, nb))
     K = max(order, nb - 1)
     x, zi = rng.standard_normal((B, C, T)), rng.standard_normal((B, C, K))
     y, zf = lfilter(torch.tensor(x), torch.tensor(a), torch.tensor(b), torch.tensor(zi),
-                    return_final=True, impl=impl)
+                    return_final=True, backend=backend)
     rep = lambda c: np.broadcast_to(c, (B,) + c.shape).reshape(B * C, -1)  # noqa: E731
     y_ref, zf_ref = scipy_rows(x.reshape(B * C, T), rep(a), rep(b), zi.reshape(B * C, K))
     np.testing.assert_allclose(y.numpy().reshape(B * C, T), y_ref, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(zf.numpy().reshape(B * C, K), zf_ref, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_lfilter_float32_and_short_signals(impl):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lfilter_float32_and_short_signals(backend):
     rng = np.random.default_rng(1)
     a, b = stable_a(rng, 3, 4), rng.standard_normal((3, 5))
     for T in (1, 3, 300):  # T < K exercises the state bookkeeping
         x, zi = rng.standard_normal((3, T)), rng.standard_normal((3, 4))
         y, zf = lfilter(torch.tensor(x, dtype=torch.float32), torch.tensor(a), torch.tensor(b),
-                        torch.tensor(zi, dtype=torch.float32), return_final=True, impl=impl)
+                        torch.tensor(zi, dtype=torch.float32), return_final=True, backend=backend)
         assert y.dtype == torch.float32
         y_ref, zf_ref = scipy_rows(x, a, b, zi)
         np.testing.assert_allclose(y.numpy(), y_ref, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(zf.numpy(), zf_ref, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_lfilter_broadcasting_forms(impl):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lfilter_broadcasting_forms(backend):
     rng = np.random.default_rng(2)
     B, C, T = 3, 4, 30
     x = rng.standard_normal((B, C, T))
@@ -97,7 +97,7 @@ def test_lfilter_broadcasting_forms(impl):
     batch_a, batch_b = stable_a(rng, B * C, 3).reshape(B, C, 4), rng.standard_normal((B, C, 2))
     for xa, a, b in [(x, shared_a, shared_b), (x, chan_a, chan_b), (x, batch_a, batch_b),
                      (x, batch_a, shared_b), (x[:, :1], chan_a, chan_b), (x[0], batch_a, chan_b)]:
-        y = lfilter(torch.tensor(xa), torch.tensor(a), torch.tensor(b), impl=impl).numpy()
+        y = lfilter(torch.tensor(xa), torch.tensor(a), torch.tensor(b), backend=backend).numpy()
         shape = np.broadcast_shapes(xa.shape[:-1], a.shape[:-1], b.shape[:-1])
         assert y.shape == shape + (T,)
         flat = lambda v: np.broadcast_to(v, shape + v.shape[-1:]).reshape(-1, v.shape[-1])  # noqa: E731
@@ -113,14 +113,14 @@ def test_lfilter_numpy_in_numpy_out():
     np.testing.assert_allclose(y, ss.lfilter(b, a, x), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_lfilter_blockwise_equals_one_pass(impl):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lfilter_blockwise_equals_one_pass(backend):
     rng = np.random.default_rng(4)
     a, b = torch.tensor(stable_a(rng, 4, 2)), torch.randn(4, 3, dtype=torch.float64)
     x = torch.randn(2, 4, 100, dtype=torch.float64)
-    y, zf = lfilter(x[..., :37], a, b, return_final=True, impl=impl)
-    y2, _ = lfilter(x[..., 37:], a, b, zf, return_final=True, impl=impl)
-    torch.testing.assert_close(torch.cat([y, y2], -1), lfilter(x, a, b, impl=impl))
+    y, zf = lfilter(x[..., :37], a, b, return_final=True, backend=backend)
+    y2, _ = lfilter(x[..., 37:], a, b, zf, return_final=True, backend=backend)
+    torch.testing.assert_close(torch.cat([y, y2], -1), lfilter(x, a, b, backend=backend))
 
 
 def direct_time_varying(x, a, b, zi):
@@ -137,9 +137,9 @@ def direct_time_varying(x, a, b, zi):
     return y
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("order", [2, 5])
-def test_lfilter_time_varying_matches_loop(impl, order):
+def test_lfilter_time_varying_matches_loop(backend, order):
     rng = np.random.default_rng(order)
     B, C, T = 2, 3, 25
     a = np.stack([stable_a(rng, T, order, gain=False) for _ in range(B * C)]).reshape(B, C, T, -1)
@@ -148,7 +148,7 @@ def test_lfilter_time_varying_matches_loop(impl, order):
     b = rng.standard_normal((C, T, 2))  # per-channel, time-varying numerator
     x, zi = rng.standard_normal((B, C, T)), rng.standard_normal((B, C, order))
     y = lfilter(torch.tensor(x), torch.tensor(a), torch.tensor(b), torch.tensor(zi),
-                time_varying=True, impl=impl)
+                time_varying=True, backend=backend)
     ref = direct_time_varying(x.reshape(-1, T), a.reshape(B * C, T, -1),
                               np.broadcast_to(b, (B, C, T, 2)).reshape(B * C, T, 2),
                               zi.reshape(B * C, -1) * a[..., 0].reshape(B * C, T)[:, :order])  # zi is not scaled by 1/a_0
@@ -157,25 +157,25 @@ def test_lfilter_time_varying_matches_loop(impl, order):
     a_ti = stable_a(rng, C, order)
     a_rep = np.broadcast_to(a_ti[:, None], (C, T, order + 1))
     y_tv = lfilter(torch.tensor(x), torch.tensor(a_rep.copy()), torch.tensor(b[:, :1]),
-                   time_varying=True, impl=impl)
-    y_ti = lfilter(torch.tensor(x), torch.tensor(a_ti), torch.tensor(b[:, 0]), impl=impl)
+                   time_varying=True, backend=backend)
+    y_ti = lfilter(torch.tensor(x), torch.tensor(a_ti), torch.tensor(b[:, 0]), backend=backend)
     torch.testing.assert_close(y_tv, y_ti)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("order,nb", [(2, 3), (1, 4), (3, 1), (6, 2)])
-def test_lfilter_gradcheck(impl, order, nb):
+def test_lfilter_gradcheck(backend, order, nb):
     rng = np.random.default_rng(7)
     C, T = 3, 9
     a = torch.tensor(stable_a(rng, C, order), requires_grad=True)
     b = torch.randn(C, nb, dtype=torch.float64, requires_grad=True)
     x = torch.randn(2, 1, T, dtype=torch.float64, requires_grad=True)  # broadcast over C
     zi = torch.randn(2, C, max(order, nb - 1), dtype=torch.float64, requires_grad=True)
-    assert gradcheck(lambda *t: lfilter(*t, impl=impl, return_final=True), (x, a, b, zi))
+    assert gradcheck(lambda *t: lfilter(*t, backend=backend, return_final=True), (x, a, b, zi))
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_lfilter_gradcheck_time_varying(impl):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lfilter_gradcheck_time_varying(backend):
     rng = np.random.default_rng(8)
     C, T, order = 2, 8, 2
     a = np.stack([stable_a(rng, T, order) for _ in range(2 * C)]).reshape(2, C, T, -1)
@@ -183,7 +183,7 @@ def test_lfilter_gradcheck_time_varying(impl):
     b = torch.randn(C, T, 2, dtype=torch.float64, requires_grad=True)
     x = torch.randn(2, C, T, dtype=torch.float64, requires_grad=True)
     zi = torch.randn(C, order, dtype=torch.float64, requires_grad=True)
-    assert gradcheck(lambda *t: lfilter(*t, time_varying=True, impl=impl), (x, a, b, zi))
+    assert gradcheck(lambda *t: lfilter(*t, time_varying=True, backend=backend), (x, a, b, zi))
 
 
 @pytest.mark.skipif(not HAS_C, reason="no C compiler")
@@ -200,10 +200,10 @@ def test_c_kernel_agrees_with_torch_fallback(order):
     if order > 4:  # generic path; high-order direct forms are ill-conditioned in float32
         a, b, x = (t.detach().double().requires_grad_() for t in (a, b, x))
         gy = gy.double()
-    for impl in ("c", "torch"):
-        y = lfilter(x, a, b, impl=impl)
-        res[impl] = (y, *torch.autograd.grad(y, (x, a, b), gy))
-    for u, v in zip(res["c"], res["torch"]):
+    for backend in ("native", "torch"):
+        y = lfilter(x, a, b, backend=backend)
+        res[backend] = (y, *torch.autograd.grad(y, (x, a, b), gy))
+    for u, v in zip(res["native"], res["torch"]):
         torch.testing.assert_close(u, v, rtol=2e-4, atol=2e-4)
 
 
@@ -211,7 +211,7 @@ def test_no_native_falls_back_to_torch(monkeypatch):
     monkeypatch.setenv("SPS_NO_NATIVE", "1")
     x = torch.randn(2, 3, 20)
     flat = _Flat.build(x, torch.zeros(1, 1), torch.ones(1, 1), None, (2, 3), False, 1)
-    assert _default_impl(x, flat) == "torch"
+    assert pick_backend(x, flat) == "torch"
     y = lfilter(x.double(), torch.tensor([1.0, -0.5]), torch.tensor([1.0]))
     np.testing.assert_allclose(y.numpy(), ss.lfilter([1.0], [1.0, -0.5], x.double().numpy()), atol=1e-12)
 
@@ -239,14 +239,14 @@ def _check_triton_against_torch(order):
     x = torch.randn(2, C, T, dtype=torch.float64)
     zi = torch.randn(2, C, max(order, 2), dtype=torch.float64)
     out = {}
-    for impl in ("triton", "torch"):
-        y = lfilter(x, a, b, zi, impl=impl)
-        out[impl] = (y, *torch.autograd.grad(y.square().sum(), (a, b)))
+    for backend in ("triton", "torch"):
+        y = lfilter(x, a, b, zi, backend=backend)
+        out[backend] = (y, *torch.autograd.grad(y.square().sum(), (a, b)))
     for u, v in zip(out["triton"], out["torch"]):
         torch.testing.assert_close(u, v)
     at = torch.tensor(np.stack([stable_a(rng, T, order) for _ in range(C)]))
-    y_tv = lfilter(x, at, b.detach()[:, None], time_varying=True, impl="triton")
-    torch.testing.assert_close(y_tv, lfilter(x, at, b.detach()[:, None], time_varying=True, impl="torch"))
+    y_tv = lfilter(x, at, b.detach()[:, None], time_varying=True, backend="triton")
+    torch.testing.assert_close(y_tv, lfilter(x, at, b.detach()[:, None], time_varying=True, backend="torch"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -307,7 +307,8 @@ def test_check_stable_agrees_with_roots():
     (dict(x=torch.ones(3, 10, dtype=torch.int64), a=torch.ones(1), b=torch.ones(1)), "float32 or float64"),
     (dict(x=torch.randn(3, 10), a=torch.ones(3, 7, 2), b=torch.ones(1), time_varying=True), r"T=10 or 1"),
     (dict(x=torch.randn(3, 10), a=torch.tensor([1.0, float("nan")]), b=torch.ones(1)), "non-finite"),
-    (dict(x=torch.randn(3, 10), a=torch.ones(1), b=torch.ones(1), impl="cuda"), "impl must be"),
+    (dict(x=torch.randn(3, 10), a=torch.ones(1), b=torch.ones(1), backend="cuda"), "unknown backend"),
+    (dict(x=torch.randn(3, 10), a=torch.ones(1), b=torch.ones(1), backend="cuda_graph"), "no 'cuda_graph' backend"),
 ])
 def test_bad_inputs_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):

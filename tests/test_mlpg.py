@@ -14,10 +14,10 @@ import torch
 
 from sps.mlpg import (MLPG, default_windows, generate_streams, mge_loss, mlpg, solve_banded,
                       static_columns, unit_variance_mlpg)
-from sps.mlpg import _cbanded, banded
+from sps.mlpg import banded, native as mlpg_native
 from sps.mlpg.banded import ldl_solve, ldl_solve_torch
 
-CPU_BACKENDS = ["torch"] + (["native"] if _cbanded.library() is not None else [])
+CPU_BACKENDS = ["torch"] + (["native"] if mlpg_native.library() is not None else [])
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -256,7 +256,7 @@ def test_solve_banded_bad_shapes():
         solve_banded(torch.ones(2, 3, 10), torch.ones(2, 9))
 
 
-@pytest.mark.skipif(_cbanded.library() is None, reason="no C compiler")
+@pytest.mark.skipif(mlpg_native.library() is None, reason="no C compiler")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_native_kernels_match_torch(dtype):
     gen = torch.Generator().manual_seed(9)
@@ -284,7 +284,7 @@ def test_native_kernels_match_torch(dtype):
 
 
 def test_fallback_without_native(monkeypatch):
-    monkeypatch.setattr(_cbanded, "library", lambda: None)
+    monkeypatch.setattr(mlpg_native, "library", lambda: None)
     assert banded.pick_backend(torch.device("cpu"), torch.float32) == "torch"
     with pytest.raises(ValueError, match="native"):
         banded.pick_backend(torch.device("cpu"), torch.float32, "native")

@@ -11,8 +11,9 @@ import torch
 
 from sps.vocoders import get_vocoder
 from sps.dsp import mu_law_decode, mu_law_encode
-from sps.vocoders.wavenet import WaveNet, dilations, generate
-from sps.vocoders.wavenet.inference import native_lib
+from sps.vocoders.wavenet import WaveNet, dilations
+from sps.vocoders.wavenet.generate import generate
+from sps.vocoders.wavenet.native import library as native_lib
 
 HOP = 8
 
@@ -81,7 +82,7 @@ def test_causality():
 @pytest.mark.parametrize("tanh", [True, False])
 def test_incremental_matches_full_forward(tanh):
     """Logits of each generated step equal the teacher-forced forward on the generated samples."""
-    from sps.vocoders.wavenet.inference import Packed, TorchState
+    from sps.vocoders.wavenet.generate import Packed, TorchState
     model = tiny(tanh=tanh, layers=7, max_dilation=8)
     B, T = 2, 9
     cond = torch.randn(B, T, 5)
@@ -181,8 +182,8 @@ def nv_reference_generate(w: dict, cond_input: np.ndarray, u: np.ndarray) -> np.
     return out
 
 
-@pytest.mark.parametrize("method", ["torch", pytest.param("native", marks=needs_native)])
-def test_generate_matches_nv_layout_reference(method):
+@pytest.mark.parametrize("backend", ["torch", pytest.param("native", marks=needs_native)])
+def test_generate_matches_nv_layout_reference(backend):
     model = tiny(layers=6, max_dilation=4)
     B, T = 2, 12
     cond = torch.randn(B, T, 5)
@@ -193,7 +194,7 @@ def test_generate_matches_nv_layout_reference(method):
     rebuilt = WaveNet.from_nv_wavenet(weights, 5, hop_length=HOP, cond_channels=6, upsample_scales=(2, 4))
     rebuilt.upsample.load_state_dict(model.upsample.state_dict())
     rebuilt.cond_proj.load_state_dict(model.cond_proj.state_dict())
-    got = generate(rebuilt, cond, generator=torch.Generator().manual_seed(7), method=method,
+    got = generate(rebuilt, cond, generator=torch.Generator().manual_seed(7), backend=backend,
                    return_classes=True)
     assert len(np.unique(ref)) > 5                                 # really sampling, not constant
     assert np.array_equal(got.numpy(), ref)
@@ -205,22 +206,22 @@ def test_native_equals_torch(temperature, argmax):
     model = tiny(layers=7, max_dilation=8, scales=())
     cond = torch.randn(3, 11, 5)
     kw = dict(temperature=temperature, argmax=argmax, return_classes=True)
-    a = generate(model, cond, generator=torch.Generator().manual_seed(1), method="torch", **kw)
-    b = generate(model, cond, generator=torch.Generator().manual_seed(1), method="native", threads=1, **kw)
+    a = generate(model, cond, generator=torch.Generator().manual_seed(1), backend="torch", **kw)
+    b = generate(model, cond, generator=torch.Generator().manual_seed(1), backend="native", threads=1, **kw)
     assert torch.equal(a, b)
     # two threads: groups of streams (B = 3), or splitting the weight rows (B = 1, partial
     # sums combined in another order); each utterance alone gives the same samples
-    c = generate(model, cond, generator=torch.Generator().manual_seed(1), method="native", threads=2, **kw)
+    c = generate(model, cond, generator=torch.Generator().manual_seed(1), backend="native", threads=2, **kw)
     assert torch.equal(a, c)
     u = torch.rand(3, 11 * HOP, generator=torch.Generator().manual_seed(1))
-    d = generate(model, cond[1:2], uniforms=u[1:2], method="native", threads=2, **kw)
+    d = generate(model, cond[1:2], uniforms=u[1:2], backend="native", threads=2, **kw)
     assert torch.equal(d[0], a[1])
 
 
 @needs_native
 def test_native_chunks_and_lengths(monkeypatch):
     """Chunked conditioning and ring buffers carry state across calls; lengths zero the tail."""
-    import sps.vocoders.wavenet.inference as gen_mod
+    import sps.vocoders.wavenet.generate as gen_mod
     model = tiny(layers=6, max_dilation=4)
     cond = torch.randn(2, 10, 5)
     whole = generate(model, cond, torch.tensor([10, 6]), generator=torch.Generator().manual_seed(5))
@@ -237,16 +238,18 @@ def test_generate_bad_input():
         model.generate(torch.randn(1, 4, 3))
     with pytest.raises(ValueError, match="temperature"):
         model.generate(torch.randn(1, 4, 5), temperature=0.0)
-    with pytest.raises(ValueError, match="unknown generation method"):
-        model.generate(torch.randn(1, 4, 5), method="gpu")
+    with pytest.raises(ValueError, match="unknown backend"):
+        model.generate(torch.randn(1, 4, 5), backend="gpu")
+    with pytest.raises(ValueError, match="needs CUDA"):
+        model.generate(torch.randn(1, 4, 5), backend="cuda_graph")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_equals_torch():
     model = tiny(layers=6, max_dilation=4)
     cond = torch.randn(2, 70, 5)
-    a = generate(model, cond, generator=torch.Generator().manual_seed(2), method="torch", return_classes=True)
-    b = generate(model.cuda(), cond.cuda(), generator=torch.Generator().manual_seed(2), method="cuda",
+    a = generate(model, cond, generator=torch.Generator().manual_seed(2), backend="torch", return_classes=True)
+    b = generate(model.cuda(), cond.cuda(), generator=torch.Generator().manual_seed(2), backend="cuda_graph",
                  return_classes=True)
     assert (a == b.cpu()).float().mean() > 0.99
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from sps.vocoders.sampling import sample_cdf
 from sps.vocoders.wavernn import WaveRNN, fold, magnitude_prune, merge_16bit, split_16bit, unfold
 from sps.vocoders.wavernn import generate as gen
 from sps.vocoders.wavernn import native
@@ -83,19 +84,6 @@ def test_mask_by_gradient():
 
 
 # -------------------------------------------------------------------- generation
-def test_sample_bytes_matches_numpy_inverse_cdf():
-    g = torch.Generator().manual_seed(3)
-    logits = torch.randn(500, 256, generator=g) * 3
-    u = torch.rand(500, generator=g)
-    for temp in (1.0, 0.6):
-        got = gen.sample_bytes(logits, u, 1.0 / temp).numpy()
-        z = logits.double().numpy() / temp
-        p = np.exp(z - z.max(1, keepdims=True))
-        cdf = np.cumsum(p, 1) / p.sum(1, keepdims=True)
-        want = [min(np.searchsorted(cdf[i], u[i].item(), side="right"), 255) for i in range(500)]
-        assert np.array_equal(got, want)
-
-
 def test_generation_reproduces_teacher_forced_distributions():
     m = small_model()
     _, cond = inputs(B=3, T=5)
@@ -109,7 +97,7 @@ def test_generation_reproduces_teacher_forced_distributions():
     torch.testing.assert_close(lc_gen, lc, atol=2e-5, rtol=1e-4)
     torch.testing.assert_close(lf_gen, lf, atol=2e-5, rtol=1e-4)
     # the drawn bytes are the inverse-CDF draws from those distributions
-    assert torch.equal(b[..., 0], gen.sample_bytes(lc.reshape(-1, 256), u[..., 0].reshape(-1)).view(3, -1))
+    assert torch.equal(b[..., 0], sample_cdf(lc.reshape(-1, 256), u[..., 0].reshape(-1)).view(3, -1))
     # and WaveRNN.generate is this loop
     out = m.generate(cond, backend="torch", generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(out, wav, atol=0, rtol=0)
@@ -175,7 +163,10 @@ def test_generate_protocol_shapes_lengths_and_fallback(monkeypatch):
     assert out.shape == (2, 6 * HOP) and out.abs().max() <= 1
     assert torch.all(out[1, 4 * HOP:] == 0) and out[1, :4 * HOP].abs().sum() > 0
     monkeypatch.setenv("SPS_NO_NATIVE", "1")
-    assert gen._backend("auto", torch.device("cpu")) == "torch"
+    torch.testing.assert_close(m.generate(cond, generator=torch.Generator().manual_seed(0)),
+                               m.generate(cond, backend="torch", generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="backend 'native' needs a C compiler"):
+        m.generate(cond, backend="native")
     with pytest.raises(ValueError, match="lengths"):
         m.generate(cond, lengths=[7, 1])
     with pytest.raises(ValueError, match="shape"):

@@ -15,7 +15,7 @@ adjoint of the all-pole recursion is the same recursion run backwards in time,
 
 with the obvious per-time versions when the coefficients vary in time.
 
-Backends: a C kernel (CPU, :mod:`sps.dsp._ckernel`), a Triton kernel (CUDA,
+Backends: a C kernel (CPU, :mod:`sps.dsp.native`), a Triton kernel (CUDA,
 :mod:`sps.dsp._triton`) and a pure-PyTorch path (loop over time, vectorised over
 all rows), which is the fallback and the test oracle.
 """
@@ -27,16 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sps.dsp import _ckernel
+from sps.backend import resolve_backend
+from sps.dsp import native
 
 __all__ = ["lfilter", "check_stable"]
 
-_IMPLS = ("c", "triton", "torch")
-
-
 # --------------------------------------------------------------------------- API
 def lfilter(x, a, b, zi=None, *, time_varying: bool = False, return_final: bool = False,
-            check_stability: bool = True, impl: str | None = None):
+            check_stability: bool = True, backend: str | None = None):
     """Filter ``x`` along its last axis with IIR filters ``b(z) / a(z)``, batched.
 
     Parameters
@@ -61,8 +59,9 @@ def lfilter(x, a, b, zi=None, *, time_varying: bool = False, return_final: bool 
         Raise ``ValueError`` when a filter has a pole on or outside the unit circle (step-down
         test on every filter, every frame for time-varying ones).  The check synchronises with
         the device; pass ``False`` when the filters are stable by construction.
-    impl : {"c", "triton", "torch"}, optional
-        Force a backend (default: C kernel on CPU, Triton on CUDA for orders <= 4, else torch).
+    backend : {None, "auto", "native", "triton", "torch"}, optional
+        Implementation (:mod:`sps.backend`); auto: the C kernel on CPU, Triton on CUDA for
+        orders <= 4, else the PyTorch loop.
 
     Returns
     -------
@@ -119,9 +118,7 @@ def lfilter(x, a, b, zi=None, *, time_varying: bool = False, return_final: bool 
         check_stable(a.detach(), normalised=True)
 
     flat = _Flat.build(x, a, b, zi, batch, time_varying, K)
-    backend = impl or _default_impl(x, flat)
-    if backend not in _IMPLS:
-        raise ValueError(f"lfilter: impl must be one of {_IMPLS}, got {impl!r}")
+    backend = pick_backend(x, flat, backend)
     y = _LFilter.apply(flat.x, flat.b, flat.a, flat.zi, flat, backend).reshape(*batch, T)
     if not return_final:
         return y.numpy() if as_numpy else y
@@ -194,14 +191,13 @@ class _Flat:
                      index(x.shape[:-1]), index(b.shape[:-lead]), index(a.shape[:-lead]), K)
 
 
-def _default_impl(x, flat) -> str:
-    if x.device.type == "cpu":
-        return "c" if _ckernel.library() is not None else "torch"
-    if x.device.type == "cuda" and flat.K <= _ckernel.KMAX:
-        from sps.dsp import _triton
-        if _triton.available():
-            return "triton"
-    return "torch"
+def pick_backend(x: torch.Tensor, flat: "_Flat", backend: str | None = None) -> str:
+    """Resolve ``backend`` for ``x`` (see :mod:`sps.backend`)."""
+    unusable = {}
+    if flat.K > native.KMAX:
+        unusable["triton"] = f"filter order <= {native.KMAX} (got {flat.K})"
+    return resolve_backend(backend, x.device, what="lfilter", choices=("native", "triton", "torch"),
+                           native=native.library, unusable=unusable)
 
 
 def _final_state(x, y, a, b, zi, K):
@@ -225,11 +221,8 @@ def _final_state(x, y, a, b, zi, K):
 class _LFilter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x2, b2, a2, zi2, flat, backend):
-        if backend == "c":
-            lib = _ckernel.library()
-            if lib is None:
-                raise ValueError("lfilter: impl='c' requested but the native kernel is unavailable")
-            y = _ckernel.forward(lib, x2, flat.xidx, b2, flat.bidx, a2, flat.aidx, zi2, flat.K)
+        if backend == "native":
+            y = native.forward(native.library(), x2, flat.xidx, b2, flat.bidx, a2, flat.aidx, zi2, flat.K)
         else:
             v = _fir(x2[flat.xidx], b2[flat.bidx])
             if zi2 is not None:
@@ -246,8 +239,8 @@ class _LFilter(torch.autograd.Function):
         flat, backend = ctx.flat, ctx.backend
         need_x, _, _, need_zi = ctx.needs_input_grad[:4]
         gy = gy.contiguous()
-        if backend == "c":
-            dx, db, da, dzi = _ckernel.backward(_ckernel.library(), gy, x2, flat.xidx, y, b2, flat.bidx,
+        if backend == "native":
+            dx, db, da, dzi = native.backward(native.library(), gy, x2, flat.xidx, y, b2, flat.bidx,
                                                 a2, flat.aidx, flat.K, need_x, need_zi)
         else:
             dx, db, da, dzi = _backward_rows(gy, x2[flat.xidx], y, b2[flat.bidx], a2, flat.aidx,
@@ -305,7 +298,7 @@ def _shift_coeffs(A):
 
 
 def _backward_rows(gy, X, y, B, a2, aidx, K, need_x, need_zi, backend):
-    """Per-row gradients (same contract as :func:`sps.dsp._ckernel.backward`)."""
+    """Per-row gradients (same contract as :func:`sps.dsp.native.backward`)."""
     R, T = gy.shape
     Tb, Ta, M, N = B.shape[1], a2.shape[1], B.shape[-1], a2.shape[-1]
     if Ta > 1:  # time-varying: the adjoint reads a_k(t+k), shifted, reversed in time

@@ -18,15 +18,12 @@ Entries with ``t - k < 0`` are ignored. The factor has the same layout:
 """
 from __future__ import annotations
 
-import importlib.util
-import os
-
+import numpy as np
 import torch
 
-from . import _cbanded
+from sps.backend import resolve_backend
 
-BACKENDS = ("torch", "native", "triton")
-
+from . import native
 
 def ldl_solve_torch(band: torch.Tensor | None, rhs: torch.Tensor,
                     factor: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,25 +81,14 @@ def ldl_solve_torch(band: torch.Tensor | None, rhs: torch.Tensor,
     return factor, torch.stack(x, 1)
 
 
-def triton_available() -> bool:
-    """True when Triton is installed (the kernel is then used for CUDA tensors)."""
-    return importlib.util.find_spec("triton") is not None
-
-
 def pick_backend(device: torch.device, dtype: torch.dtype, backend: str | None = None) -> str:
-    """Resolve ``backend`` (None = automatic) for tensors on ``device``."""
-    if backend is not None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
-        if backend == "native" and (device.type != "cpu" or _cbanded.library() is None):
-            raise ValueError(f"backend 'native' needs CPU tensors and a C compiler (device {device}, "
-                             f"SPS_NO_NATIVE={os.environ.get('SPS_NO_NATIVE')})")
-        return backend
-    if device.type == "cuda" and triton_available():
-        return "triton"
-    if device.type == "cpu" and dtype in (torch.float32, torch.float64) and _cbanded.library() is not None:
-        return "native"
-    return "torch"
+    """Resolve ``backend`` (None or ``"auto"``: Triton on CUDA, the C kernel on CPU, else
+    the PyTorch reference) for tensors on ``device`` (see :mod:`sps.backend`)."""
+    unusable = {}
+    if dtype not in (torch.float32, torch.float64):
+        unusable["native"] = unusable["triton"] = f"float32 or float64 tensors (got {dtype})"
+    return resolve_backend(backend, device, what="banded solver", choices=("triton", "native", "torch"),
+                           native=native.library, unusable=unusable)
 
 
 def ldl_solve(band: torch.Tensor | None, rhs: torch.Tensor, factor: torch.Tensor | None = None,
@@ -116,7 +102,7 @@ def ldl_solve(band: torch.Tensor | None, rhs: torch.Tensor, factor: torch.Tensor
     if rhs.numel() == 0:  # nothing to launch a kernel for
         name = "torch"
     if name == "native":
-        return _cbanded.ldl_solve(band, rhs, factor)
+        return native.ldl_solve(band, rhs, factor)
     if name == "triton":
         from . import _triton
         return _triton.ldl_solve(band, rhs, factor)
@@ -176,8 +162,8 @@ def solve_banded(ab, b, *, backend: str | None = None):
         positive definite; this is not checked.
     b : Tensor or ndarray [shape=(..., T)]
         Right-hand sides; batch shape equal to that of ``ab``.
-    backend : {None, "torch", "native", "triton"}
-        None chooses Triton on CUDA, the C kernel on CPU, else the PyTorch reference.
+    backend : {None, "auto", "torch", "native", "triton"}
+        None/auto chooses Triton on CUDA, the C kernel on CPU, else the PyTorch reference.
 
     Returns
     -------
@@ -185,8 +171,6 @@ def solve_banded(ab, b, *, backend: str | None = None):
         The solution, in ``b``'s type and dtype (half and bfloat16 are solved in
         float32).
     """
-    import numpy as np
-
     as_numpy = isinstance(b, np.ndarray)
     ab_t = torch.as_tensor(ab)
     b_t = torch.as_tensor(b, device=ab_t.device)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _cbanded
+from . import native
 from .banded import ldl_solve, pick_backend
 from sps.spec import check_windows, default_windows
 
@@ -64,7 +64,7 @@ class _MLPGFunction(torch.autograd.Function):
         if variances is None:
             factor = _unit_factor(windows, T, mask, pad, lengths, means.dtype, backend)
         if backend == "native":  # fused C kernel: band and right-hand side formed on the fly
-            factor, x = _cbanded.mlpg_forward(means, variances, windows, lengths, factor)
+            factor, x = native.mlpg_forward(means, variances, windows, lengths, factor)
         else:
             mu = means.reshape(B, T, W, D)
             if variances is None:
@@ -95,7 +95,7 @@ class _MLPGFunction(torch.autograd.Function):
         need_means, need_var = ctx.needs_input_grad[:2]
         # adjoint system A lam = grad: A is symmetric, so the forward factor serves
         if ctx.backend == "native":
-            grad_means, grad_var = _cbanded.mlpg_backward(grad, factor, x, means, variances, windows,
+            grad_means, grad_var = native.mlpg_backward(grad, factor, x, means, variances, windows,
                                                           ctx.lengths)
         else:
             _, lam = ldl_solve(None, grad.contiguous(), factor, backend=ctx.backend)

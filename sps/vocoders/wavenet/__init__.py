@@ -7,7 +7,6 @@
 
 See ``docs/wavenet.md``.
 """
-from sps.vocoders.wavenet.inference import generate, sample_classes
-from sps.vocoders.wavenet.model import WaveNet, dilations
+from .model import WaveNet, dilations
 
-__all__ = ["WaveNet", "generate", "sample_classes", "dilations"]
+__all__ = ["WaveNet", "dilations"]

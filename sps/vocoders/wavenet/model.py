@@ -31,6 +31,8 @@ from torch import Tensor, nn
 
 from sps.dsp import mu_law_encode
 
+from .generate import generate as _generate
+
 
 def dilations(layers: int, max_dilation: int) -> list[int]:
     """Dilation of each layer: powers of two up to ``max_dilation``, repeating (nv-wavenet)."""
@@ -224,8 +226,8 @@ class WaveNet(nn.Module):
     # ------------------------------------------------------------------ generation
     def generate(self, cond: Tensor, lengths: Tensor | None = None, temperature: float = 1.0, *,
                  argmax: bool = False, generator: torch.Generator | None = None,
-                 method: str = "auto", progress: bool | None = None) -> Tensor:
-        """Sample a waveform autoregressively (see :func:`sps.vocoders.wavenet.inference`).
+                 backend: str = "auto", progress: bool | None = None) -> Tensor:
+        """Sample a waveform autoregressively (see :func:`sps.vocoders.wavenet.generate.generate`).
 
         Parameters
         ----------
@@ -236,7 +238,7 @@ class WaveNet(nn.Module):
             Softmax temperature (``argmax=True`` takes the most likely class instead).
         generator : torch.Generator, optional
             Source of the uniform draws ``u = torch.rand(B, N)``.
-        method : {"auto", "native", "torch", "cuda"}
+        backend : {"auto", "native", "torch", "cuda_graph"}
         progress : bool, optional
             tqdm bar (None: only on a terminal).
 
@@ -244,9 +246,8 @@ class WaveNet(nn.Module):
         -------
         Tensor [shape=(B, T * hop_length)], float in [-1, 1].
         """
-        from sps.vocoders.wavenet.inference import generate
-        return generate(self, cond, lengths, temperature, argmax=argmax, generator=generator,
-                        method=method, progress=progress)
+        return _generate(self, cond, lengths, temperature, argmax=argmax, generator=generator,
+                         backend=backend, progress=progress)
 
     # ------------------------------------------------------------------ nv-wavenet layout
     def to_nv_wavenet(self) -> tuple[dict, Callable[[Tensor], Tensor]]:

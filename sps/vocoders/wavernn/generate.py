@@ -30,6 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sps.backend import resolve_backend
+from sps.vocoders.sampling import capture_cuda_graph, sample_cdf
+
+from . import native
 from .ops import merge_16bit, pad_frames, upsample_index
 
 logger = logging.getLogger(__name__)
@@ -96,26 +100,7 @@ def _half(rh: Tensor, x: Tensor, h: Tensor) -> Tensor:
     return u * h + (1.0 - u) * e
 
 
-def sample_bytes(logits: Tensor, u: Tensor, inv_temp: float = 1.0) -> Tensor:
-    """Inverse-CDF draw from ``softmax(logits * inv_temp)``.
-
-    Parameters
-    ----------
-    logits : Tensor [shape=(S, 256)]
-    u : Tensor [shape=(S,)]
-        Uniform numbers in [0, 1).
-
-    Returns
-    -------
-    Tensor [shape=(S,)], int64: the first class whose CDF exceeds ``u``.
-    """
-    z = logits * inv_temp
-    cs = torch.exp(z - z.max(-1, keepdim=True).values).cumsum(-1)
-    target = u * cs[:, -1]
-    return (cs <= target[:, None]).sum(-1).clamp_max(255)
-
-
-def step(w: GenWeights, h: Tensor, prev: Tensor, p: Tensor, u: Tensor, inv_temp: float):
+def step(w: GenWeights, h: Tensor, prev: Tensor, p: Tensor, u: Tensor, temperature: float):
     """One sample for ``S`` rows.
 
     Parameters
@@ -143,12 +128,12 @@ def step(w: GenWeights, h: Tensor, prev: Tensor, p: Tensor, u: Tensor, inv_temp:
     rh = (h @ w.R.t()).view(S, 3, H)
     hc = _half(rh[..., :H2], x[..., :H2], h[:, :H2])
     lc = F.linear(F.relu(F.linear(hc, w.O1, w.b1)), w.O2, w.b2)
-    c = sample_bytes(lc, u[:, 0], inv_temp)
+    c = sample_cdf(lc, u[:, 0], temperature)
     cur = c.float() / 127.5 - 1.0
     xf = x[..., H2:] + w.Ix[:, 2].view(3, H)[:, H2:] * cur[:, None, None]
     hf = _half(rh[..., H2:], xf, h[:, H2:])
     lf = F.linear(F.relu(F.linear(hf, w.O3, w.b3)), w.O4, w.b4)
-    f = sample_bytes(lf, u[:, 1], inv_temp)
+    f = sample_cdf(lf, u[:, 1], temperature)
     prev = torch.stack([cur, f.float() / 127.5 - 1.0], 1)
     return torch.cat([hc, hf], 1), prev, torch.stack([c, f], 1), lc, lf
 
@@ -187,12 +172,11 @@ def run_reference(w: GenWeights, P: Tensor, u: Tensor, hop: int, temperature: fl
     h, prev = _initial(S, w.H, P.device)
     out = torch.empty(S, N, 2, dtype=torch.int64, device=P.device)
     logits = []
-    inv_temp = 1.0 / temperature
     k0, a = upsample_index(T2 - 2, hop)
     for t in range(N):
         p0, p1 = P[:, int(k0[t])], P[:, int(k0[t]) + 1]
         p = p0 + float(a[t]) * (p1 - p0)
-        h, prev, out[:, t], lc, lf = step(w, h, prev, p, u[:, t], inv_temp)
+        h, prev, out[:, t], lc, lf = step(w, h, prev, p, u[:, t], temperature)
         if return_logits:
             logits.append((lc, lf))
     if return_logits:
@@ -216,29 +200,16 @@ def run_cuda_graph(w: GenWeights, P: Tensor, u: Tensor, hop: int, temperature: f
     p_in = torch.zeros(S, hop, G, device=dev)
     u_in = torch.zeros(S, hop, 2, device=dev)
     out = torch.zeros(S, hop, 2, dtype=torch.int64, device=dev)
-    inv_temp = 1.0 / temperature
 
     def frame():
         hh, pp = h, prev
         for j in range(hop):
-            hh, pp, b, _, _ = step(w, hh, pp, p_in[:, j], u_in[:, j], inv_temp)
+            hh, pp, b, _, _ = step(w, hh, pp, p_in[:, j], u_in[:, j], temperature)
             out[:, j] = b
         h.copy_(hh)
         prev.copy_(pp)
 
-    run = frame
-    if capture:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up (allocator, cuBLAS handles) off the capture
-            frame()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            frame()
-        h.zero_()
-        prev.copy_(_initial(S, w.H, dev)[1])
-        run = graph.replay
+    run = capture_cuda_graph(frame, (h, prev)).replay if capture else frame
     result = torch.empty(S, N, 2, dtype=torch.int64, device=dev)
     k0, a = upsample_index(T, hop, dev)
     for k in range(T):
@@ -319,27 +290,12 @@ _fold, _unfold = fold, unfold  # generate() has a `fold` flag
 
 
 # ------------------------------------------------------------------------ dispatch
-def _backend(name: str, device: torch.device) -> str:
-    from . import native
-    if name == "auto":
-        if device.type == "cuda":
-            return "cuda_graph"
-        return "native" if native.library() is not None else "torch"
-    if name not in ("native", "torch", "cuda_graph"):
-        raise ValueError(f"unknown WaveRNN backend {name!r} (auto, native, torch, cuda_graph)")
-    if name == "native" and device.type != "cpu":
-        raise ValueError("the native WaveRNN backend runs on CPU only")
-    if name == "cuda_graph" and device.type != "cuda":
-        raise ValueError("the cuda_graph WaveRNN backend needs CUDA tensors")
-    return name
-
-
 def run_bytes(w: GenWeights, P: Tensor, u: Tensor, hop: int, temperature: float,
               backend: str) -> Tensor:
     """Dispatch ``(P, u) -> bytes (S, N, 2)`` to a backend (see module doc)."""
-    backend = _backend(backend, P.device)
+    backend = resolve_backend(backend, P.device, what="WaveRNN generation",
+                              choices=("cuda_graph", "native", "torch"), native=native.library)
     if backend == "native":
-        from . import native
         return native.run(w, P, u, hop, temperature)
     if backend == "cuda_graph":
         return run_cuda_graph(w, P, u, hop, temperature)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sps.native import check, ptr
+
 from . import native
 
 
@@ -85,10 +87,9 @@ class GRUSequence(torch.autograd.Function):
             hs = xi.new_zeros(B, N + 1, H)
             gates, ghe = xi.new_empty(B, N, G), xi.new_empty(B, N, H)
             RT = R.t().contiguous()
-            p = native._native.ptr
-            if lib.gru_forward(B, N, H, p(xi), p(RT), p(hs), p(gates), p(ghe),
-                               native.default_threads()):
-                raise RuntimeError("WaveRNN GRU forward kernel failed (out of memory)")
+            p = ptr
+            check(lib.gru_forward(B, N, H, p(xi), p(RT), p(hs), p(gates), p(ghe),
+                                  native.default_threads(B)), "gru_forward")
         ctx.save_for_backward(R, hs, gates, ghe)
         ctx.use_native = lib is not None
         return hs[:, 1:]
@@ -102,10 +103,9 @@ class GRUSequence(torch.autograd.Function):
             lib = native.library()
             dxi, dgh = dout.new_empty(B, N, 3 * H), dout.new_empty(B, N, 3 * H)
             dh0 = dout.new_empty(B, H)
-            p = native._native.ptr
-            if lib.gru_backward(B, N, H, p(dout), p(R), p(hs), p(gates), p(ghe), p(dxi),
-                                p(dgh), p(dh0), native.default_threads()):
-                raise RuntimeError("WaveRNN GRU backward kernel failed (out of memory)")
+            p = ptr
+            check(lib.gru_backward(B, N, H, p(dout), p(R), p(hs), p(gates), p(ghe), p(dxi),
+                                   p(dgh), p(dh0), native.default_threads(B)), "gru_backward")
         else:
             dxi, dgh = _backward_torch(dout, R, hs, gates, ghe)
         dR = dgh.reshape(-1, 3 * H).t() @ hs[:, :-1].reshape(-1, H)

@@ -1,48 +1,23 @@
-"""C source of the CPU WaveNet generation kernel (compiled by :mod:`sps._native`).
+/* CPU WaveNet generation (loaded by sps.native; driven by sps/vocoders/wavenet/native.py).
 
 One call runs ``n`` consecutive samples for ``B`` streams. OpenMP threads form groups;
-each group advances its streams in lockstep (a weight row loaded into cache serves
-all of them) and, when a group has several threads (fewer streams than threads),
-they split the rows of every weight matrix so each slice stays in its core's cache,
-combining partial sums after a light barrier. Matrix-vector products are written as sums of rows of
-the transposed weight (``out += x[j] * W^T[j, :]``), which vectorise without
-reassociation. ``tanh``/``sigmoid``/``exp`` use a branch-free exp (Cody-Waite range
-reduction, degree-6 polynomial, relative error ~1e-7) so they vectorise too.
+each group advances its streams in lockstep (a weight row loaded into cache serves all
+of them) and, when a group has several threads (fewer streams than threads), they split
+the rows of every weight matrix so each slice stays in its core's cache, combining
+partial sums after a light barrier. Matrix-vector products are sums of rows of the
+transposed weight (out += x[j] * W^T[j, :]), which vectorise without reassociation.
 
-State between calls: ``buf`` (B, L, D + 1, R) ring buffers of past layer inputs (slot
-``t % (D + 1)`` holds ``x_l[t]``, zero before the start; with one slot more than the
-largest dilation ``D`` the slot read never equals the slot written), ``yprev``/``ycurr`` (B,) classes
-``y[t-2]``, ``y[t-1]``.
-"""
-
-SOURCE = r"""
+State between calls: buf (B, L, D + 1, R) ring buffers of past layer inputs (slot
+t % (D + 1) holds x_l[t], zero before the start; with one slot more than the largest
+dilation D the slot read never equals the slot written), yprev/ycurr (B,) classes
+y[t-2], y[t-1]. */
 #define _GNU_SOURCE
 #pragma GCC optimize("fp-contract=fast")   /* fused multiply-adds under -std=c99 */
-#include <math.h>
 #include <sched.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <omp.h>
+#include "common.h"
 
-static inline float fexp(float x) {
-    x = fminf(fmaxf(x, -87.0f), 88.0f);
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
-    float s;
-    memcpy(&s, &e, sizeof s);
-    return p * s;
-}
-static inline float ftanh(float x) { return 1.0f - 2.0f / (1.0f + fexp(2.0f * x)); }
-static inline float fsigmoid(float x) { return 1.0f / (1.0f + fexp(-x)); }
 
 /* out[b][lo:hi] += sum_j x[b][j] * WT[j, lo:hi]  for j in [j0, j1) and b < nb  (WT is k x m).
    Blocks of 32 outputs are accumulated in registers over all j (weights streamed once per
@@ -121,6 +96,7 @@ int wavenet_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil
                 float *buf, int *yprev, int *ycurr, long long t0, /* buf: B x L x D1 x R, D1 > max dil */
                 int *out, int nthreads) {
     const int R2 = 2 * R;
+    if (A > 1024 || B < 1) return SPS_EINVAL;
     if (nthreads < 1) nthreads = 1;
     const int G = nthreads < B ? nthreads : B;
     int k = nthreads / G;
@@ -166,7 +142,7 @@ int wavenet_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil
                     for (int r = 0; r < R; r++) xb[r] = ep[r] + ec[r];
                     if (embed_tanh) {
                         #pragma omp simd
-                        for (int r = 0; r < R; r++) xb[r] = ftanh(xb[r]);
+                        for (int r = 0; r < R; r++) xb[r] = sps_tanh(xb[r]);
                     }
                 }
                 memset(mysk, 0, sizeof(float) * (size_t)nb * S);
@@ -190,7 +166,7 @@ int wavenet_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil
                         const float *hb = h + (size_t)b * R2;
                         float *zb = z + (size_t)b * R;
                         #pragma omp simd
-                        for (int r = r0; r < r1; r++) zb[r] = ftanh(hb[r]) * fsigmoid(hb[R + r]);
+                        for (int r = r0; r < r1; r++) zb[r] = sps_tanh(hb[r]) * sps_sigmoid(hb[R + r]);
                     }
                     matvec_acc(nb, r0, r1, S, 0, S, WskipT + (size_t)l * R * S, z, R, mysk, S);
                     if (l < L - 1) {
@@ -238,21 +214,11 @@ int wavenet_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil
                         const float *pm = plg + ((size_t)(gp0 + m) * B + b0 + b) * A;
                         for (int a = 0; a < A; a++) lb[a] += pm[a];
                     }
-                    int best = 0;
-                    for (int a = 1; a < A; a++) if (lb[a] > lb[best]) best = a;
-                    int y = best;
-                    if (!argmax) {
-                        const float mx = lb[best];
-                        float sum = 0.0f;
-                        #pragma omp simd reduction(+:sum)
-                        for (int a = 0; a < A; a++) { lb[a] = fexp((lb[a] - mx) * inv_temp); sum += lb[a]; }
-                        const float thr = u[(size_t)(b0 + b) * n + i] * sum;
-                        float cum = 0.0f;
-                        y = A - 1;
-                        for (int a = 0; a < A; a++) {
-                            cum += lb[a];
-                            if (thr < cum) { y = a; break; }
-                        }
+                    int y = 0;
+                    if (argmax) {
+                        for (int a = 1; a < A; a++) if (lb[a] > lb[y]) y = a;
+                    } else {
+                        y = sps_sample(lb, A, inv_temp, u[(size_t)(b0 + b) * n + i]);
                     }
                     if (q == 0) out[(size_t)(b0 + b) * n + i] = y;
                     yp[b] = yc[b];
@@ -268,6 +234,5 @@ int wavenet_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil
     }
     }
     free(pres); free(psk); free(plg); free(bars);
-    return fail;
+    return fail ? SPS_ENOMEM : SPS_OK;
 }
-"""

@@ -1,4 +1,4 @@
-"""Fast autoregressive WaveNet generation with per-layer state caches.
+"""Autoregressive WaveNet generation with per-layer state caches: backends and dispatch.
 
 Every layer keeps a ring buffer of its past inputs, so one sample costs the same
 whatever the receptive field: ``x_l[t - d_l]`` is read from slot ``(t - d_l) mod D``
@@ -6,18 +6,20 @@ and ``x_l[t]`` written to slot ``t mod D`` (``D`` the largest dilation). The
 conditioning of all layers is computed in chunks of samples with one matrix product
 (upsampling once per utterance), never per sample.
 
-Three backends share that state layout and the sampling rule (the first class ``a``
-with ``u < sum_{k<=a} p_k``, ``u`` uniform, as in nv-wavenet):
+Three backends (:mod:`sps.backend`) share that state layout and the sampler of
+:mod:`sps.vocoders.sampling` (the first class ``a`` with ``u < sum_{k<=a} p_k``, ``u``
+uniform, as in nv-wavenet):
 
-* ``"native"``: the C kernel of :mod:`._kernel` (float32; the whole per-sample loop over
-  layers in C; utterances split over OpenMP threads, or weight rows when there are more
-  threads than utterances; its ring buffers have ``D + 1`` slots);
+* ``"native"``: the C kernel ``sps/native/wavenet.c`` through :mod:`.native` (float32;
+  the whole per-sample loop over layers in C; utterances split over OpenMP threads, or
+  weight rows when there are more threads than utterances; its ring buffers have
+  ``D + 1`` slots);
 * ``"torch"``: an eager PyTorch step (one batched product for all layers' ``x[t-d]``
   terms, two small products per layer, one product for all skips); the reference and
   fallback;
-* ``"cuda"``: the same torch step captured in a CUDA graph of ``G`` consecutive steps
-  (``G`` a multiple of ``D``, so ring-buffer slots are constants inside the graph) and
-  replayed.
+* ``"cuda_graph"``: the same torch step captured in a CUDA graph of ``G`` consecutive
+  steps (``G`` a multiple of ``D``, so ring-buffer slots are constants inside the graph)
+  and replayed.
 
 ``u = torch.rand((B, N), generator=generator)`` is drawn on the CPU up front, so all
 backends see the same draws and results are reproducible.
@@ -33,10 +35,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from sps import _native
+from sps.backend import resolve_backend
 from sps.dsp import mu_law_decode
-from sps.vocoders.wavenet._kernel import SOURCE
-from sps.vocoders.wavenet.model import WaveNet
+from sps.vocoders.sampling import capture_cuda_graph, sample_cdf
+
+from . import native
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +48,10 @@ CHUNK_FLOATS = 1 << 24
 
 
 class Packed:
-    """Generation weights of a :class:`WaveNet` (float32, transposed for ``x @ W^T``)."""
+    """Generation weights of a :class:`~sps.vocoders.wavenet.WaveNet` (float32, transposed
+    for ``x @ W^T``)."""
 
-    def __init__(self, model: WaveNet, device: torch.device):
+    def __init__(self, model, device: torch.device):
         def f(t: Tensor) -> Tensor:
             return t.detach().to(device=device, dtype=torch.float32).contiguous()
         L, R, S, A = model.L, model.R, model.S, model.A
@@ -82,28 +86,6 @@ class Packed:
         return c.view(ups.shape[0], t1 - t0, self.L, 2 * self.R)
 
 
-def sample_classes(logits: Tensor, u: Tensor, temperature: float = 1.0, argmax: bool = False) -> Tensor:
-    """First class whose cumulative probability exceeds ``u`` (nv-wavenet's rule).
-
-    Parameters
-    ----------
-    logits : Tensor [shape=(B, A)]
-    u : Tensor [shape=(B,)], uniform in [0, 1).
-    temperature : float
-        Probabilities are ``softmax(logits / temperature)``.
-    argmax : bool
-        Return the most likely class instead.
-
-    Returns
-    -------
-    Tensor [shape=(B,), dtype=long]
-    """
-    if argmax:
-        return logits.argmax(-1)
-    cum = torch.softmax(logits / temperature, -1).cumsum(-1)
-    return (cum <= u[:, None]).sum(-1).clamp_(max=logits.shape[-1] - 1)
-
-
 class TorchState:
     """Eager PyTorch incremental generator (the reference; graph-capturable step)."""
 
@@ -136,7 +118,7 @@ class TorchState:
         logits = F.relu(F.relu(skip) @ P.WoutT) @ P.WendT
         if self.record is not None:
             self.record.append(logits)
-        y = sample_classes(logits, u, self.temperature, self.argmax)
+        y = sample_cdf(logits, u, self.temperature, self.argmax)
         self.yprev.copy_(self.ycurr)
         self.ycurr.copy_(y)
         return y
@@ -146,38 +128,6 @@ class TorchState:
         c = c.permute(1, 2, 0, 3)                                   # (n, L, B, 2R)
         out = torch.stack([self.step(c[i], u[:, i], (t0 + i) % self.P.D) for i in range(c.shape[0])], 1)
         return out
-
-
-class NativeState:
-    """State and call of the C kernel (CPU, float32)."""
-
-    def __init__(self, lib, P: Packed, B: int, temperature: float, argmax: bool, threads: int | None):
-        import ctypes
-        self.lib, self.P, self.B = lib, P, B
-        self.inv_temp, self.argmax = 1.0 / float(temperature), int(argmax)
-        self.threads = threads or max(1, min(torch.get_num_threads(), B))
-        start = P.A // 2
-        self.yprev = torch.full((B,), start, dtype=torch.int32)
-        self.ycurr = torch.full((B,), start, dtype=torch.int32)
-        self.buf = torch.zeros(B, P.L, P.D + 1, P.R)
-        lib.wavenet_run.restype = ctypes.c_int
-        lib.wavenet_run.argtypes = ([ctypes.c_int] * 7 + [ctypes.c_void_p] * 3 + [ctypes.c_int]
-                                    + [ctypes.c_void_p] * 10 + [ctypes.c_float, ctypes.c_int]
-                                    + [ctypes.c_void_p] * 3 + [ctypes.c_longlong, ctypes.c_void_p, ctypes.c_int])
-
-    def run(self, c: Tensor, u: Tensor, t0: int) -> Tensor:
-        P, p = self.P, _native.ptr
-        c, u = c.contiguous(), u.contiguous().float()
-        n = c.shape[1]
-        out = torch.empty(self.B, n, dtype=torch.int32)
-        fail = self.lib.wavenet_run(
-            self.B, n, P.A, P.R, P.S, P.L, P.D + 1, p(P.dil_t), p(P.Ep), p(P.Ec), int(P.embed_tanh),
-            p(P.WprevT), p(P.WcurT), p(P.WresT), p(P.bres), p(P.WskipT), p(P.bskip), p(P.WoutT),
-            p(P.WendT), p(c), p(u), self.inv_temp, self.argmax, p(self.buf), p(self.yprev),
-            p(self.ycurr), t0, p(out), self.threads)
-        if fail:
-            raise MemoryError("wavenet native kernel: out of memory for scratch buffers")
-        return out.long()
 
 
 class CudaGraphState(TorchState):
@@ -192,20 +142,10 @@ class CudaGraphState(TorchState):
         self.graph = None
 
     def _capture(self) -> None:
-        # warm up on a side stream (required before capture), then restore the state
-        saved = [t.clone() for t in (self.yprev, self.ycurr, self.buf)]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for i in range(2):
-                self.step(self.c_in[i], self.u_in[:, i], i % self.P.D)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        def steps():
             for i in range(self.G):
                 self.y_out[:, i] = self.step(self.c_in[i], self.u_in[:, i], i % self.P.D)
-        for t, s in zip((self.yprev, self.ycurr, self.buf), saved):
-            t.copy_(s)
+        self.graph = capture_cuda_graph(steps, (self.yprev, self.ycurr, self.buf))
 
     def run(self, c: Tensor, u: Tensor, t0: int) -> Tensor:
         n = c.shape[1]
@@ -219,14 +159,9 @@ class CudaGraphState(TorchState):
         return self.y_out.clone()
 
 
-def native_lib():
-    """The compiled kernel (None when native code is disabled or cannot be built)."""
-    return _native.load("wavenet", SOURCE)
-
-
 @torch.no_grad()
-def generate(model: WaveNet, cond: Tensor, lengths: Tensor | None = None, temperature: float = 1.0, *,
-             argmax: bool = False, generator: torch.Generator | None = None, method: str = "auto",
+def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: float = 1.0, *,
+             argmax: bool = False, generator: torch.Generator | None = None, backend: str = "auto",
              progress: bool | None = None, threads: int | None = None,
              uniforms: Tensor | None = None, return_classes: bool = False) -> Tensor:
     """Sample waveforms from ``model`` given conditioning features.
@@ -245,9 +180,9 @@ def generate(model: WaveNet, cond: Tensor, lengths: Tensor | None = None, temper
         Greedy decoding (no sampling).
     generator : torch.Generator, optional
         CPU generator for the uniform draws ``u = torch.rand((B, N), generator=generator)``.
-    method : {"auto", "native", "torch", "cuda"}
-        ``auto``: ``cuda`` for CUDA tensors, else ``native`` when the C kernel builds,
-        else ``torch``.
+    backend : {"auto", "native", "torch", "cuda_graph"}
+        ``auto``: ``cuda_graph`` for CUDA tensors, else ``native`` when the C kernel
+        builds, else ``torch`` (:mod:`sps.backend`).
     progress : bool, optional
         Show a tqdm bar (None: only on a terminal).
     threads : int, optional
@@ -275,23 +210,16 @@ def generate(model: WaveNet, cond: Tensor, lengths: Tensor | None = None, temper
     device = cond.device
     B, T, _ = cond.shape
     N = T * model.hop_length
-    if method == "auto":
-        method = "cuda" if device.type == "cuda" else ("native" if native_lib() is not None else "torch")
-    logger.debug("wavenet generation: method=%s, %d utterances, %d samples", method, B, N)
+    backend = resolve_backend(backend, device, what="WaveNet generation",
+                              choices=("cuda_graph", "native", "torch"), native=native.library)
+    logger.debug("wavenet generation: backend=%s, %d utterances, %d samples", backend, B, N)
     P = Packed(model, device)
-    if method == "native":
-        lib = native_lib()
-        if lib is None or device.type != "cpu":
-            raise ValueError("method='native' needs CPU tensors and a C compiler (SPS_NO_NATIVE unset)")
-        state = NativeState(lib, P, B, temperature, argmax, threads)
-    elif method == "torch":
-        state = TorchState(P, B, device, temperature, argmax)
-    elif method == "cuda":
-        if device.type != "cuda":
-            raise ValueError("method='cuda' needs cond on a CUDA device")
+    if backend == "native":
+        state = native.NativeState(P, B, temperature, argmax, threads)
+    elif backend == "cuda_graph":
         state = CudaGraphState(P, B, device, temperature, argmax)
     else:
-        raise ValueError(f"unknown generation method {method!r} (auto, native, torch, cuda)")
+        state = TorchState(P, B, device, temperature, argmax)
 
     if uniforms is None:
         uniforms = torch.rand((B, N), generator=generator)
@@ -300,11 +228,11 @@ def generate(model: WaveNet, cond: Tensor, lengths: Tensor | None = None, temper
     u = uniforms.to(device=device, dtype=torch.float32)
     ups = model.upsample(cond.float())                               # (B, U, N), once per utterance
     chunk = max(1, CHUNK_FLOATS // max(1, B * P.L * 2 * P.R))
-    if method == "cuda":
+    if backend == "cuda_graph":
         chunk = state.G
     out = torch.empty(B, N, dtype=torch.long, device=device)
     show = (sys.stderr.isatty() and not os.environ.get("SPS_NO_PROGRESS")) if progress is None else progress
-    with tqdm(total=N, desc=f"wavenet[{method}]", unit="sample", unit_scale=True, disable=not show,
+    with tqdm(total=N, desc=f"wavenet[{backend}]", unit="sample", unit_scale=True, disable=not show,
               file=sys.stderr, leave=False) as bar:
         for t0 in range(0, N, chunk):
             t1 = min(N, t0 + chunk)

@@ -1,0 +1,172 @@
+/* CPU WaveRNN kernels (loaded by sps.native; driven by sps/vocoders/wavernn/native.py):
+   generation and the teacher-forced GRU recurrence with its backward pass.
+
+Generation runs the whole sample loop for S independent rows (utterances or folded
+segments). Each OpenMP thread takes blocks of up to four rows and runs every time step
+for them: one product R h_{t-1} (weights read once per step for the four rows), the
+coarse half-step, the coarse output layers and inverse-CDF sampling with a pre-drawn
+uniform number, then the fine half-step with c_t, the fine output layers and sampling.
+Rows never wait on each other, so there are no barriers. Weights are float32 or
+bfloat16 (stored as the upper 16 bits of a float32 and widened exactly on load); all
+arithmetic is float32, following sps.vocoders.wavernn.generate.step operation by
+operation. */
+#include <stdlib.h>
+#include "common.h"
+
+#define NCLS 256
+
+
+#include "gemv.h"
+
+int wavernn_vector_length(void) { return VL; }
+
+
+/* One GRU half-step on units [lo, hi) of a row: x (3H) input part, rh (3H) = R h. */
+static void half_step(int H, int lo, int hi, const float *restrict x,
+                      const float *restrict rh, float *restrict h) {
+    #pragma omp simd
+    for (int i = lo; i < hi; i++) {
+        float r = sps_sigmoid(rh[i] + x[i]);
+        float u = sps_sigmoid(rh[H + i] + x[H + i]);
+        float e = sps_tanh(r * rh[2 * H + i] + x[2 * H + i]);
+        h[i] = u * h[i] + (1.0f - u) * e;
+    }
+}
+
+int wavernn_run(int bf16, int S, int N, int H, int hop, int T2, const float *P,
+                const float *Ix, const float *bias, const void *R, const void *O1,
+                const float *b1, const void *O2, const float *b2, const void *O3,
+                const float *b3, const void *O4, const float *b4, const float *U,
+                float inv_temp, int64_t *out, int nthreads) {
+    gemv_fn gemv = bf16 ? gemv_bf16 : gemv_f32;
+    const int G = 3 * H, H2 = H / 2, nblk = (S + 3) / 4;
+    int failed = 0;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(|:failed)
+    for (int blk = 0; blk < nblk; blk++) {
+        const int s0 = 4 * blk, nb = S - s0 < 4 ? S - s0 : 4;
+        float *buf = (float *)calloc((size_t)4 * (H + 2 * G + H2 + NCLS + 2) + G, sizeof(float));
+        if (!buf) { failed |= SPS_ENOMEM; continue; }
+        float *h = buf, *rh = h + 4 * H, *x = rh + 4 * G, *a1 = x + 4 * G;
+        float *lg = a1 + 4 * H2, *prev = lg + 4 * NCLS, *zero = prev + 8;
+        for (int b = 0; b < nb; b++) { prev[2 * b] = 128.0f / 127.5f - 1.0f; prev[2 * b + 1] = -1.0f; }
+        for (int t = 0; t < N; t++) {
+            const double p = (t + 0.5) / hop + 0.5, pk = floor(p);
+            const int k0 = (int)pk;
+            const float a = (float)(p - pk);
+            if (k0 + 1 >= T2) { failed |= SPS_EINVAL; break; }
+            gemv(R, zero, G, H, h, H, nb, rh, G);
+            for (int b = 0; b < nb; b++) {
+                const float *p0 = P + ((size_t)(s0 + b) * T2 + k0) * G, *p1 = p0 + G;
+                const float xc = prev[2 * b], xf = prev[2 * b + 1];
+                float *xb = x + (size_t)b * G;
+                for (int j = 0; j < G; j++) {
+                    float v = p0[j] + a * (p1[j] - p0[j]);
+                    v = v + bias[j];
+                    v = v + Ix[3 * j] * xc;
+                    xb[j] = v + Ix[3 * j + 1] * xf;
+                }
+                half_step(H, 0, H2, xb, rh + (size_t)b * G, h + (size_t)b * H);
+            }
+            gemv(O1, b1, H2, H2, h, H, nb, a1, H2);
+            for (int j = 0; j < nb * H2; j++) a1[j] = a1[j] > 0.f ? a1[j] : 0.f;
+            gemv(O2, b2, NCLS, H2, a1, H2, nb, lg, NCLS);
+            for (int b = 0; b < nb; b++) {
+                const size_t o = ((size_t)(s0 + b) * N + t) * 2;
+                const int c = sps_sample(lg + b * NCLS, NCLS, inv_temp, U[o]);
+                const float cur = (float)c / 127.5f - 1.0f;
+                float *xb = x + (size_t)b * G;
+                out[o] = c;
+                prev[2 * b] = cur;
+                for (int g = 0; g < 3; g++)
+                    for (int i = g * H + H2; i < (g + 1) * H; i++) xb[i] = xb[i] + Ix[3 * i + 2] * cur;
+                half_step(H, H2, H, xb, rh + (size_t)b * G, h + (size_t)b * H);
+            }
+            gemv(O3, b3, H2, H2, h + H2, H, nb, a1, H2);
+            for (int j = 0; j < nb * H2; j++) a1[j] = a1[j] > 0.f ? a1[j] : 0.f;
+            gemv(O4, b4, NCLS, H2, a1, H2, nb, lg, NCLS);
+            for (int b = 0; b < nb; b++) {
+                const size_t o = ((size_t)(s0 + b) * N + t) * 2 + 1;
+                const int f = sps_sample(lg + b * NCLS, NCLS, inv_temp, U[o]);
+                out[o] = f;
+                prev[2 * b + 1] = (float)f / 127.5f - 1.0f;
+            }
+        }
+        free(buf);
+    }
+    return (failed & SPS_EINVAL) ? SPS_EINVAL : failed ? SPS_ENOMEM : SPS_OK;
+}
+
+/* ---- teacher-forced training: the recurrence of a GRU layer with precomputed input
+   projections xi (B, N, 3H) [r | u | e], forward and backward (BPTT); rows are
+   independent, so OpenMP threads take blocks of four rows. */
+int gru_forward(int B, int N, int H, const float *xi, const float *RT, float *hs,
+                float *gates, float *ghe, int nthreads) {
+    const int G = 3 * H, nblk = (B + 3) / 4;
+    int failed = 0;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(|:failed)
+    for (int blk = 0; blk < nblk; blk++) {
+        const int b0 = 4 * blk, nb = B - b0 < 4 ? B - b0 : 4;
+        float *gh = (float *)calloc((size_t)5 * G, sizeof(float));
+        if (!gh) { failed = 1; continue; }
+        const float *zero = gh + 4 * G;
+        for (int t = 0; t < N; t++) {
+            gemv_f32(RT, zero, G, H, hs + ((size_t)b0 * (N + 1) + t) * H, (N + 1) * H, nb, gh, G);
+            for (int b = 0; b < nb; b++) {
+                const size_t row = (size_t)(b0 + b) * N + t;
+                const float *x = xi + row * G, *g = gh + (size_t)b * G;
+                const float *hp = hs + ((size_t)(b0 + b) * (N + 1) + t) * H;
+                float *h = (float *)hp + H, *gt = gates + row * G, *ge = ghe + row * H;
+                #pragma omp simd
+                for (int i = 0; i < H; i++) {
+                    const float r = sps_sigmoid(g[i] + x[i]);
+                    const float u = sps_sigmoid(g[H + i] + x[H + i]);
+                    const float e = sps_tanh(r * g[2 * H + i] + x[2 * H + i]);
+                    h[i] = u * hp[i] + (1.0f - u) * e;
+                    gt[i] = r; gt[H + i] = u; gt[2 * H + i] = e; ge[i] = g[2 * H + i];
+                }
+            }
+        }
+        free(gh);
+    }
+    return failed ? SPS_ENOMEM : SPS_OK;
+}
+
+int gru_backward(int B, int N, int H, const float *dout, const float *R, const float *hs,
+                 const float *gates, const float *ghe, float *dxi, float *dgh, float *dh0,
+                 int nthreads) {
+    const int G = 3 * H, nblk = (B + 3) / 4;
+    int failed = 0;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(|:failed)
+    for (int blk = 0; blk < nblk; blk++) {
+        const int b0 = 4 * blk, nb = B - b0 < 4 ? B - b0 : 4;
+        float *dh = (float *)calloc((size_t)9 * H, sizeof(float));
+        if (!dh) { failed = 1; continue; }
+        float *tmp = dh + 4 * H;
+        const float *zero = tmp + 4 * H;
+        for (int t = N - 1; t >= 0; t--) {
+            for (int b = 0; b < nb; b++) {
+                const size_t row = (size_t)(b0 + b) * N + t;
+                const float *go = dout + row * H, *gt = gates + row * G, *ge = ghe + row * H;
+                const float *hp = hs + ((size_t)(b0 + b) * (N + 1) + t) * H;
+                float *d = dh + (size_t)b * H, *dx = dxi + row * G, *dg = dgh + row * G;
+                #pragma omp simd
+                for (int i = 0; i < H; i++) {
+                    const float r = gt[i], u = gt[H + i], e = gt[2 * H + i];
+                    const float dht = d[i] + go[i];
+                    const float de = dht * (1.0f - u) * (1.0f - e * e);
+                    const float du = dht * (hp[i] - e) * u * (1.0f - u);
+                    const float dr = de * ge[i] * r * (1.0f - r);
+                    dx[i] = dr; dx[H + i] = du; dx[2 * H + i] = de;
+                    dg[i] = dr; dg[H + i] = du; dg[2 * H + i] = de * r;
+                    d[i] = dht * u;
+                }
+            }
+            /* dh_{t-1} = dh_t * u + dgh_t R   (R as a (H x 3H) product: transposed store) */
+            gemv_f32(R, zero, H, G, dgh + ((size_t)b0 * N + t) * G, N * G, nb, tmp, H);
+            for (int j = 0; j < nb * H; j++) dh[j] += tmp[j];
+        }
+        memcpy(dh0 + (size_t)b0 * H, dh, (size_t)nb * H * sizeof(float));
+        free(dh);
+    }
+    return failed ? SPS_ENOMEM : SPS_OK;
+}
