@@ -3,11 +3,14 @@
 Every stage takes the same options::
 
     sps <stage> --exp-dir exp/slt --config conf/<stage>.yaml [--jobs N] [--shard K/N]
-                [--force] [key=value | section.key=value ...]
+                [--force] [--debug] [key=value | section.key=value ...]
 
-and calls ``run(ctx)`` of the module named in :data:`STAGES` with a
-:class:`sps.stage.StageContext`. Modules are imported only when their stage runs, so
-``sps --help`` works without the audio libraries.
+and calls the function named in :data:`STAGES` with a
+:class:`sps.stages.runner.StageContext`. Stage modules are imported only when their
+stage runs, so ``sps --help`` works without the audio libraries.
+
+Errors end the command with one line on stderr that names the problem (exit status 1);
+``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
@@ -19,21 +22,21 @@ from pathlib import Path
 
 #: subcommand -> ("module:function", one-line help)
 STAGES: dict[str, tuple[str, str]] = {
-    "prepare": ("sps.prepare:run", "stage 0: corpus -> data/{train,dev,eval}.list, wav.scp, lab.scp"),
-    "features": ("sps.features.stage:run", "WORLD/SPTK acoustic features, log-mel, waveform -> dump/<split>/"),
-    "linguistic": ("sps.frontend.stage:run", "HTS labels + questions -> in_acoustic, in_duration, out_duration"),
-    "stats": ("sps.features.stats:run", "normalisation statistics over the train split -> stats/<kind>.npz"),
-    "train": ("sps.models.stage:train", "train a duration or acoustic model (MSE or MGE) -> models/<name>/"),
-    "synth": ("sps.synthesis.synth:run", "labels -> durations -> acoustic -> MLPG -> WORLD waveform -> synth/<name>/<split>/"),
-    "eval": ("sps.synthesis.evaluate:run", "objective metrics (MCD, BAP, F0, V/UV) -> eval/<system>/<split>/metrics.json"),
-    "report": ("sps.synthesis.report:run", "HTML report with metrics, audio players and plots -> eval/report.html"),
-    "train-vocoder": ("sps.vocoders.stage:train", "train a neural vocoder (config 'vocoder': wavenet | wavernn) on natural features"),
-    "vocode": ("sps.vocoders.stage:vocode", "neural vocoding: copy synthesis + acoustic-model features -> synth/, metrics -> eval/"),
+    "prepare": ("sps.stages.prepare:run", "stage 0: corpus -> data/{train,dev,eval}.list, wav.scp, lab.scp"),
+    "features": ("sps.stages.features:run", "WORLD/SPTK acoustic features, log-mel, waveform -> dump/<split>/"),
+    "linguistic": ("sps.stages.linguistic:run", "HTS labels + questions -> in_acoustic, in_duration, out_duration"),
+    "stats": ("sps.stages.stats:run", "normalisation statistics over the train split -> stats/<kind>.npz"),
+    "train": ("sps.stages.train:train", "train a duration or acoustic model (MSE or MGE) -> models/<name>/"),
+    "synth": ("sps.stages.synth:run", "labels -> durations -> acoustic -> MLPG -> WORLD waveform -> synth/<name>/<split>/"),
+    "eval": ("sps.stages.evaluate:run", "objective metrics (MCD, BAP, F0, V/UV) -> eval/<system>/<split>/metrics.json"),
+    "report": ("sps.stages.report:run", "HTML report with metrics, audio players and plots -> eval/report.html"),
+    "train-vocoder": ("sps.stages.vocoder:train", "train a neural vocoder (config 'vocoder': wavenet | wavernn) on natural features"),
+    "vocode": ("sps.stages.vocoder:vocode", "neural vocoding: copy synthesis + acoustic-model features -> synth/, metrics -> eval/"),
 }
 
-#: extra options some stages accept: stage -> list of (flags, kwargs)
+#: extra options some stages accept: stage -> list of (flags, kwargs); each sets the config key of its name
 EXTRA_OPTIONS: dict[str, list[tuple[tuple[str, ...], dict]]] = {
-    "synth": [(("--text",), dict(help="synthesize this sentence (Festival front end) instead of a split")),
+    "synth": [(("--text",), dict(help="synthesize this text (Festival front end) instead of a split")),
               (("--out",), dict(help="output wav for --text (default: synth/text.wav in the exp dir)"))],
 }
 
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--shard", help="process share K of N of the utterances (e.g. 2/8)")
         p.add_argument("--force", action="store_true", help="redo outputs that already exist")
         p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+        p.add_argument("--debug", action="store_true", help="show the traceback of an error")
         for flags, kwargs in EXTRA_OPTIONS.get(name, []):
             p.add_argument(*flags, **kwargs)
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -62,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve(target: str):
     module, _, func = target.partition(":")
     return getattr(importlib.import_module(module), func)
+
+
+def error_line(err: BaseException) -> str:
+    """One line that names the problem (the exception's message, else its type)."""
+    msg = " ".join(str(err).split())
+    if isinstance(err, (FileNotFoundError, ValueError, MemoryError)) and msg:
+        return msg
+    return f"{type(err).__name__}: {msg}" if msg else type(err).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,21 +88,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from sps.config import load_config
-    from sps.stage import StageContext, parse_shard
     try:
+        from sps.config import load_config
+        from sps.stages.runner import StageContext, parse_shard
         config = load_config(args.config, args.overrides)
-        ctx = StageContext(exp_dir=args.exp_dir, config=config, jobs=args.jobs,
-                           shard=parse_shard(args.shard), force=args.force)
         for flags, _ in EXTRA_OPTIONS.get(args.stage, []):
             name = flags[0].lstrip("-").replace("-", "_")
-            config.setdefault("cli", {})[name] = getattr(args, name)
-        func = resolve(STAGES[args.stage][0])
-        result = func(ctx)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"sps {args.stage}: error: {err}", file=sys.stderr)
+            if getattr(args, name) is not None:
+                config[name] = getattr(args, name)
+        ctx = StageContext(exp_dir=args.exp_dir, config=config, jobs=args.jobs,
+                           shard=parse_shard(args.shard), force=args.force)
+        result = resolve(STAGES[args.stage][0])(ctx)
+    except KeyboardInterrupt:
+        print(f"sps {args.stage}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - one line per error, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"sps {args.stage}: error: {error_line(err)}", file=sys.stderr)
         return 1
-    return int(result) if isinstance(result, int) else 0
+    return int(result) if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

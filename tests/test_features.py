@@ -13,10 +13,11 @@ from sps.features import (DEFAULT_WINDOWS, FeatureConfig, RunningStats, acoustic
                           interp_lf0, mc2sp, mel_filterbank, mel_spectrogram, mel_to_hz, minmax_scale,
                           minmax_unscale, normalize, plot_features, sp2mc, split_streams,
                           static_columns, stft_magnitude, world_analysis, world_features)
-from sps.features import stage as features_stage
-from sps.features import stats as stats_stage
+from sps.stages import features as features_stage
+from sps.stages import stats as stats_stage
+from sps.stages.experiment import Experiment
 from sps.features.acoustic import pysptk
-from sps.stage import StageContext
+from sps.stages.runner import StageContext
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "slt_festival"
 WINDOWS = [(0, 0, [1.0]), (1, 1, [-0.5, 0.0, 0.5]), (1, 1, [1.0, -2.0, 1.0])]
@@ -340,13 +341,13 @@ def test_stats_stage_against_numpy(tmp_path):
     (exp / "dump" / "train" / "out_acoustic" / "stray.npy").write_bytes(b"not in the list")
     written = stats_stage.run(StageContext(exp_dir=exp, config={"std_floor": 1e-4}))
     assert sorted(written) == ["in_acoustic", "out_acoustic"]      # missing kinds skipped
-    out = stats_stage.load_stats(exp / "stats" / "out_acoustic.npz")
+    out = Experiment(exp).stats("out_acoustic")
     ref = np.concatenate(arrays["out_acoustic"])
     assert out["count"] == ref.shape[0]
     np.testing.assert_allclose(out["mean"], ref.mean(0), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(out["std"][:3], ref.std(0)[:3], rtol=1e-6)
     assert out["std"][3] == pytest.approx(1e-4)                      # floored constant dim
-    inp = stats_stage.load_stats(exp / "stats" / "in_acoustic.npz")
+    inp = Experiment(exp).stats("in_acoustic")
     refi = np.concatenate(arrays["in_acoustic"])
     np.testing.assert_array_equal(inp["min"], refi.min(0))
     np.testing.assert_array_equal(inp["max"], refi.max(0))

@@ -253,7 +253,7 @@ def test_festival_question_file_against_field_parse(tmp_path):
 def test_question_file_is_generated_by_its_script(tmp_path):
     import runpy
     out = tmp_path / "q.hed"
-    runpy.run_path(str(DEFAULT_QUESTION_FILE.parent / "make_questions.py"), run_name="__not_main__")["main"](
+    runpy.run_path(str(REPO / "data" / "questions" / "make_questions.py"), run_name="__not_main__")["main"](
         ["make_questions.py", str(out)])
     assert out.read_text() == DEFAULT_QUESTION_FILE.read_text()
 
@@ -421,8 +421,8 @@ def test_text_to_labels_without_festival(monkeypatch):
 # recipe stage
 
 def test_stage_writes_features_resumes_and_reports_bad_utterances(tmp_path):
-    from sps.frontend import stage
-    from sps.stage import StageContext
+    from sps.stages import linguistic as stage
+    from sps.stages.runner import StageContext
 
     exp = tmp_path / "exp"
     (exp / "data").mkdir(parents=True)
@@ -432,7 +432,7 @@ def test_stage_writes_features_resumes_and_reports_bad_utterances(tmp_path):
     (exp / "data" / "lab.scp").write_text(f"u1 {good}\nu2 {other}\nu3 {bad}\n")
     (exp / "data" / "train.list").write_text("u3\nu1\n")  # first one unreadable
     (exp / "data" / "dev.list").write_text("u2\n")
-    ctx = StageContext(exp_dir=exp, config={"frontend": {"question_file": "data/questions/questions_festival_slt.hed"}})
+    ctx = StageContext(exp_dir=exp, config={"frontend": {"question_file": "festival_slt"}})
     summaries = stage.run(ctx)
     assert summaries["train"].ok == 1 and list(summaries["train"].failed) == ["u3"]
     assert "gap" in summaries["train"].failed["u3"]
@@ -454,5 +454,7 @@ def test_stage_writes_features_resumes_and_reports_bad_utterances(tmp_path):
     # resume: done utterances are skipped, the failed one is retried
     again = stage.run(ctx)
     assert again["train"].skipped == 1 and again["dev"].skipped == 1 and list(again["train"].failed) == ["u3"]
-    with pytest.raises(ValueError, match="unknown frontend config keys"):
+    with pytest.raises(ValueError, match="unknown key 'question_fiel'; did you mean 'question_file'"):
         stage.run(StageContext(exp_dir=exp, config={"frontend": {"question_fiel": "x"}}))
+    with pytest.raises(FileNotFoundError, match="shipped name: festival_slt"):
+        stage.run(StageContext(exp_dir=exp, config={"frontend": {"question_file": "nonexistent"}}))

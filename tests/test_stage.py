@@ -7,7 +7,7 @@ import pytest
 
 from sps.config import load_config
 from sps.io import save_array
-from sps.stage import parse_shard, run_utterances, select_shard
+from sps.stages.runner import parse_shard, run_utterances, select_shard
 
 
 def _square(out_dir, utt):

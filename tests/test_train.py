@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from sps.train import BucketBatchSampler, checkpoints, fit, load_checkpoint, pad_sequences
-from sps.train.loop import lr_lambda, merge_defaults
+from sps.train.trainer import lr_lambda, train_config
 
 
 class SeqData(torch.utils.data.Dataset):
@@ -75,15 +75,15 @@ def test_sampler_is_a_partition_and_buckets():
 
 
 def test_lr_schedules():
-    cfg = merge_defaults(dict(lr_schedule="noam", warmup_steps=4))
+    cfg = train_config(dict(lr_schedule="noam", warmup_steps=4))
     f = lr_lambda(cfg, 100)
     assert f(0) == pytest.approx(0.25) and f(3) == pytest.approx(1.0) and f(15) == pytest.approx(0.5)
-    f = lr_lambda(merge_defaults(dict(lr_schedule="cosine", lr_min_ratio=0.1)), 100)
+    f = lr_lambda(train_config(dict(lr_schedule="cosine", lr_min_ratio=0.1)), 100)
     assert f(0) == pytest.approx(1.0) and f(50) == pytest.approx(0.55) and f(100) == pytest.approx(0.1)
-    f = lr_lambda(merge_defaults(dict(lr_schedule="step", lr_step_size=10, lr_gamma=0.5)), 100)
+    f = lr_lambda(train_config(dict(lr_schedule="step", lr_step_size=10, lr_gamma=0.5)), 100)
     assert f(9) == 1.0 and f(10) == 0.5 and f(25) == 0.25
     with pytest.raises(ValueError, match="lr_schedule"):
-        lr_lambda(merge_defaults(dict(lr_schedule="bogus")), 10)
+        train_config(dict(lr_schedule="bogus"))
 
 
 def test_fit_reduces_loss_and_writes_outputs(tmp_path):
@@ -105,7 +105,7 @@ def test_fit_reduces_loss_and_writes_outputs(tmp_path):
     assert len(checkpoints(tmp_path)) == 2  # keep_checkpoints
     fresh = Net()
     ckpt = load_checkpoint(tmp_path, fresh)
-    assert ckpt["best_valid"] == out["best_valid"]
+    assert ckpt["state"]["best_valid"] == out["best_valid"]
     assert min(valid_losses) == pytest.approx(out["best_valid"])
 
 
@@ -173,3 +173,49 @@ def test_ddp_two_cpu_processes(tmp_path):
     v = [r["valid_loss"] for r in recs if "valid_loss" in r]
     assert len(v) == 4 and v[-1] < 0.5 * v[0]
     assert r0["out"]["valid_loss"] == r1["out"]["valid_loss"]  # all-reduced
+
+
+class _Boom:
+    """A pickle payload: unpickling it would call os.system."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_with_code_is_refused_and_runs_nothing(tmp_path):
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    marker = tmp_path / "pwned"
+    torch.save({"model": {}, "payload": _Boom(marker)}, model_dir / "best.pt")
+    with pytest.raises(ValueError, match="refused"):
+        load_checkpoint(model_dir, Net())
+    assert not marker.exists()
+    # the same payload as a periodic checkpoint: resume refuses it too
+    os.replace(model_dir / "best.pt", model_dir / "checkpoint_5.pt")
+    with pytest.raises(ValueError, match="refused"):
+        fit(Net(), step_fn, SeqData(8), None, model_dir, {**CFG, "max_steps": 6}, collate_fn=collate, resume=True)
+    assert not marker.exists()
+
+
+def test_resume_with_other_options_is_an_error_and_torn_log_is_dropped(tmp_path):
+    train = SeqData(12)
+    fit(Net(), step_fn, train, None, tmp_path, {**CFG, "max_steps": 3, "checkpoint_every": 3}, collate_fn=collate)
+    with pytest.raises(ValueError, match="lr: 0.03 -> 0.1"):
+        fit(Net(), step_fn, train, None, tmp_path, {**CFG, "lr": 0.1, "max_steps": 6}, collate_fn=collate,
+            resume=True)
+    with open(tmp_path / "log.jsonl", "a") as f:
+        f.write('{"step": 4, "train_lo')          # killed in the middle of a write
+    out = fit(Net(), step_fn, train, None, tmp_path, {**CFG, "max_steps": 6}, collate_fn=collate, resume=True)
+    assert out["step"] == 6
+    steps = [json.loads(l)["step"] for l in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 6
+
+
+def test_unknown_train_option_names_the_closest():
+    with pytest.raises(ValueError, match="did you mean 'lr_schedule'"):
+        train_config({"lr_shedule": "cosine"})
+    with pytest.raises(ValueError, match=r"train.batch_size: expected int, got 'abc'"):
+        train_config({"batch_size": "abc"})

@@ -274,15 +274,17 @@ def test_training_reduces_loss():
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_from_config():
-    m = WaveNet.from_config({"residual_channels": 4, "skip_channels": 6, "layers": 3, "max_dilation": 2,
-                             "out_channels": 16, "cond_channels": 3, "upsample_scales": [80]}, 7)
+def test_build_from_config():
+    from sps.vocoders import build_vocoder
+    m = build_vocoder("wavenet", {"residual_channels": 4, "skip_channels": 6, "layers": 3, "max_dilation": 2,
+                                  "out_channels": 16, "cond_channels": 3, "upsample_scales": [80]}, 7)
     assert (m.R, m.S, m.L, m.A, m.cond_dim) == (4, 6, 3, 16, 7)
-    assert WaveNet.from_config({"model": {"layers": 2}}, 7).L == 2
-    with pytest.raises(ValueError, match="bad WaveNet model config"):
-        WaveNet.from_config({"reisdual": 4}, 7)
+    with pytest.raises(ValueError, match="unknown key 'residual'; did you mean 'residual_channels'"):
+        build_vocoder("wavenet", {"residual": 4}, 7)
+    with pytest.raises(ValueError, match="wavenet.model.layers: expected int"):
+        build_vocoder("wavenet", {"layers": "many"}, 7)
     with pytest.raises(ValueError, match="multiply to"):
-        WaveNet.from_config({"upsample_scales": [4, 4]}, 7)
+        build_vocoder("wavenet", {"upsample_scales": [4, 4]}, 7)
 
 
 # ---------------------------------------------------------------------- recipe stages
@@ -337,9 +339,10 @@ def stage_config(hop):
 
 
 def test_stage_conditioning_and_segments(tmp_path):
-    from sps.vocoders.stage import Conditioning, SegmentDataset, collate
+    from sps.stages.datasets import SegmentDataset, collate_segments as collate
+    from sps.stages.experiment import Experiment
     exp, spec, hop = make_exp(tmp_path)
-    cond = Conditioning(exp)
+    cond = Experiment(exp).conditioning()
     assert cond.hop_length == hop and cond.dim == 4 + 1 + 1 + 1
     assert list(cond.cols) == [0, 1, 2, 3, 12, 15, 16]
     feat = np.load(exp / "dump" / "train" / "out_acoustic" / "train_0.npy")
@@ -349,7 +352,7 @@ def test_stage_conditioning_and_segments(tmp_path):
     assert np.allclose(cond(feat[:, cond.cols]), expect, atol=1e-5)     # static layout accepted
     with pytest.raises(ValueError, match="expected"):
         cond(feat[:, :5], "x.npy")
-    ds = SegmentDataset(exp, "train", cond, 8, train=True)
+    ds = SegmentDataset(Experiment(exp), "train", cond, 8, train=True)
     torch.manual_seed(0)
     wav, c = ds[0]
     assert wav.shape == (8 * hop,) and c.shape == (8, cond.dim)
@@ -359,7 +362,7 @@ def test_stage_conditioning_and_segments(tmp_path):
     start = int(np.argmin(np.abs(normed[:len(normed) - 7, 0] - c[0, 0].item())))
     assert np.allclose(c.numpy(), normed[start:start + 8], atol=1e-6)
     assert np.array_equal(wav.numpy(), full_wav[start * hop:(start + 8) * hop])
-    long = SegmentDataset(exp, "train", cond, 100, train=False)
+    long = SegmentDataset(Experiment(exp), "train", cond, 100, train=False)
     w2, c2 = long[0]
     assert w2.shape == (100 * hop,) and c2.shape == (100, cond.dim)
     batch = collate([ds[0], ds[1]])
@@ -367,9 +370,9 @@ def test_stage_conditioning_and_segments(tmp_path):
 
 
 def test_stage_train_and_vocode(tmp_path):
-    pytest.importorskip("sps.train")
-    from sps.stage import StageContext
-    from sps.vocoders import stage
+    from sps.stages import vocoder as stage
+    from sps.stages.experiment import Experiment
+    from sps.stages.runner import StageContext
     exp, spec, hop = make_exp(tmp_path)
     cfg = stage_config(hop)
     result = stage.train(StageContext(exp_dir=exp, config=cfg))
@@ -380,7 +383,7 @@ def test_stage_train_and_vocode(tmp_path):
     assert train_losses[-1] < train_losses[0]
     # acoustic-model output (static layout, de-normalised) for one eval utterance
     (exp / "synth" / "am" / "eval").mkdir(parents=True)
-    cond_cols = stage.Conditioning(exp).cols
+    cond_cols = Experiment(exp).conditioning().cols
     nat = np.load(exp / "dump" / "eval" / "out_acoustic" / "eval_1.npy")
     np.save(exp / "synth" / "am" / "eval" / "eval_1.npy", nat[:, cond_cols])
     stage.vocode(StageContext(exp_dir=exp, config=cfg))
@@ -402,9 +405,9 @@ def test_stage_metrics(tmp_path):
     """Vocoded wavs are scored like WORLD copy synthesis (re-analysis against natural features)."""
     pytest.importorskip("pyworld")
     pytest.importorskip("pysptk")
-    pytest.importorskip("sps.synthesis.evaluate")
     from sps.features import FeatureConfig, world_features
-    from sps.vocoders.stage import write_metrics
+    from sps.stages.evaluate import write_system_metrics
+    from sps.stages.experiment import Experiment
     from sps.io import write_wav
     sr = 16000
     exp, spec, hop = make_exp(tmp_path, sr=sr, n_utts=(1, 1, 1))
@@ -419,7 +422,7 @@ def test_stage_metrics(tmp_path):
     nat[:, 0:4], nat[:, 12], nat[:, 15], nat[:, 16] = s["mgc"], s["lf0"][:, 0], s["vuv"][:, 0], s["bap"][:, 0]
     np.save(exp / "dump" / "eval" / "out_acoustic" / "eval_0.npy", nat)
     write_wav(exp / "synth" / "x" / "eval" / "eval_0.wav", wav, sr)
-    mean = write_metrics(exp, "x", "eval")
+    mean = write_system_metrics(Experiment(exp), "x", "eval", source="audio")
     saved = json.loads((exp / "eval" / "x" / "eval" / "metrics.json").read_text())
     assert saved["num_utterances"] == 1 and set(mean) >= {"mcd_db", "f0_rmse_hz", "vuv_error_pct"}
     # same waveform (16-bit rounding only) -> near-zero distortion
@@ -427,7 +430,7 @@ def test_stage_metrics(tmp_path):
     # a waveform 30 Hz higher: F0 RMSE about 30 Hz
     wav2 = sum(0.3 / k * np.sin(2 * np.pi * 180 * k * t) for k in range(1, 30)) + 0.01 * rng.normal(size=t.size)
     write_wav(exp / "synth" / "x" / "eval" / "eval_0.wav", wav2, sr)
-    mean2 = write_metrics(exp, "x", "eval")
+    mean2 = write_system_metrics(Experiment(exp), "x", "eval", source="audio")
     assert 20.0 < mean2["f0_rmse_hz"] < 40.0 and mean2["mcd_db"] > mean["mcd_db"]
 
 
@@ -435,11 +438,13 @@ def test_stage_preemphasis_segments_and_deemphasised_output(tmp_path, monkeypatc
     """Training targets are the pre-emphasised waveform (scipy reference, exact at segment
     starts); vocoded audio is de-emphasised with the coefficient saved with the model."""
     from scipy.signal import lfilter as sp_lfilter
-    from sps.stage import StageContext
-    from sps.vocoders import stage
+    from sps.stages import vocoder as stage
+    from sps.stages.datasets import SegmentDataset
+    from sps.stages.experiment import Experiment
+    from sps.stages.runner import StageContext
     exp, spec, hop = make_exp(tmp_path)
-    cond = stage.Conditioning(exp)
-    ds = stage.SegmentDataset(exp, "train", cond, 8, train=True, preemphasis=0.9)
+    cond = Experiment(exp).conditioning()
+    ds = SegmentDataset(Experiment(exp), "train", cond, 8, train=True, preemphasis=0.9)
     full = np.load(exp / "dump" / "train" / "wav" / "train_0.npy")[:, 0].astype(np.float64)
     emphasised = sp_lfilter([1.0, -0.9], [1.0], full)
     torch.manual_seed(3)
@@ -451,7 +456,7 @@ def test_stage_preemphasis_segments_and_deemphasised_output(tmp_path, monkeypatc
     cfg = {**stage_config(hop), "preemphasis": 0.9}
     cfg["train"] = {**cfg["train"], "max_steps": 2}
     stage.train(StageContext(exp_dir=exp, config=cfg))
-    model = stage.load_vocoder(exp / "models" / "wn", cond, torch.device("cpu"))
+    model = stage.load_vocoder(Experiment(exp), "wn", cond, torch.device("cpu"))
     assert model.preemphasis == 0.9
     raw = {}
     real_generate = type(model).generate

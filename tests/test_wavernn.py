@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from sps.vocoders import build_vocoder
 from sps.vocoders.sampling import sample_cdf
 from sps.vocoders.wavernn import WaveRNN, fold, magnitude_prune, merge_16bit, split_16bit, unfold
 from sps.vocoders.wavernn import generate as gen
@@ -277,7 +278,7 @@ def test_loss_is_cross_entropy_of_both_bytes():
 
 
 def test_from_config_and_prune():
-    m = WaveRNN.from_config({"model": {"hidden": 16, "cond_channels": 4}, "vocoder": "wavernn"}, 7)
+    m = build_vocoder("wavernn", {"hidden": 16, "cond_channels": 4}, 7)
     assert m.hidden == 16 and m.cond_dim == 7 and m.hop_length == 80
     magnitude_prune(m, 0.75)
     for w in (m.R, m.O1.weight, m.O2.weight, m.O3.weight, m.O4.weight):

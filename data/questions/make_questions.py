@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write ``questions_festival_slt.hed``: HTS questions for Festival's US English labels.
+"""Write ``sps/frontend/question_files/festival_slt.hed``: HTS questions for Festival's US English labels.
 
 Festival's ``hts_dump_feats`` (voice ``cmu_us_slt_arctic_hts``, "radio" phone set)
 writes full-context labels of the form::
@@ -164,7 +164,8 @@ def question_lines() -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    out = Path(argv[1]) if len(argv) > 1 else Path(__file__).with_name("questions_festival_slt.hed")
+    default = Path(__file__).resolve().parents[2] / "sps" / "frontend" / "question_files" / "festival_slt.hed"
+    out = Path(argv[1]) if len(argv) > 1 else default
     out.write_text("\n".join(question_lines()) + "\n")
     print(f"wrote {out}")
 

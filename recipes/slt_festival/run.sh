@@ -85,7 +85,7 @@ run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 if run_stage 0; then sps_stage prepare prepare; fi
 if run_stage 1; then sps_stage features features; fi
 if run_stage 2; then sps_stage linguistic linguistic; fi
-if run_stage 3; then sps_stage stats features; fi
+if run_stage 3; then sps_stage stats stats; fi
 if run_stage 4; then sps_stage train duration; fi
 if run_stage 5; then sps_stage train acoustic; sps_stage train acoustic_mge; fi
 if run_stage 6; then sps_stage train acoustic_lstm; sps_stage train acoustic_lstm_mge; fi
@@ -108,5 +108,5 @@ if [ "$vocoder" != world ]; then
 fi
 if run_stage 11; then
     sps_stage eval eval
-    sps_stage report eval
+    sps_stage report report
 fi

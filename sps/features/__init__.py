@@ -13,7 +13,7 @@ from sps.features.acoustic import (ALPHA_TABLE, FeatureConfig, acoustic_spec, al
                                    assemble_acoustic, extract_utterance, fit_length,
                                    label_num_frames, mc2sp, mel_spec, mgc_to_log_power, sp2mc, world_analysis,
                                    world_features)
-from sps.features.norm import RunningStats, denormalize, minmax_scale, minmax_unscale, normalize
+from sps.features.norm import Normalizer, RunningStats, denormalize, minmax_scale, minmax_unscale, normalize
 from sps.features.plot import plot_features
 
 __all__ = [
@@ -22,6 +22,6 @@ __all__ = [
     "make_spec", "split_streams", "static_columns", "static_spec",
     "ALPHA_TABLE", "FeatureConfig", "acoustic_spec", "alpha_for", "assemble_acoustic",
     "extract_utterance", "fit_length", "label_num_frames", "mel_spec", "sp2mc", "mc2sp", "mgc_to_log_power", "world_analysis",
-    "world_features", "RunningStats", "normalize", "denormalize", "minmax_scale",
+    "world_features", "Normalizer", "RunningStats", "normalize", "denormalize", "minmax_scale",
     "minmax_unscale", "plot_features",
 ]

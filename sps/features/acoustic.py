@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sps.config import bind
 from sps.features.deltas import delta_features
 from sps.features.f0 import f0_to_lf0, interp_lf0
 from sps.features.mel import mel_spectrogram
@@ -214,13 +215,8 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, config: dict | None) -> "FeatureConfig":
-        """Pick this class's keys from a config mapping; unknown keys are logged and ignored."""
-        config = dict(config or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(k for k in config if k not in names and k not in IGNORED_KEYS)
-        if unknown:
-            logger.warning("features: ignoring unknown config keys %s", unknown)
-        return cls(**{k: v for k, v in config.items() if k in names})
+        """From a config mapping, validated (unknown keys and wrong types are errors)."""
+        return bind(cls, config, "features")
 
     @classmethod
     def from_spec(cls, spec: dict) -> "FeatureConfig":
@@ -258,10 +254,6 @@ class FeatureConfig:
                 "alpha": self.resolved_alpha(), "fft_size": self.resolved_fft_size(),
                 "d4c_threshold": float(self.d4c_threshold), "lf0": "natural log Hz, "
                 "linearly interpolated over unvoiced frames", "bap": "pyworld.code_aperiodicity (dB)"}
-
-
-#: config keys other stages keep in the same file (not errors)
-IGNORED_KEYS = frozenset({"cli", "std_floor", "kinds"})
 
 
 def acoustic_spec(config: FeatureConfig, windows=DEFAULT_WINDOWS) -> dict:

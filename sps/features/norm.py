@@ -113,3 +113,40 @@ def minmax_unscale(y, min, max, range=MINMAX_RANGE, eps: float = 1e-8):  # noqa:
     """Inverse of :func:`minmax_scale`."""
     lo, hi = range
     return (y - lo) / (hi - lo) * _span(y, min, max, eps) + _like(min, y)
+
+
+class Normalizer:
+    """Input min-max scaling and output standardisation of one model.
+
+    Parameters
+    ----------
+    in_stats : dict with ``min``, ``max`` [shape=(D_in,)]
+    out_stats : dict with ``mean``, ``std`` [shape=(D_out,)]
+        Statistics (``stats/<kind>.npz`` of the stats stage).
+    """
+
+    def __init__(self, in_stats: dict, out_stats: dict):
+        self.in_min = np.asarray(in_stats["min"], dtype=np.float64)
+        self.in_max = np.asarray(in_stats["max"], dtype=np.float64)
+        self.out_mean = np.asarray(out_stats["mean"], dtype=np.float64)
+        self.out_std = np.asarray(out_stats["std"], dtype=np.float64)
+
+    @property
+    def in_dim(self) -> int:
+        return len(self.in_min)
+
+    @property
+    def out_dim(self) -> int:
+        return len(self.out_mean)
+
+    def inputs(self, x):
+        """Raw inputs [shape=(..., D_in)] -> scaled (NumPy or torch)."""
+        return minmax_scale(x, self.in_min, self.in_max)
+
+    def outputs(self, y):
+        """Raw outputs [shape=(..., D_out)] -> standardised."""
+        return normalize(y, self.out_mean, self.out_std)
+
+    def unscale_outputs(self, y):
+        """Standardised outputs -> raw units (inverse of :meth:`outputs`)."""
+        return denormalize(y, self.out_mean, self.out_std)

@@ -8,24 +8,34 @@ the sequence lengths so padding never leaks into the real frames.
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
+from sps.config import bind
+
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 
-#: model options and their defaults (section ``model`` of a train config)
-MODEL_DEFAULTS: dict[str, Any] = {
-    "type": "dnn",          # "dnn" | "lstm"
-    "hidden_dim": 256,      # units per feed-forward layer
-    "num_layers": 3,        # dnn: hidden layers; lstm: LSTM layers
-    "activation": "tanh",
-    "dropout": 0.0,
-    "lstm_dim": 256,        # lstm: units per direction
-    "bidirectional": True,  # lstm
-    "pre_layers": 1,        # lstm: feed-forward layers before the LSTM stack
-}
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network options (section ``model`` of a train config)."""
+    type: Literal["dnn", "lstm"] = "dnn"
+    hidden_dim: int = 256         # units per feed-forward layer
+    num_layers: int = 3           # dnn: hidden layers; lstm: LSTM layers
+    activation: Literal["tanh", "relu", "sigmoid", "gelu"] = "tanh"
+    dropout: float = 0.0
+    lstm_dim: int = 256           # lstm: units per direction
+    bidirectional: bool = True    # lstm
+    pre_layers: int = 1           # lstm: feed-forward layers before the LSTM stack
+
+    def __post_init__(self):
+        if min(self.hidden_dim, self.lstm_dim) < 1 or self.num_layers < 0 or self.pre_layers < 0:
+            raise ValueError("hidden_dim and lstm_dim must be >= 1, num_layers and pre_layers >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 def _ff_stack(in_dim: int, hidden_dim: int, num_layers: int, activation: str, dropout: float) -> nn.Sequential:
@@ -108,20 +118,18 @@ class RecurrentNet(nn.Module):
         return self.out(h)
 
 
-def build_model(cfg: dict | None, in_dim: int, out_dim: int) -> nn.Module:
-    """A network from a ``model`` config section (:data:`MODEL_DEFAULTS`).
+def build_model(cfg: ModelConfig | dict | None, in_dim: int, out_dim: int) -> nn.Module:
+    """A network from a ``model`` config section (:class:`ModelConfig` or its mapping).
 
     Parameters
     ----------
-    cfg : dict
+    cfg : ModelConfig or dict
         ``type`` ("dnn" | "lstm") and that type's options.
     in_dim, out_dim : int
     """
-    c = {**MODEL_DEFAULTS, **(cfg or {})}
-    common = dict(hidden_dim=int(c["hidden_dim"]), activation=c["activation"], dropout=float(c["dropout"]))
-    if c["type"] == "dnn":
-        return FeedForward(in_dim, out_dim, num_layers=int(c["num_layers"]), **common)
-    if c["type"] == "lstm":
-        return RecurrentNet(in_dim, out_dim, pre_layers=int(c["pre_layers"]), lstm_dim=int(c["lstm_dim"]),
-                            num_layers=int(c["num_layers"]), bidirectional=bool(c["bidirectional"]), **common)
-    raise ValueError(f"model.type must be 'dnn' or 'lstm', got {c['type']!r}")
+    c = cfg if isinstance(cfg, ModelConfig) else bind(ModelConfig, cfg, "model")
+    common = dict(hidden_dim=c.hidden_dim, activation=c.activation, dropout=c.dropout)
+    if c.type == "dnn":
+        return FeedForward(in_dim, out_dim, num_layers=c.num_layers, **common)
+    return RecurrentNet(in_dim, out_dim, pre_layers=c.pre_layers, lstm_dim=c.lstm_dim,
+                        num_layers=c.num_layers, bidirectional=c.bidirectional, **common)

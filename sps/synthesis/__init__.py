@@ -1,12 +1,11 @@
-"""Synthesis, objective evaluation and the HTML report (recipe stages ``synth``, ``eval``, ``report``).
+"""Synthesis with trained models: :class:`Synthesizer`, the post-filter and comparison plots.
 
->>> from sps.synthesis import synthesize_text
->>> synthesize_text("exp/slt_festival", "Any sentence.", "x.wav")   # doctest: +SKIP
+>>> syn = Synthesizer(acoustic, spec, duration=duration, questions=questions)   # doctest: +SKIP
+>>> wav = syn.waveform(syn.from_text("Any sentence."))                          # doctest: +SKIP
 
-Submodules: :mod:`~sps.synthesis.generate` (:class:`Synthesizer`, post-filter),
-:mod:`~sps.synthesis.synth`, :mod:`~sps.synthesis.evaluate`, :mod:`~sps.synthesis.report`.
+The recipe stages ``synth``, ``eval`` and ``report`` live in :mod:`sps.stages`.
 """
-from sps.synthesis.generate import SYNTH_DEFAULTS, Synthesizer, postfilter
-from sps.synthesis.synth import synthesize_text
+from sps.synthesis.plots import plot_comparison
+from sps.synthesis.synthesizer import Synthesizer, postfilter, round_durations
 
-__all__ = ["Synthesizer", "SYNTH_DEFAULTS", "postfilter", "synthesize_text"]
+__all__ = ["Synthesizer", "postfilter", "round_durations", "plot_comparison"]

@@ -5,6 +5,10 @@ import os
 
 import numpy as np
 
+from sps.features import lf0_to_f0, mgc_to_log_power
+from sps.io import atomic_path
+from sps.spec import split_streams
+
 
 def plot_comparison(path_png: str | os.PathLike, generated: np.ndarray, spec: dict,
                     natural: np.ndarray | None = None, title: str | None = None) -> None:
@@ -19,11 +23,7 @@ def plot_comparison(path_png: str | os.PathLike, generated: np.ndarray, spec: di
     spec : dict
         Stream spec (alpha, FFT size, sample rate, frame shift).
     """
-    from matplotlib.figure import Figure
-
-    from sps.features import lf0_to_f0, split_streams
-    from sps.io import atomic_path
-    from sps.features import mgc_to_log_power
+    from matplotlib.figure import Figure   # matplotlib only when a plot is made
     a = spec["analysis"]
     sr, shift = spec["sample_rate"], spec["frame_shift_ms"] / 1000.0
     rows = [("generated", generated)] if natural is None else [("natural", natural), ("generated", generated)]

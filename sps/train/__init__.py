@@ -1,13 +1,15 @@
-"""Generic training loop shared by the acoustic/duration models and the vocoders.
+"""Training shared by the acoustic/duration models and the vocoders: :class:`Trainer`.
 
 >>> from sps.train import fit
->>> result = fit(model, step_fn, train_set, valid_set, "models/acoustic", cfg,
+>>> result = fit(model, step_fn, train_set, valid_set, "models/acoustic", {"epochs": 5},
 ...              collate_fn=collate)                                # doctest: +SKIP
 
-See :func:`sps.train.loop.fit` for the options (:data:`DEFAULTS`).
+See :mod:`sps.train.trainer` for the options (:class:`TrainConfig`).
 """
 from sps.train.data import BucketBatchSampler, length_mask, pad_sequences
-from sps.train.loop import DEFAULTS, checkpoints, fit, load_checkpoint, merge_defaults, plot_losses
+from sps.train.trainer import (TrainConfig, Trainer, TrainState, checkpoints, fit, load_checkpoint,
+                               plot_losses, read_checkpoint, seed_everything, train_config)
 
-__all__ = ["fit", "DEFAULTS", "merge_defaults", "load_checkpoint", "checkpoints", "plot_losses",
+__all__ = ["Trainer", "TrainConfig", "TrainState", "fit", "train_config", "load_checkpoint",
+           "read_checkpoint", "checkpoints", "plot_losses", "seed_everything",
            "BucketBatchSampler", "pad_sequences", "length_mask"]

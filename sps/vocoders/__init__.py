@@ -4,18 +4,23 @@ Importing this package never imports pysptk/pyworld or a vocoder module: the
 registry below maps a name to ``"module:Class"`` and :func:`get_vocoder` imports
 on demand.
 
-Every neural vocoder class follows the protocol used by :mod:`sps.vocoders.stage`::
+Every neural vocoder class follows the protocol used by :mod:`sps.stages.vocoder`::
 
     class Vocoder(nn.Module):
         hop_length: int                                   # samples per 5 ms frame
-        @classmethod
-        def from_config(cls, cfg: dict, cond_dim: int) -> "Vocoder"   # cfg: the "model" section
+        def __init__(self, cond_dim, **options)            # options: the config's "model" section
         def loss(self, wav, cond) -> Tensor               # wav (B, N) in [-1, 1], cond (B, T, C), N == T * hop
-        def generate(self, cond, lengths=None, temperature=1.0, ...) -> Tensor   # (B, T * hop) in [-1, 1]
+        def generate(self, cond, lengths=None, temperature=1.0, *, generator=None,
+                     backend="auto", ...) -> Tensor       # (B, T * hop) in [-1, 1]
+
+:func:`build_vocoder` binds a ``model`` section to the constructor (an unknown option is
+an error that names the closest valid one).
 """
 from __future__ import annotations
 
 import importlib
+
+from sps.config import bind_kwargs
 
 #: vocoder name (``config["vocoder"]``) -> "module:Class"
 VOCODERS: dict[str, str] = {
@@ -38,4 +43,10 @@ def get_vocoder(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["VOCODERS", "get_vocoder"]
+def build_vocoder(name: str, model: dict | None, cond_dim: int):
+    """Vocoder ``name`` with ``cond_dim`` conditioning features and the options ``model``."""
+    cls = get_vocoder(name)
+    return cls(cond_dim, **bind_kwargs(cls, model, f"{name}.model", skip=("cond_dim",)))
+
+
+__all__ = ["VOCODERS", "get_vocoder", "build_vocoder"]

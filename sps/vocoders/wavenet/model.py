@@ -129,19 +129,6 @@ class WaveNet(nn.Module):
         self.upsample = Upsampler(cond_dim, cond_channels, hop_length, upsample_scales)
         self.cond_proj = nn.Conv1d(cond_channels, 2 * R * L, 1)
 
-    @classmethod
-    def from_config(cls, cfg: dict, cond_dim: int) -> "WaveNet":
-        """Build from the ``model`` section of a vocoder config (keys = keyword arguments;
-        a whole config with a ``model`` section is accepted too)."""
-        cfg = dict(cfg or {})
-        if isinstance(cfg.get("model"), dict):
-            cfg = dict(cfg["model"])
-        cfg.pop("name", None)
-        try:
-            return cls(cond_dim, **cfg)
-        except TypeError as err:
-            raise ValueError(f"bad WaveNet model config {cfg}: {err}") from None
-
     @property
     def receptive_field(self) -> int:
         """Samples seen by one output (including the two embedded samples)."""

@@ -2,7 +2,7 @@
 
 See ``docs/wavernn.md``. Public names::
 
-    WaveRNN                    the model (``loss``, ``generate``, ``from_config``)
+    WaveRNN                    the model (``loss``, ``generate``)
     split_16bit, merge_16bit   waveform <-> coarse/fine bytes
     fold, unfold               segmenting a long utterance for batched generation
     magnitude_prune            sparsify the recurrent and output matrices

@@ -37,7 +37,6 @@ from .ops import byte_to_input, pad_frames, split_16bit, upsample
 from .rnn import gru_aten, gru_sequence
 
 N_CLASSES = 256
-DEFAULTS = {"hidden": 896, "cond_channels": 128, "cond_kernel": 5, "hop_length": 80}
 
 
 class WaveRNN(nn.Module):
@@ -81,13 +80,6 @@ class WaveRNN(nn.Module):
         for g in range(3):  # coarse rows of each gate do not see c_t
             mask[g * H:g * H + H2, 2] = 0.0
         self.register_buffer("mask", mask, persistent=False)
-
-    @classmethod
-    def from_config(cls, cfg: dict, cond_dim: int) -> "WaveRNN":
-        """Build from a config dict (keys of ``DEFAULTS``; others are ignored)."""
-        cfg = cfg.get("model", cfg)
-        kw = {k: cfg.get(k, v) for k, v in DEFAULTS.items()}
-        return cls(cond_dim, **kw)
 
     # ------------------------------------------------------------------ training
     def conditioning(self, cond: Tensor) -> Tensor:

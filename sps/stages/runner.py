@@ -25,6 +25,9 @@ from typing import Callable, Iterable
 
 from tqdm import tqdm
 
+from sps.io import write_text
+from sps.stages.experiment import Experiment
+
 logger = logging.getLogger(__name__)
 
 
@@ -51,6 +54,11 @@ class StageContext:
     jobs: int = 1
     shard: tuple[int, int] | None = None
     force: bool = False
+
+    @property
+    def exp(self) -> Experiment:
+        """The experiment directory ``exp_dir``."""
+        return Experiment(self.exp_dir)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -137,6 +145,5 @@ def run_utterances(utts: Iterable[str], process: Callable[[str], object], *, des
     (logger.warning if summary.failed else logger.info)("%s", summary)
     print(str(summary).splitlines()[0], file=sys.stderr)
     if report is not None:
-        from sps.io import write_text
         write_text(report, str(summary) + "\n")
     return summary

@@ -20,40 +20,40 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from sps.frontend import DEFAULT_QUESTION_FILE
-from sps.frontend.features import (duration_features, feature_names, linguistic_features,
-                                   resolve_subphone)
-from sps.frontend.labels import load_labels
-from sps.frontend.questions import QuestionSet, load_questions
-from sps.io import read_list, read_scp, save_array, write_json
-from sps.stage import StageContext, run_utterances
+from sps.config import bind
+from sps.frontend import load_labels, load_questions, question_file
+from sps.frontend.features import duration_features, feature_names, linguistic_features, resolve_subphone
+from sps.frontend.questions import QuestionSet
+from sps.io import save_array, write_json
+from sps.stages.experiment import Experiment
+from sps.stages.runner import StageContext, run_utterances
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "dev", "eval")
 KINDS = ("in_duration", "out_duration", "in_acoustic")
-#: ``voice`` is not used here: it is the Festival voice of ``text_to_labels`` at synthesis time
-DEFAULTS = {"question_file": str(DEFAULT_QUESTION_FILE), "subphone_features": "auto", "frame_shift": 50000,
-            "voice": "cmu_us_slt_arctic_hts"}
 
 
-def resolve_question_file(name: str | Path) -> Path:
-    """A question file path as given, or relative to the repository root."""
-    path = Path(name)
-    if not path.exists() and not path.is_absolute():
-        candidate = DEFAULT_QUESTION_FILE.parents[2] / path
-        if candidate.exists():
-            return candidate
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: question file not found (config frontend.question_file)")
-    return path.resolve()
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Section ``frontend`` of ``conf/linguistic.yaml``."""
+    question_file: str | None = None
+    subphone_features: Literal["auto", "phone", "state", "none"] = "auto"
+    frame_shift: int = 50000          # 100 ns units (5 ms)
+    #: not used here: the Festival voice of ``text_to_labels`` at synthesis time
+    voice: str = "cmu_us_slt_arctic_hts"
+
+    def __post_init__(self):
+        if self.frame_shift <= 0:
+            raise ValueError(f"frame_shift must be positive (100 ns units), got {self.frame_shift}")
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_scp(path: str, mtime: float) -> dict[str, str]:
-    return read_scp(path)
+@dataclass(frozen=True)
+class LinguisticConfig:
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,16 +61,16 @@ def _cached_questions(path: str, mtime: float) -> QuestionSet:
     return load_questions(path)
 
 
-def process_utterance(utt: str, *, lab_scp: Path, out_dir: Path, question_file: Path,
+def process_utterance(utt: str, *, exp: Experiment, split: str, question_file: Path,
                       subphone: str, num_states: int, frame_shift: int) -> None:
     """Write the three feature files of one utterance (atomically).
 
     Takes paths, not loaded tables, so that the picklable ``functools.partial`` sent to
     worker processes stays small; each worker loads the scp and questions once.
     """
-    table = _cached_scp(str(lab_scp), lab_scp.stat().st_mtime)
+    table = exp.scp("lab")
     if utt not in table:
-        raise ValueError(f"{lab_scp}: no entry for utterance {utt!r}")
+        raise ValueError(f"{exp.data_dir / 'lab.scp'}: no entry for utterance {utt!r}")
     questions = _cached_questions(str(question_file), question_file.stat().st_mtime)
     labels = load_labels(table[utt])
     if not labels.has_times:
@@ -85,7 +85,7 @@ def process_utterance(utt: str, *, lab_scp: Path, out_dir: Path, question_file: 
                                            subphone_features=subphone, frame_shift=frame_shift),
     }
     for kind, array in outputs.items():
-        save_array(out_dir / kind / f"{utt}.npy", array)
+        save_array(exp.dump_path(split, kind, utt), array)
 
 
 def _first_readable(lab_scp: dict[str, str], utts: list[str]):
@@ -99,8 +99,8 @@ def _first_readable(lab_scp: dict[str, str], utts: list[str]):
     raise ValueError(f"no readable label file among {len(utts)} utterances (first error: {first_error})")
 
 
-def _done(utt: str, out_dir: Path) -> bool:
-    return all((out_dir / kind / f"{utt}.npy").exists() for kind in KINDS)
+def _done(utt: str, *, exp: Experiment, split: str) -> bool:
+    return all(exp.dump_path(split, kind, utt).exists() for kind in KINDS)
 
 
 def run(ctx: StageContext) -> dict:
@@ -108,50 +108,42 @@ def run(ctx: StageContext) -> dict:
 
     Returns
     -------
-    summaries : dict split -> sps.stage.StageSummary
+    summaries : dict split -> sps.stages.runner.StageSummary
         A summary per split is also written to ``dump/<split>/linguistic_report.txt``.
     """
-    cfg = {**DEFAULTS, **(ctx.config.get("frontend") or {})}
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown frontend config keys: {sorted(unknown)} (known: {sorted(DEFAULTS)})")
-    frame_shift = int(cfg["frame_shift"])
-    if frame_shift <= 0:
-        raise ValueError(f"frontend.frame_shift must be positive (100 ns units), got {frame_shift}")
-    qfile = resolve_question_file(cfg["question_file"])
+    cfg = bind(LinguisticConfig, ctx.config, "linguistic").frontend
+    frame_shift = cfg.frame_shift
+    qfile = question_file(cfg.question_file)
     questions = load_questions(qfile)
-    data = Path(ctx.exp_dir) / "data"
-    lab_scp = read_scp(data / "lab.scp")
-    splits = {s: read_list(data / f"{s}.list") for s in SPLITS if (data / f"{s}.list").exists()}
+    exp = ctx.exp
+    lab_scp = exp.scp("lab")
+    splits = {s: exp.utterances(s) for s in exp.splits()}
     if not any(splits.values()):
-        raise FileNotFoundError(f"{data}: no utterances in {', '.join(s + '.list' for s in SPLITS)}")
+        raise FileNotFoundError(f"{exp.data_dir}: no utterances in train.list, dev.list or eval.list")
     reference = _first_readable(lab_scp, [u for utts in splits.values() for u in utts])
-    subphone = resolve_subphone(cfg["subphone_features"], reference)
+    subphone = resolve_subphone(cfg.subphone_features, reference)
     num_states = reference.num_states
 
-    dump = Path(ctx.exp_dir) / "dump"
     common = {"question_file": str(qfile), "frame_shift_ms": frame_shift / 10000.0,
               "num_binary": len(questions.binary), "num_numeric": len(questions.numeric)}
     names_phone = feature_names(questions)
     names_frame = feature_names(questions, frame_level=True, subphone_features=subphone)
-    write_json(dump / "in_duration.json", {"kind": "in_duration", "dim": len(names_phone),
-                                           "level": "phone", **common, "names": names_phone})
-    write_json(dump / "in_acoustic.json", {"kind": "in_acoustic", "dim": len(names_frame),
-                                           "level": "frame", "subphone_features": subphone,
-                                           **common, "names": names_frame})
+    write_json(exp.spec_path("in_duration"), {"kind": "in_duration", "dim": len(names_phone),
+                                              "level": "phone", **common, "names": names_phone})
+    write_json(exp.spec_path("in_acoustic"), {"kind": "in_acoustic", "dim": len(names_frame),
+                                              "level": "frame", "subphone_features": subphone,
+                                              **common, "names": names_frame})
     dur_names = ["phone_frames"] if num_states == 1 else [f"state{s}_frames" for s in range(2, num_states + 2)]
-    write_json(dump / "out_duration.json", {"kind": "out_duration", "dim": num_states, "level": "phone",
-                                            "unit": "frames", "frame_shift_ms": frame_shift / 10000.0,
-                                            "names": dur_names})
+    write_json(exp.spec_path("out_duration"), {"kind": "out_duration", "dim": num_states, "level": "phone",
+                                               "unit": "frames", "frame_shift_ms": frame_shift / 10000.0,
+                                               "names": dur_names})
     summaries = {}
     suffix = "" if ctx.shard is None else f".{ctx.shard[0]}of{ctx.shard[1]}"
     for split, utts in splits.items():
-        out_dir = dump / split
-        process = functools.partial(process_utterance, lab_scp=data / "lab.scp", out_dir=out_dir,
-                                    question_file=qfile, subphone=subphone, num_states=num_states,
-                                    frame_shift=frame_shift)
-        done = None if ctx.force else functools.partial(_done, out_dir=out_dir)
+        process = functools.partial(process_utterance, exp=exp, split=split, question_file=qfile,
+                                    subphone=subphone, num_states=num_states, frame_shift=frame_shift)
+        done = None if ctx.force else functools.partial(_done, exp=exp, split=split)
         summaries[split] = run_utterances(
             utts, process, desc=f"linguistic {split}", jobs=ctx.jobs, shard=ctx.shard, done=done,
-            report=out_dir / f"linguistic_report{suffix}.txt")
+            report=exp.dump_dir / split / f"linguistic_report{suffix}.txt")
     return summaries

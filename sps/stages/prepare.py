@@ -24,17 +24,40 @@ import shutil
 import tarfile
 import urllib.request
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from sps.config import bind
 from sps.io import read_list, write_list, write_scp
-from sps.stage import StageContext
+from sps.stages.experiment import SPLITS
+from sps.stages.runner import StageContext
 
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".WAV")
-SPLITS = ("train", "dev", "eval")
-DEFAULTS = {"path": "data/slt_festival", "url": None, "subdir": None,
-            "dev_fraction": 0.05, "eval_fraction": 0.05, "max_utts": None}
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Section ``corpus`` of ``conf/prepare.yaml``."""
+    path: str = "data/slt_festival"     # local directory with wav/ and lab/
+    url: str | None = None              # archive to download instead (into <exp>/downloads)
+    subdir: str | None = None           # directory inside the archive holding wav/ and lab/
+    dev_fraction: float = 0.05          # used only when the corpus has no split lists
+    eval_fraction: float = 0.05
+    max_utts: int | None = None         # cap per split (quick experiments, tests)
+
+    def __post_init__(self):
+        for name in ("dev_fraction", "eval_fraction"):
+            if not 0.0 <= getattr(self, name) < 0.5:
+                raise ValueError(f"{name} must be in [0, 0.5), got {getattr(self, name)}")
+        if self.max_utts is not None and self.max_utts < 1:
+            raise ValueError(f"max_utts must be >= 1 or null, got {self.max_utts}")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
 
 
 def download(url: str, dest_dir: Path) -> Path:
@@ -93,13 +116,13 @@ def make_splits(utts: list[str], dev_fraction: float, eval_fraction: float) -> d
 
 
 def run(ctx: StageContext) -> None:
-    cfg = {**DEFAULTS, **(ctx.config.get("corpus") or {})}
-    if cfg["url"]:
-        root = download(cfg["url"], ctx.exp_dir / "downloads")
-        if cfg["subdir"]:
-            root = root / cfg["subdir"]
+    cfg = bind(PrepareConfig, ctx.config, "prepare").corpus
+    if cfg.url:
+        root = download(cfg.url, ctx.exp_dir / "downloads")
+        if cfg.subdir:
+            root = root / cfg.subdir
     else:
-        root = Path(cfg["path"])
+        root = Path(cfg.path)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: corpus directory not found")
     wavs, labs = scan_corpus(root)
@@ -113,10 +136,10 @@ def run(ctx: StageContext) -> None:
                                s, len(unknown), unknown[0])
             splits[s] = [u for u in ids if u in wavs]
     else:
-        splits = make_splits(sorted(wavs), cfg["dev_fraction"], cfg["eval_fraction"])
-    if cfg["max_utts"]:
-        splits = {s: ids[: int(cfg["max_utts"])] for s, ids in splits.items()}
-    data = ctx.exp_dir / "data"
+        splits = make_splits(sorted(wavs), cfg.dev_fraction, cfg.eval_fraction)
+    if cfg.max_utts:
+        splits = {s: ids[:cfg.max_utts] for s, ids in splits.items()}
+    data = ctx.exp.data_dir
     used = sorted({u for ids in splits.values() for u in ids})
     for s in SPLITS:
         write_list(data / f"{s}.list", splits[s])

@@ -23,16 +23,23 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from sps.config import bind
+from sps.features import lf0_to_f0
+from sps.io import load_array, read_json, read_wav, write_json
 from sps.metrics import bap_distortion, duration_rmse, f0_corr, f0_rmse, mcd, nanmean, vuv_error
+from sps.spec import split_streams, static_columns
+from sps.stages.experiment import Experiment
+from sps.stages.runner import StageContext
+from sps.synthesis import round_durations
+from sps.vocoders import world
 
 logger = logging.getLogger(__name__)
 
-EVAL_DEFAULTS = {"split": "eval", "systems": None, "source": "auto", "duration_model": None}
 #: frames by which generated and natural lengths may differ (trimmed); more: not comparable
 MAX_MISMATCH = 5
 #: (metrics.json key, table header, format)
@@ -41,9 +48,17 @@ COLUMNS = [("mcd_db", "MCD (dB)", "{:.2f}"), ("bap_db", "BAP (dB)", "{:.3f}"),
            ("vuv_error_pct", "V/UV (%)", "{:.2f}"), ("duration_rmse_frames", "dur RMSE (frames)", "{:.2f}")]
 
 
+@dataclass(frozen=True)
+class EvalConfig:
+    """Keys of ``conf/eval.yaml``."""
+    split: str = "eval"
+    systems: tuple[str, ...] | None = None    # names under synth/ (None: every synth/*/<split>/)
+    source: Literal["auto", "features", "audio"] = "auto"   # audio: always analyse the waveforms
+    duration_model: str | None = None         # models/<name> to score (duration RMSE in frames)
+
+
 def acoustic_metrics(natural: np.ndarray, generated: np.ndarray, spec: dict) -> dict[str, float]:
     """Metrics of one utterance from static features [shape=(T, S)] on the same time axis."""
-    from sps.features import lf0_to_f0, split_streams
     n, g = split_streams(natural, spec), split_streams(generated, spec)
     f0n = lf0_to_f0(n["lf0"][:, 0], n["vuv"][:, 0])
     f0g = lf0_to_f0(g["lf0"][:, 0], g["vuv"][:, 0])
@@ -52,47 +67,31 @@ def acoustic_metrics(natural: np.ndarray, generated: np.ndarray, spec: dict) -> 
             "vuv_error_pct": 100.0 * vuv_error(f0n, f0g), "frames": int(len(f0n))}
 
 
-def analysis_config(spec: dict):
-    """The :class:`sps.features.FeatureConfig` that produced a stream spec's features."""
-    import dataclasses
-
-    from sps.features import FeatureConfig
-    names = {f.name for f in dataclasses.fields(FeatureConfig)}
-    a = {k: v for k, v in spec.get("analysis", {}).items() if k in names}
-    return FeatureConfig(sample_rate=int(spec["sample_rate"]), frame_shift_ms=float(spec["frame_shift_ms"]),
-                         mgc_order=sum(s["static_dim"] for s in spec["streams"] if s["name"] == "mgc") - 1,
-                         **{k: v for k, v in a.items() if k != "mgc_order"})
-
-
-def generated_static(system_dir: Path, utt: str, spec: dict, source: str) -> np.ndarray:
+def generated_static(exp: Experiment, system: str, split: str, utt: str, source: str) -> np.ndarray:
     """A system's static features of ``utt``: its ``.npy`` or the WORLD analysis of its ``.wav``."""
-    from sps.io import load_array, read_wav
-    npy, wav = system_dir / f"{utt}.npy", system_dir / f"{utt}.wav"
+    sdir = exp.synth_dir(system, split)
+    npy, wav = sdir / f"{utt}.npy", sdir / f"{utt}.wav"
     if source != "audio" and npy.exists():
         return load_array(npy)
     if source == "features":
         raise FileNotFoundError(f"{npy}: generated features not found (source: features)")
-    from sps.vocoders.world import analyze
-    x, sr = read_wav(wav, int(spec["sample_rate"]))
-    static, _ = analyze(x, sr, analysis_config(spec))
+    config = exp.feature_config()
+    x, sr = read_wav(wav, config.sample_rate)
+    static, _ = world.analyze(x, sr, config)
     return static
 
 
-def evaluate_system(exp_dir: str | os.PathLike, system: str, split: str = "eval",
-                    source: str = "auto") -> dict | None:
+def evaluate_system(exp: Experiment, system: str, split: str = "eval", source: str = "auto") -> dict | None:
     """Metrics of ``synth/<system>/<split>`` against natural speech (None if not comparable)."""
-    from sps.features import static_columns
-    from sps.io import load_array, read_json, read_list
-    exp = Path(exp_dir)
-    spec = read_json(exp / "dump" / "out_acoustic.json")
+    spec = exp.spec("out_acoustic")
     cols = static_columns(spec)
-    sdir = exp / "synth" / system / split
+    sdir = exp.synth_dir(system, split)
     per_utt, used_source = {}, set()
-    for utt in read_list(exp / "data" / f"{split}.list"):
+    for utt in exp.utterances(split):
         if not (sdir / f"{utt}.wav").exists() and not (sdir / f"{utt}.npy").exists():
             continue
-        natural = load_array(exp / "dump" / split / "out_acoustic" / f"{utt}.npy")[:, cols]
-        gen = generated_static(sdir, utt, spec, source)
+        natural = load_array(exp.dump_path(split, "out_acoustic", utt))[:, cols]
+        gen = generated_static(exp, system, split, utt, source)
         used_source.add("features" if source != "audio" and (sdir / f"{utt}.npy").exists() else "audio")
         if abs(len(gen) - len(natural)) > MAX_MISMATCH:
             logger.warning("eval: %s/%s has %d frames, natural speech %d: not synthesized with natural "
@@ -108,80 +107,84 @@ def evaluate_system(exp_dir: str | os.PathLike, system: str, split: str = "eval"
             "utterances": per_utt}
 
 
-def evaluate_duration_model(exp_dir: str | os.PathLike, model: str, split: str = "eval") -> dict:
+def evaluate_duration_model(exp: Experiment, model: str, split: str = "eval") -> dict:
     """Duration RMSE (frames per phone, or per state) of ``models/<model>`` on a split."""
-    from sps.io import load_array, read_list
-    from sps.models.data import Normalizer
-    from sps.models.stage import load_model
-    from sps.synthesis.generate import round_durations, run_model
-    exp = Path(exp_dir)
-    model_, model_cfg = load_model(exp / "models" / model)
-    norm = Normalizer.from_exp(exp, "in_duration", "out_duration")
+    trained = exp.load_model(model)
     per_utt = {}
-    for utt in read_list(exp / "data" / f"{split}.list"):
-        x = exp / "dump" / split / "in_duration" / f"{utt}.npy"
+    for utt in exp.utterances(split):
+        x = exp.dump_path(split, "in_duration", utt)
         if not x.exists():
             continue
-        pred = round_durations(run_model(model_, model_cfg, norm, load_array(x))[0])
-        ref = load_array(exp / "dump" / split / "out_duration" / f"{utt}.npy")
+        pred = round_durations(trained(load_array(x))[0])
+        ref = load_array(exp.dump_path(split, "out_duration", utt))
         per_utt[utt] = {"duration_rmse_frames": duration_rmse(ref, pred.astype(np.float64)), "phones": len(ref)}
     return {"system": model, "split": split, "source": "durations", "num_utterances": len(per_utt),
             "mean": {"duration_rmse_frames": nanmean(v["duration_rmse_frames"] for v in per_utt.values())},
             "utterances": per_utt}
 
 
-def _fmt(value, fmt: str) -> str:
+def write_system_metrics(exp: Experiment, system: str, split: str, source: str = "auto") -> dict | None:
+    """:func:`evaluate_system` -> ``eval/<system>/<split>/metrics.json``; returns the means."""
+    result = evaluate_system(exp, system, split, source)
+    if result is None:
+        logger.warning("%s/%s: no utterance to evaluate", system, split)
+        return None
+    write_json(exp.eval_dir(system, split) / "metrics.json", result)
+    logger.info("%s/%s metrics: %s", system, split,
+                ", ".join(f"{k}={v:.4g}" for k, v in result["mean"].items()))
+    return result["mean"]
+
+
+def fmt(value, fmt: str) -> str:
+    """A table cell: ``-`` for missing or NaN values."""
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
-def metrics_table(exp_dir: str | os.PathLike, split: str = "eval", markdown: bool = False) -> str:
-    """The mean metrics of every system evaluated on ``split`` (``eval/*/<split>/metrics.json``)."""
-    from sps.io import read_json
+def metrics_rows(exp: Experiment, split: str) -> list[tuple[str, dict, int, str]]:
+    """(system, mean metrics, utterances, source) of every ``eval/*/<split>/metrics.json``,
+    WORLD copy synthesis first (the ceiling the others are read against)."""
     rows = []
-    for path in sorted(Path(exp_dir, "eval").glob(f"*/{split}/metrics.json")):
+    for path in sorted(exp.root.glob(f"eval/*/{split}/metrics.json")):
         m = read_json(path)
-        rows.append((m["system"], m["mean"], m.get("num_utterances", 0)))
-    # copy synthesis first: it is the ceiling the others are read against
+        rows.append((m["system"], m["mean"], m.get("num_utterances", 0), m.get("source", "")))
     rows.sort(key=lambda r: (r[0] != "world_copy", r[0]))
+    return rows
+
+
+def metrics_table(exp: Experiment, split: str = "eval", markdown: bool = False) -> str:
+    """The mean metrics of every system evaluated on ``split``, as text or markdown."""
+    rows = metrics_rows(exp, split)
     used = [c for c in COLUMNS if any(c[0] in r[1] for r in rows)]
     header = ["system", *[h for _, h, _ in used], "utts"]
-    body = [[name, *[_fmt(mean.get(k), f) for k, _, f in used], str(n)] for name, mean, n in rows]
+    body = [[name, *[fmt(mean.get(k), f) for k, _, f in used], str(n)] for name, mean, n, _ in rows]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in body]
         return "\n".join(lines)
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    fmt_row = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    return "\n".join([fmt_row(header), "-" * (sum(widths) + 2 * (len(widths) - 1)), *map(fmt_row, body)])
+
+    def row(r):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([row(header), "-" * (sum(widths) + 2 * (len(widths) - 1)), *map(row, body)])
 
 
-def print_table(exp_dir: str | os.PathLike, split: str = "eval") -> None:
-    """Print :func:`metrics_table` (the recipe calls this at the end)."""
-    print(f"objective evaluation on the {split} split ({Path(exp_dir)}):")
-    print(metrics_table(exp_dir, split))
-
-
-def run(ctx) -> None:
+def run(ctx: StageContext) -> None:
     """Stage entry point (``sps eval``)."""
-    from sps.io import write_json
-    cfg = {**EVAL_DEFAULTS, **{k: v for k, v in ctx.config.items() if k in EVAL_DEFAULTS}}
-    if cfg["source"] not in ("auto", "features", "audio"):
-        raise ValueError(f"source must be 'auto', 'features' or 'audio', got {cfg['source']!r}")
-    exp, split = Path(ctx.exp_dir), cfg["split"]
-    systems = cfg["systems"] or sorted(p.parent.name for p in exp.glob(f"synth/*/{split}") if p.is_dir())
-    if isinstance(systems, str):
-        systems = [systems]
+    cfg = bind(EvalConfig, ctx.config, "eval")
+    exp, split = ctx.exp, cfg.split
+    systems = cfg.systems or sorted(p.parent.name for p in exp.root.glob(f"synth/*/{split}") if p.is_dir())
     for system in systems:
-        out = exp / "eval" / system / split / "metrics.json"
-        sdir = exp / "synth" / system / split
+        out = exp.eval_dir(system, split) / "metrics.json"
+        sdir = exp.synth_dir(system, split)
         newest = max((p.stat().st_mtime for p in sdir.glob("*") if p.suffix in (".wav", ".npy")), default=0)
         if out.exists() and not ctx.force and out.stat().st_mtime >= newest:
             logger.info("eval: %s is up to date", out)
             continue
-        result = evaluate_system(exp, system, split, cfg["source"])
+        result = evaluate_system(exp, system, split, cfg.source)
         if result is not None:
             write_json(out, result)
-    if cfg["duration_model"]:
-        write_json(exp / "eval" / cfg["duration_model"] / split / "metrics.json",
-                   evaluate_duration_model(exp, cfg["duration_model"], split))
-    print_table(exp, split)
+    if cfg.duration_model:
+        write_json(exp.eval_dir(cfg.duration_model, split) / "metrics.json",
+                   evaluate_duration_model(exp, cfg.duration_model, split))
+    print(f"objective evaluation on the {split} split ({exp.root}):")
+    print(metrics_table(exp, split))

@@ -1,0 +1,160 @@
+"""The experiment directory: one object for its paths, specs, statistics and models.
+
+Every stage reads and writes through :class:`Experiment`, so the on-disk contract
+(DESIGN.md) lives in one place::
+
+    data/{train,dev,eval}.list, wav.scp, lab.scp     stage 0
+    dump/<split>/<kind>/<utt>.npy, dump/<kind>.json   features, linguistic
+    stats/<kind>.npz                                  stats
+    models/<name>/{config.yaml, best.pt, ...}         train, train-vocoder
+    synth/<system>/<split>/<utt>.{wav,npy,png}        synth, vocode
+    eval/<system>/<split>/metrics.json, report.html   eval, vocode, report
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from sps.features import FeatureConfig, Normalizer
+from sps.io import read_json, read_list, read_scp
+from sps.models import TrainedModel, build_model
+from sps.spec import static_columns
+from sps.train import load_checkpoint
+from sps.vocoders.conditioning import Conditioning
+
+SPLITS = ("train", "dev", "eval")
+
+
+class Experiment:
+    """An experiment directory (it need not exist yet).
+
+    Parameters
+    ----------
+    root : path-like
+        The directory (``--exp-dir``).
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"Experiment({str(self.root)!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Experiment) and self.root == other.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    # ---------------------------------------------------------------- paths
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def dump_dir(self) -> Path:
+        return self.root / "dump"
+
+    @property
+    def stats_dir(self) -> Path:
+        return self.root / "stats"
+
+    def list_path(self, split: str) -> Path:
+        return self.data_dir / f"{split}.list"
+
+    def dump_path(self, split: str, kind: str, utt: str) -> Path:
+        """``dump/<split>/<kind>/<utt>.npy``."""
+        return self.dump_dir / split / kind / f"{utt}.npy"
+
+    def spec_path(self, kind: str) -> Path:
+        return self.dump_dir / f"{kind}.json"
+
+    def stats_path(self, kind: str) -> Path:
+        return self.stats_dir / f"{kind}.npz"
+
+    def model_dir(self, name: str) -> Path:
+        return self.root / "models" / name
+
+    def synth_dir(self, system: str, split: str) -> Path:
+        return self.root / "synth" / system / split
+
+    def eval_dir(self, system: str, split: str) -> Path:
+        return self.root / "eval" / system / split
+
+    # ---------------------------------------------------------------- contents
+    def splits(self) -> list[str]:
+        """The splits whose list exists, in the usual order."""
+        return [s for s in SPLITS if self.list_path(s).exists()]
+
+    def utterances(self, split: str) -> list[str]:
+        """Utterance ids of ``split`` (``data/<split>.list``)."""
+        path = self.list_path(split)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: not found (run the prepare stage first)")
+        return read_list(path)
+
+    def scp(self, name: str) -> dict[str, str]:
+        """``data/<name>.scp`` (``wav`` or ``lab``) as a dict utt -> path."""
+        path = self.data_dir / f"{name}.scp"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: not found (run the prepare stage first)")
+        return _read_scp(str(path), path.stat().st_mtime)
+
+    def spec(self, kind: str = "out_acoustic") -> dict:
+        """The stream spec ``dump/<kind>.json``."""
+        path = self.spec_path(kind)
+        if not path.exists():
+            stage = "linguistic" if kind in ("in_acoustic", "in_duration", "out_duration") else "features"
+            raise FileNotFoundError(f"{path}: stream spec not found (run the {stage} stage)")
+        return read_json(path)
+
+    def feature_config(self) -> FeatureConfig:
+        """The analysis settings that made ``out_acoustic`` (for re-analysis of audio)."""
+        return FeatureConfig.from_spec(self.spec("out_acoustic"))
+
+    def stats(self, kind: str) -> dict[str, np.ndarray]:
+        """``stats/<kind>.npz``: ``count``, ``mean``, ``std``, ``min``, ``max`` (float64)."""
+        path = self.stats_path(kind)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: statistics not found (run the stats stage)")
+        with np.load(path) as data:
+            return {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
+
+    def normalizer(self, in_kind: str, out_kind: str) -> Normalizer:
+        """Input min-max scaling and output standardisation from the statistics."""
+        return Normalizer(self.stats(in_kind), self.stats(out_kind))
+
+    def conditioning(self):
+        """The neural vocoders' conditioning: normalised static acoustic columns."""
+        spec = self.spec("out_acoustic")
+        st = self.stats("out_acoustic")
+        if st["mean"].shape[-1] != spec["dim"]:
+            raise ValueError(f"{self.stats_path('out_acoustic')}: {st['mean'].shape[-1]} columns, "
+                             f"the spec has {spec['dim']}")
+        cols = static_columns(spec)
+        return Conditioning(spec, st["mean"][cols], st["std"][cols])
+
+    def load_model(self, name: str, map_location: str = "cpu") -> TrainedModel:
+        """The trained duration/acoustic model ``models/<name>`` (``best.pt``, else the
+        latest checkpoint) with the statistics it was trained with."""
+        cfg = self.model_config(name)
+        net = build_model(cfg["model"], int(cfg["in_dim"]), int(cfg["net_out_dim"]))
+        load_checkpoint(self.model_dir(name), net, map_location)
+        return TrainedModel(net, self.normalizer(cfg["in_kind"], cfg["out_kind"]),
+                            bool(cfg.get("predict_variance", False)))
+
+    def model_config(self, name: str) -> dict:
+        """``models/<name>/config.yaml``."""
+        path = self.model_dir(name) / "config.yaml"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: model config not found (train the model first)")
+        return yaml.safe_load(path.read_text())
+
+
+@functools.lru_cache(maxsize=8)
+def _read_scp(path: str, mtime: float) -> dict[str, str]:
+    return read_scp(path)

@@ -1,0 +1,68 @@
+"""Recipe stage ``features``: corpus -> ``dump/<split>/{out_acoustic,lf0_raw,mel,wav}/<utt>.npy``.
+
+Reads ``data/{train,dev,eval}.list``, ``data/wav.scp`` and ``data/lab.scp`` of the
+experiment directory, writes the stream specs ``dump/out_acoustic.json`` and
+``dump/mel.json`` (a rerun with different settings is refused unless ``--force``,
+since resuming would mix two layouts), and runs :func:`sps.features.acoustic.extract_utterance` on every
+utterance through :func:`sps.stages.runner.run_utterances` (``--jobs``, ``--shard``, resume,
+bad utterances reported and skipped). A summary of each split goes to
+``dump/<split>/features_report.txt``.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+
+from sps.config import bind
+from sps.features import FeatureConfig, acoustic_spec, extract_utterance, mel_spec
+from sps.io import read_json, save_array, write_json
+from sps.stages.experiment import SPLITS, Experiment
+from sps.stages.runner import StageContext, run_utterances
+
+logger = logging.getLogger(__name__)
+
+#: the files one utterance produces, per split: dump/<split>/<kind>/<utt>.npy
+KINDS = ("out_acoustic", "lf0_raw", "mel", "wav")
+
+
+def process_utterance(utt: str, *, exp: Experiment, split: str, config: FeatureConfig) -> None:
+    """Extract and save all outputs of ``utt`` (picklable with functools.partial)."""
+    wav, lab = exp.scp("wav"), exp.scp("lab")
+    for name, table in (("wav", wav), ("lab", lab)):
+        if utt not in table:
+            raise ValueError(f"{exp.data_dir / (name + '.scp')}: no entry for utterance {utt!r}")
+    feats = extract_utterance(wav[utt], lab[utt], config)
+    for kind in KINDS:
+        save_array(exp.dump_path(split, kind, utt), feats[kind])
+
+
+def _is_done(utt: str, *, exp: Experiment, split: str) -> bool:
+    return all(exp.dump_path(split, kind, utt).exists() for kind in KINDS)
+
+
+def run(ctx: StageContext) -> dict:
+    """Stage entry point (``sps features``).
+
+    Returns
+    -------
+    summaries : dict split -> sps.stages.runner.StageSummary
+    """
+    config = bind(FeatureConfig, ctx.config, "features")
+    exp = ctx.exp
+    exp.scp("wav"), exp.scp("lab")  # both must exist
+    for kind, spec in (("out_acoustic", acoustic_spec(config)), ("mel", mel_spec(config))):
+        path = exp.spec_path(kind)
+        if path.exists() and not ctx.force and read_json(path) != spec:
+            raise ValueError(f"{path}: existing features were made with other settings than the "
+                             "current config; rerun with --force to redo them all, or use a new exp dir")
+        write_json(path, spec)
+
+    summaries = {}
+    for split in exp.splits():
+        process = functools.partial(process_utterance, exp=exp, split=split, config=config)
+        done = None if ctx.force else functools.partial(_is_done, exp=exp, split=split)
+        suffix = "" if ctx.shard is None else f".{ctx.shard[0]}of{ctx.shard[1]}"
+        summaries[split] = run_utterances(
+            exp.utterances(split), process, desc=f"features {split}", jobs=ctx.jobs, shard=ctx.shard,
+            done=done, report=exp.dump_dir / split / f"features_report{suffix}.txt")
+    return summaries

@@ -1,0 +1,169 @@
+"""Recipe stage ``sps synth``: trained models -> ``synth/<name>/<split>/<utt>.{wav,npy,png}``.
+
+Config (``conf/synth.yaml``; keys of :class:`SynthConfig`)::
+
+    splits: [eval]          # utterance lists to synthesize
+    name: null              # output directory synth/<name>; default: the acoustic model's
+                            # name (+ "_durpred" with predicted durations)
+    copy_synthesis: false   # instead: WORLD analysis/resynthesis of natural speech -> synth/world_copy
+
+For every utterance it writes the waveform (16-bit WAV), the generated static
+features (float32 ``(T, [mgc | lf0 | vuv | bap])`` in natural units: the neural
+vocoders read them) and a PNG comparing natural and generated envelopes and F0.
+With ``durations: oracle`` (default) the frame-level linguistic features of the
+dump are used, so generated and natural frames correspond one to one (objective
+evaluation); ``durations: predicted`` runs the duration model first.
+
+``sps synth --text "Any sentence." --out x.wav`` synthesizes new text
+(:func:`synthesize_text`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from sps.config import bind
+from sps.frontend import load_labels, load_questions, question_file, text_to_labels
+from sps.io import load_array, save_array, write_wav
+from sps.spec import static_columns
+from sps.stages.experiment import Experiment
+from sps.stages.runner import StageContext, run_utterances
+from sps.synthesis import Synthesizer, plot_comparison
+from sps.vocoders import world
+
+logger = logging.getLogger(__name__)
+
+COPY_NAME = "world_copy"
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Keys of ``conf/synth.yaml``."""
+    acoustic_model: str = "acoustic_dnn_mge"            # models/<name>
+    duration_model: str = "duration_dnn"                # models/<name>
+    durations: Literal["oracle", "predicted"] = "oracle"  # oracle: natural durations (for eval)
+    postfilter: bool = False                            # Merlin-style mel-cepstral formant enhancement
+    postfilter_beta: float = 1.4                        # weight of c2.. (Merlin's pf_coef)
+    vuv_threshold: float = 0.5
+    questions: str | None = None         # question file (None: the one in dump/in_acoustic.json)
+    subphone_features: str | None = None  # positional features (None: as the linguistic stage wrote)
+    voice: str = "cmu_us_slt_arctic_hts"  # Festival voice for text input
+    splits: tuple[str, ...] = ("eval",)
+    name: str | None = None              # synth/<name>; default the acoustic model (+ _durpred)
+    copy_synthesis: bool = False         # WORLD analysis/resynthesis of natural speech -> synth/world_copy
+    text: str | None = None              # sps synth --text: speak this instead of a split
+    out: str | None = None               # --out: wav for --text (default synth/text.wav)
+
+    @property
+    def output_name(self) -> str:
+        """Directory name under ``synth/``."""
+        if self.copy_synthesis:
+            return COPY_NAME
+        if self.name:
+            return self.name
+        return self.acoustic_model + ("_durpred" if self.durations == "predicted" else "")
+
+
+def make_synthesizer(exp: Experiment, cfg: SynthConfig, need_duration: bool = True) -> Synthesizer:
+    """The :class:`~sps.synthesis.Synthesizer` of an experiment's trained models."""
+    meta = exp.spec("in_acoustic") if exp.spec_path("in_acoustic").exists() else {}
+    qfile = question_file(cfg.questions or meta.get("question_file"))
+    return Synthesizer(exp.load_model(cfg.acoustic_model), exp.spec("out_acoustic"),
+                       duration=exp.load_model(cfg.duration_model) if need_duration else None,
+                       questions=load_questions(qfile),
+                       subphone_features=cfg.subphone_features or meta.get("subphone_features") or "auto",
+                       postfilter_beta=cfg.postfilter_beta if cfg.postfilter else None,
+                       vuv_threshold=cfg.vuv_threshold)
+
+
+@functools.lru_cache(maxsize=2)
+def _synthesizer(exp: Experiment, cfg: SynthConfig) -> Synthesizer:
+    return make_synthesizer(exp, cfg, need_duration=cfg.durations == "predicted")
+
+
+def _natural_static(exp: Experiment, split: str, utt: str, spec: dict) -> np.ndarray:
+    return load_array(exp.dump_path(split, "out_acoustic", utt))[:, static_columns(spec)]
+
+
+def synth_utterance(utt: str, *, exp: Experiment, split: str, cfg: SynthConfig) -> None:
+    """Synthesize one utterance of a split (module-level: picklable for ``--jobs``)."""
+    out = exp.synth_dir(cfg.output_name, split)
+    if cfg.copy_synthesis:
+        spec = exp.spec("out_acoustic")
+        wav = world.synthesize(_natural_static(exp, split, utt, spec), spec)
+        write_wav(out / f"{utt}.wav", wav, spec["sample_rate"])
+        return
+    syn = _synthesizer(exp, cfg)
+    if cfg.durations == "oracle":
+        frames = load_array(exp.dump_path(split, "in_acoustic", utt))
+    else:
+        labels = load_labels(exp.scp("lab")[utt])
+        d = syn.predict_durations(load_array(exp.dump_path(split, "in_duration", utt)))
+        frames = syn.frame_features(labels, d)
+    static = syn.acoustic_params(frames)
+    wav = syn.waveform(static)
+    save_array(out / f"{utt}.npy", static)
+    natural = None
+    if exp.dump_path(split, "out_acoustic", utt).exists():
+        natural = _natural_static(exp, split, utt, syn.spec)
+    plot_comparison(out / f"{utt}.png", static, syn.spec, natural,
+                    title=f"{utt}: {cfg.output_name} ({cfg.durations} durations)")
+    write_wav(out / f"{utt}.wav", wav, syn.spec["sample_rate"])  # last: marks the utterance done
+
+
+def _done(utt: str, *, out_dir: Path) -> bool:
+    return (out_dir / f"{utt}.wav").exists()
+
+
+def synthesize_text(exp: Experiment, text: str, out_path: str | os.PathLike,
+                    cfg: SynthConfig | None = None) -> np.ndarray:
+    """Speak a new sentence with the trained models of an experiment.
+
+    Festival makes the full-context labels (:func:`sps.frontend.text_to_labels`), the
+    duration model times them, the acoustic model and MLPG give the parameters and
+    WORLD the waveform. The static features go beside the wav as ``.npy``.
+
+    Returns
+    -------
+    ndarray [shape=(N,)]
+        The waveform (float64 in [-1, 1]).
+    """
+    cfg = dataclasses.replace(cfg or SynthConfig(), durations="predicted")
+    syn = make_synthesizer(exp, cfg, need_duration=True)
+    labels = text_to_labels(text, voice=cfg.voice)
+    static = syn.from_labels(labels)
+    wav = syn.waveform(static)
+    out_path = Path(out_path)
+    write_wav(out_path, wav, syn.spec["sample_rate"])
+    save_array(out_path.with_suffix(".npy"), static)
+    logger.info("%s: %.2f s of speech for %d phones", out_path, len(wav) / syn.spec["sample_rate"], len(labels))
+    return wav
+
+
+def run(ctx: StageContext) -> None:
+    """Stage entry point (``sps synth``)."""
+    cfg = bind(SynthConfig, ctx.config, "synth")
+    exp = ctx.exp
+    if cfg.text is not None:
+        out = Path(cfg.out or exp.root / "synth" / "text.wav")
+        synthesize_text(exp, cfg.text, out, cfg)
+        print(f"synth: wrote {out}")
+        return
+    name = cfg.output_name
+    for split in cfg.splits:
+        out_dir = exp.synth_dir(name, split)
+        process = functools.partial(synth_utterance, exp=exp, split=split, cfg=cfg)
+        done = None if ctx.force else functools.partial(_done, out_dir=out_dir)
+        summary = run_utterances(exp.utterances(split), process, desc=f"synth {name} {split}", jobs=ctx.jobs,
+                                 shard=ctx.shard, done=done)
+        if summary.failed and not summary.ok and not summary.skipped:
+            raise ValueError(f"synth {name} {split}: every utterance failed, e.g. "
+                             f"{next(iter(summary.failed.items()))}")
+

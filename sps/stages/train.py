@@ -1,0 +1,148 @@
+"""Recipe stage ``sps train``: a duration or acoustic model, MSE or MGE -> ``models/<name>/``.
+
+Config (``conf/acoustic.yaml`` etc.)::
+
+    name: acoustic_dnn       # models/<name>
+    kind: acoustic           # acoustic | duration
+    loss: mse                # mse | mge (acoustic only)
+    predict_variance: false  # model also outputs log-variances (Gaussian NLL training)
+    variance: global         # mge: "global" (std^2 of the train data) | "predicted"
+    init_from: null          # mge fine-tuning: start from models/<init_from> (its architecture)
+    model: {type: dnn, hidden_dim: 256, num_layers: 3, ...}   # sps.models.ModelConfig
+    train: {batch_size: 16, lr: 1e-3, epochs: 20, ...}        # sps.train.TrainConfig
+
+A finished model directory (``done.json``) is skipped unless ``--force``; an
+interrupted one resumes exactly from its latest checkpoint. The seed (``train.seed``)
+seeds the weight initialisation too, so two runs with one seed are identical on CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import torch
+from torch import nn
+
+from sps.config import bind, to_dict
+from sps.features import Normalizer
+from sps.io import write_json
+from sps.mlpg import mge_loss
+from sps.models import ModelConfig, build_model, gaussian_nll, masked_mse, split_output
+from sps.spec import static_columns
+from sps.stages.datasets import FeatureDataset, collate_pairs
+from sps.stages.runner import StageContext
+from sps.train import TrainConfig, checkpoints, fit, load_checkpoint, seed_everything
+
+logger = logging.getLogger(__name__)
+
+KINDS = {"acoustic": ("in_acoustic", "out_acoustic"), "duration": ("in_duration", "out_duration")}
+
+
+@dataclass(frozen=True)
+class TrainStageConfig:
+    """Keys of ``conf/acoustic*.yaml`` and ``conf/duration.yaml``."""
+    name: str | None = None                             # models/<name>; default <kind>_<type>_<loss>
+    kind: Literal["acoustic", "duration"] = "acoustic"
+    loss: Literal["mse", "mge"] = "mse"
+    predict_variance: bool = False                      # also output log-variances (Gaussian NLL)
+    variance: Literal["global", "predicted"] = "global"  # MGE: std^2 of the data, or predicted
+    init_from: str | None = None                        # start from models/<init_from> (its architecture)
+    train_split: str = "train"
+    valid_split: str = "dev"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.loss == "mge" and self.kind != "acoustic":
+            raise ValueError("loss 'mge' applies to acoustic models only")
+
+    @property
+    def model_name(self) -> str:
+        return self.name or f"{self.kind}_{self.model.type}_{self.loss}"
+
+
+def make_step_fn(c: TrainStageConfig, norm: Normalizer, spec: dict | None = None
+                 ) -> Callable[[nn.Module, dict], torch.Tensor]:
+    """``step_fn(model, batch) -> loss`` for :func:`sps.train.fit`.
+
+    * ``mse``: masked MSE of the standardised outputs (Gaussian NLL when the model
+      predicts variances).
+    * ``mge``: the means are de-normalised, turned into static trajectories by the
+      differentiable MLPG with the global variances (``std^2`` of the train data)
+      or the predicted ones, and compared with the natural static features
+      (:func:`sps.mlpg.mge_loss`).
+    """
+    pv = c.predict_variance
+    if c.loss == "mse":
+        def step_mse(model: nn.Module, batch: dict) -> torch.Tensor:
+            mean, log_var = split_output(model(batch["x"], batch["lengths"]), pv)
+            if log_var is None:
+                return masked_mse(mean, batch["y"], batch["lengths"])
+            return gaussian_nll(mean, log_var, batch["y"], batch["lengths"])
+        return step_mse
+
+    if spec is None:
+        raise ValueError("MGE training needs the stream spec dump/out_acoustic.json")
+    if c.variance == "predicted" and not pv:
+        raise ValueError("variance: predicted needs a model trained with predict_variance: true")
+    out_mean = torch.as_tensor(norm.out_mean, dtype=torch.float32)
+    out_std = torch.as_tensor(norm.out_std, dtype=torch.float32)
+    static = torch.as_tensor(static_columns(spec))
+
+    def step_mge(model: nn.Module, batch: dict) -> torch.Tensor:
+        mean, log_var = split_output(model(batch["x"], batch["lengths"]), pv)
+        m, s = out_mean.to(mean.device), out_std.to(mean.device)
+        cols = static.to(mean.device)
+        target = (batch["y"].float() * s + m).index_select(-1, cols)  # natural statics
+        var = s ** 2 if c.variance == "global" else torch.exp(log_var.float()) * s ** 2
+        return mge_loss(mean.float(), target, var, spec, batch["lengths"], mean=m, std=s)
+    return step_mge
+
+
+def train(ctx: StageContext) -> None:
+    """Stage ``train``: fit the model the config describes (see the module docstring)."""
+    c = bind(TrainStageConfig, ctx.config, "train")
+    exp = ctx.exp
+    name = c.model_name
+    out_dir = exp.model_dir(name)
+    if (out_dir / "done.json").exists() and not ctx.force:
+        print(f"train: {out_dir} is complete (done.json); use --force to retrain")
+        return
+    in_kind, out_kind = KINDS[c.kind]
+    norm = exp.normalizer(in_kind, out_kind)
+    init_state = None
+    if c.init_from:
+        init_cfg = exp.model_config(c.init_from)
+        if init_cfg.get("kind") != c.kind:
+            raise ValueError(f"{exp.model_dir(c.init_from)}: is a {init_cfg.get('kind')} model, this config "
+                             f"trains a {c.kind} model")
+        # fine-tuning keeps the architecture and the output layout
+        c = dataclasses.replace(c, model=bind(ModelConfig, init_cfg["model"], "model"),
+                                predict_variance=bool(init_cfg.get("predict_variance", False)))
+        init_state = load_checkpoint(exp.model_dir(c.init_from))["model"]
+    net_out = norm.out_dim * (2 if c.predict_variance else 1)
+    seed_everything(c.train.seed)   # the initial weights follow the seed
+    model = build_model(c.model, norm.in_dim, net_out)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+        logger.info("initialised from %s", c.init_from)
+    spec = exp.spec(out_kind) if exp.spec_path(out_kind).exists() else None
+    train_set = FeatureDataset(exp, c.train_split, in_kind, out_kind, norm)
+    valid_set = FeatureDataset(exp, c.valid_split, in_kind, out_kind, norm)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("%s: %s model, %d parameters, %d train / %d valid utterances", name, c.model.type,
+                n_params, len(train_set), len(valid_set))
+    metadata = {k: v for k, v in to_dict(c).items() if k != "train"}
+    metadata.update(name=name, in_dim=norm.in_dim, out_dim=norm.out_dim, net_out_dim=net_out,
+                    in_kind=in_kind, out_kind=out_kind)
+    if ctx.force and out_dir.exists():  # a fresh run must not inherit stale files
+        for p in [*checkpoints(out_dir), out_dir / "best.pt", out_dir / "done.json"]:
+            p.unlink(missing_ok=True)
+    result = fit(model, make_step_fn(c, norm, spec), train_set, valid_set, out_dir, c.train,
+                 collate_fn=collate_pairs, resume=not ctx.force, metadata=metadata)
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(out_dir / "done.json", {**result, "parameters": n_params})
+    print(f"train: {name}: {result['step']} steps, best valid loss {result['best_valid']:.4f} -> {out_dir}")

@@ -1,0 +1,250 @@
+"""Recipe stages for neural vocoders: ``train-vocoder`` and ``vocode`` (any vocoder of the protocol).
+
+Config (``conf/wavenet.yaml``, :class:`VocoderConfig`)::
+
+    vocoder: wavenet            # registry name (sps.vocoders.VOCODERS)
+    name: wavenet               # models/<name>, synth/<name>_copy (default: vocoder)
+    preemphasis: 0.97           # train on y[t] = x[t] - 0.97 x[t-1], de-emphasise generated
+                                # audio (sps.dsp); 0 turns it off
+    model: {...}                # keyword arguments of the vocoder class (checked)
+    train: {segment_frames: 40, batch_size: 8, max_steps: 2000, ...}   # + sps.train.TrainConfig
+    vocode:
+      splits: [eval]
+      acoustic_models: null     # synth/<m>/<split>/*.npy to vocode (null: every one present)
+      batch_size: 4             # utterances per generate() call
+      temperature: 1.0
+      seed: 0
+      device: null              # null: cuda if available
+      max_utts: null
+      metrics: true
+      generate: {}              # extra keyword arguments of generate() (e.g. backend: native)
+
+Conditioning (:mod:`sps.vocoders.conditioning`): the static columns of ``out_acoustic``
+(``[mgc | lf0 | vuv | bap]``), normalised with the mean/std of those columns in
+``stats/out_acoustic.npz``; one frame is ``hop_length`` samples.
+
+Outputs: ``models/<name>/`` (via :func:`sps.train.fit`), ``synth/<name>_copy/<split>/<utt>.wav``
+(copy synthesis from natural features), ``synth/<model>_<name>/<split>/<utt>.wav`` (from an
+acoustic model's generated features ``synth/<model>/<split>/<utt>.npy``), and
+``eval/<out>/<split>/metrics.json`` (MCD, BAP distortion, F0 RMSE/correlation, V/UV error of
+the WORLD re-analysis of each waveform against the natural features, exactly as the
+``eval`` stage scores WORLD copy synthesis).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sps.config import bind, bind_kwargs
+from sps.dsp import deemphasis
+from sps.io import load_array, write_wav
+from sps.stages.datasets import SegmentDataset, collate_segments
+from sps.stages.evaluate import write_system_metrics
+from sps.stages.experiment import Experiment
+from sps.stages.runner import StageContext, StageSummary, select_shard
+from sps.train import TrainConfig, fit, load_checkpoint, seed_everything
+from sps.vocoders import build_vocoder, get_vocoder
+from sps.vocoders.conditioning import Conditioning
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VocoderTrainConfig(TrainConfig):
+    """Training options of a vocoder: :class:`~sps.train.TrainConfig` plus the segment length."""
+    segment_frames: int = 40      # teacher-forced segments of this many frames
+    bucket: bool = False          # segments have one length
+
+
+@dataclass(frozen=True)
+class VocodeConfig:
+    """Section ``vocode``."""
+    splits: tuple[str, ...] = ("eval",)
+    acoustic_models: tuple[str, ...] | None = None   # synth/<m>/<split>/*.npy to vocode (None: all)
+    batch_size: int = 4                               # utterances per generate() call
+    temperature: float = 1.0
+    seed: int = 0
+    device: str | None = None                         # None: cuda if available
+    max_utts: int | None = None
+    metrics: bool = True
+    generate: dict = field(default_factory=dict)      # keyword arguments of the vocoder's generate()
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    """Keys of ``conf/wavenet.yaml``, ``conf/wavernn.yaml`` ..."""
+    vocoder: str = ""                                 # registry name (required)
+    name: str | None = None                           # models/<name> (default: the vocoder)
+    preemphasis: float = 0.0
+    model: dict = field(default_factory=dict)         # keyword arguments of the vocoder class
+    train: VocoderTrainConfig = field(default_factory=VocoderTrainConfig)
+    vocode: VocodeConfig = field(default_factory=VocodeConfig)
+
+    def __post_init__(self):
+        if not self.vocoder:
+            raise ValueError("needs a 'vocoder' key (one of the sps.vocoders.VOCODERS names)")
+        get_vocoder(self.vocoder)  # unknown names fail here
+        if not 0.0 <= self.preemphasis < 1.0:
+            raise ValueError(f"preemphasis must be in [0, 1), got {self.preemphasis}")
+
+    @property
+    def model_name(self) -> str:
+        return self.name or self.vocoder
+
+
+def vocoder_config(config: dict) -> VocoderConfig:
+    """The checked config; the ``model`` and ``vocode.generate`` sections are bound to the
+    vocoder's constructor and ``generate`` keyword arguments."""
+    cfg = bind(VocoderConfig, config, "vocoder")
+    cls = get_vocoder(cfg.vocoder)
+    bind_kwargs(cls, cfg.model, f"{cfg.vocoder}.model", skip=("cond_dim",))
+    bind_kwargs(cls.generate, cfg.vocode.generate, "vocode.generate",
+                skip=("cond", "lengths", "temperature", "generator"))
+    return cfg
+
+
+def make_vocoder(cfg: VocoderConfig, cond: Conditioning):
+    """The vocoder of ``cfg`` for ``cond`` (hop length from the spec)."""
+    model = dict(cfg.model)
+    model.setdefault("hop_length", cond.hop_length)
+    if int(model["hop_length"]) != cond.hop_length:
+        raise ValueError(f"model.hop_length {model['hop_length']} != {cond.hop_length} samples per "
+                         f"frame of dump/out_acoustic.json")
+    return build_vocoder(cfg.vocoder, model, cond.dim), model
+
+
+def loss_step(model, batch) -> torch.Tensor:
+    """``step_fn`` for :func:`sps.train.fit`: the vocoder's teacher-forced loss."""
+    return model.loss(batch["wav"], batch["cond"])
+
+
+def train(ctx: StageContext) -> dict:
+    """Train the vocoder on natural features of the train split (``dev`` validates).
+
+    Resumes from the latest checkpoint of ``models/<name>`` unless ``--force``.
+    """
+    cfg = vocoder_config(ctx.config)
+    exp = ctx.exp
+    cond = exp.conditioning()
+    seed_everything(cfg.train.seed)   # the initial weights follow the seed
+    model, model_cfg = make_vocoder(cfg, cond)
+    frames = cfg.train.segment_frames
+    train_set = SegmentDataset(exp, "train", cond, frames, train=True, preemphasis=cfg.preemphasis)
+    if len(train_set) == 0:
+        raise ValueError(f"{exp.list_path('train')}: no utterance with dumped wav and out_acoustic")
+    valid_set = None
+    if exp.list_path("dev").exists():
+        valid_set = SegmentDataset(exp, "dev", cond, frames, train=False, preemphasis=cfg.preemphasis) or None
+    metadata = {"vocoder": cfg.vocoder, "model": model_cfg, "cond_dim": cond.dim,
+                "preemphasis": cfg.preemphasis}
+    out_dir = exp.model_dir(cfg.model_name)
+    logger.info("training %s (%d parameters) on %d utterances -> %s", cfg.vocoder,
+                sum(p.numel() for p in model.parameters()), len(train_set), out_dir)
+    return fit(model, loss_step, train_set, valid_set, out_dir, cfg.train, collate_fn=collate_segments,
+               resume=not ctx.force, metadata=metadata)
+
+
+def load_vocoder(exp: Experiment, name: str, cond: Conditioning, device: torch.device):
+    """Rebuild the vocoder of ``models/<name>`` from its ``config.yaml`` and load ``best.pt``."""
+    saved = exp.model_config(name)
+    if int(saved["cond_dim"]) != cond.dim:
+        raise ValueError(f"{exp.model_dir(name) / 'config.yaml'}: trained on {saved['cond_dim']} conditioning "
+                         f"features, the experiment has {cond.dim}")
+    model = build_vocoder(saved["vocoder"], saved["model"], cond.dim)
+    load_checkpoint(exp.model_dir(name), model)
+    model.preemphasis = float(saved.get("preemphasis") or 0.0)  # what its training targets had
+    return model.to(device).eval()
+
+
+def _vocode_set(model, jobs: list[tuple[str, Path, Path]], cond: Conditioning, vcfg: VocodeConfig,
+                device: torch.device, summary: StageSummary) -> list[str]:
+    """Generate ``out`` wavs for (utt, features path, out path) jobs in length-sorted batches."""
+    loaded = []
+    for utt, feat_path, out_path in jobs:
+        try:
+            loaded.append((utt, cond(load_array(feat_path), feat_path), out_path))
+        except (ValueError, FileNotFoundError) as err:
+            summary.failed[utt] = str(err)
+            logger.error("%s: %s", utt, err)
+    loaded.sort(key=lambda item: len(item[1]))
+    gen = torch.Generator().manual_seed(vcfg.seed)
+    done, bs = [], max(1, vcfg.batch_size)
+    accepts_progress = "progress" in inspect.signature(model.generate).parameters
+    for i in range(0, len(loaded), bs):
+        group = loaded[i:i + bs]
+        lengths = torch.tensor([len(c) for _, c, _ in group])
+        batch = torch.zeros(len(group), int(lengths.max()), cond.dim)
+        for b, (_, c, _) in enumerate(group):
+            batch[b, :len(c)] = torch.from_numpy(c)
+            batch[b, len(c):] = torch.from_numpy(c[-1:])
+        kwargs = dict(vcfg.generate)
+        if accepts_progress:
+            kwargs.setdefault("progress", False)
+        try:
+            wav = model.generate(batch.to(device), lengths=lengths.to(device), temperature=vcfg.temperature,
+                                 generator=gen, **kwargs)
+        except (ValueError, RuntimeError) as err:
+            for utt, _, _ in group:
+                summary.failed[utt] = f"{type(err).__name__}: {err}"
+            logger.error("generation failed for %s: %s", [u for u, _, _ in group], err)
+            continue
+        wav = wav.float().cpu()
+        if getattr(model, "preemphasis", 0.0):
+            wav = deemphasis(wav, model.preemphasis)
+        wav = wav.numpy()
+        for b, (utt, c, out_path) in enumerate(group):
+            write_wav(out_path, np.clip(wav[b, :len(c) * cond.hop_length], -1.0, 1.0), cond.sample_rate)
+            summary.ok += 1
+            done.append(utt)
+    return done
+
+
+def vocode(ctx: StageContext) -> dict:
+    """Copy synthesis of natural features and vocoding of acoustic models' features.
+
+    For each split in ``vocode.splits``: natural ``dump/<split>/out_acoustic`` ->
+    ``synth/<name>_copy/<split>/<utt>.wav``; every ``synth/<m>/<split>/<utt>.npy`` of the
+    acoustic models ``vocode.acoustic_models`` (null: all present) ->
+    ``synth/<m>_<name>/<split>/<utt>.wav``; then ``eval/<out>/<split>/metrics.json``.
+    Existing wavs are kept unless ``--force``.
+    """
+    cfg = vocoder_config(ctx.config)
+    exp, vcfg, name = ctx.exp, cfg.vocode, cfg.model_name
+    device = torch.device(vcfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cond = exp.conditioning()
+    model = load_vocoder(exp, name, cond, device)
+    results = {}
+    for split in vcfg.splits:
+        utts = select_shard(exp.utterances(split), ctx.shard)
+        if vcfg.max_utts:
+            utts = utts[:vcfg.max_utts]
+        sources = {f"{name}_copy": exp.dump_dir / split / "out_acoustic"}
+        models = vcfg.acoustic_models
+        if models is None:
+            models = sorted(p.parent.name for p in exp.root.glob(f"synth/*/{split}") if any(p.glob("*.npy")))
+        for m in models:
+            sources[f"{m}_{name}"] = exp.synth_dir(m, split)
+        for out_name, src in sources.items():
+            out_dir = exp.synth_dir(out_name, split)
+            summary = StageSummary(desc=f"vocode {out_name}/{split}")
+            jobs = []
+            for utt in utts:
+                out_path = out_dir / f"{utt}.wav"
+                if out_path.exists() and not ctx.force:
+                    summary.skipped += 1
+                elif (src / f"{utt}.npy").exists():
+                    jobs.append((utt, src / f"{utt}.npy", out_path))
+                else:
+                    summary.failed[utt] = f"{src / (utt + '.npy')}: features not found"
+            _vocode_set(model, jobs, cond, vcfg, device, summary)
+            (logger.warning if summary.failed else logger.info)("%s", summary)
+            print(str(summary).splitlines()[0], file=sys.stderr)
+            if vcfg.metrics:
+                results[f"{out_name}/{split}"] = write_system_metrics(exp, out_name, split, source="audio")
+    return results

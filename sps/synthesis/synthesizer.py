@@ -1,0 +1,151 @@
+"""From linguistic features to speech parameters and waveforms with trained models.
+
+:class:`Synthesizer` holds a trained duration model and acoustic model (with their
+normalisation statistics), the question set and the stream spec, and runs
+
+labels -> phone-level linguistic features -> duration model -> frames per phone
+(or state) -> frame-level linguistic features -> acoustic model -> de-normalise ->
+MLPG with the training-data variances -> [postfilter] -> V/UV and F0 -> WORLD.
+
+It knows nothing of experiment directories: the ``synth`` stage builds it from one
+(:func:`sps.stages.synth.make_synthesizer`).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from sps.features import mgc_to_log_power
+from sps.frontend import Labels, QuestionSet, linguistic_features, text_to_labels
+from sps.mlpg import generate_streams
+from sps.models import TrainedModel
+from sps.spec import split_streams
+from sps.vocoders import world
+
+logger = logging.getLogger(__name__)
+
+def postfilter(mgc: np.ndarray, alpha: float, beta: float = 1.4, fft_size: int = 1024) -> np.ndarray:
+    """Mel-cepstral formant enhancement keeping each frame's energy (Merlin's post-filter).
+
+    The coefficients ``c2 .. cM`` are multiplied by ``beta``; then ``c0`` is raised by
+    ``0.5 ln(r0 / r0')``, where ``r0`` and ``r0'`` are the energies (zero-lag
+    autocorrelation, the mean of the power spectrum over the FFT circle) of the
+    original and weighted envelopes, so the frame energy is unchanged.
+
+    Parameters
+    ----------
+    mgc : ndarray [shape=(T, M+1)]
+        Mel-cepstra.
+    alpha : float
+        All-pass constant.
+    beta : float
+        Enhancement factor (1 = no change).
+    fft_size : int
+        FFT length for the energies.
+
+    Returns
+    -------
+    ndarray [shape=(T, M+1)]
+    """
+    mgc = np.asarray(mgc, dtype=np.float64)
+    if mgc.ndim != 2 or mgc.shape[1] < 3:
+        raise ValueError(f"postfilter: expected mel-cepstra (T, M+1) with M >= 2, got {mgc.shape}")
+    weighted = mgc.copy()
+    weighted[:, 2:] *= beta
+
+    def log_energy(c):
+        lp = mgc_to_log_power(c, alpha, fft_size)
+        top = lp.max(1, keepdims=True)  # ln of the two-sided mean, computed stably
+        p = np.exp(lp - top)
+        return top[:, 0] + np.log((p[:, 0] + p[:, -1] + 2 * p[:, 1:-1].sum(1)) / fft_size)
+
+    weighted[:, 0] += 0.5 * (log_energy(mgc) - log_energy(weighted))
+    return weighted
+
+
+def round_durations(d: np.ndarray) -> np.ndarray:
+    """Predicted frames -> integers, at least 1 per phone (or state)."""
+    return np.maximum(np.rint(np.asarray(d, dtype=np.float64)), 1).astype(np.int64)
+
+
+class Synthesizer:
+    """Trained models, ready to generate.
+
+    Parameters
+    ----------
+    acoustic : TrainedModel
+        Frame-level linguistic features -> ``out_acoustic`` (with dynamic features).
+    spec : dict
+        Stream spec of ``out_acoustic`` (windows, streams, WORLD analysis settings).
+    duration : TrainedModel, optional
+        Phone-level linguistic features -> frames per phone (or state); needed for
+        text or untimed labels.
+    questions : QuestionSet, optional
+        The question set of the training data (needed for labels and text).
+    subphone_features : str
+        Positional features of the training data's frame-level inputs.
+    postfilter_beta : float, optional
+        Mel-cepstral formant enhancement factor (None: no post-filter).
+    vuv_threshold : float
+        Voicing decision threshold on the generated vuv stream.
+    """
+
+    def __init__(self, acoustic: TrainedModel, spec: dict, *, duration: TrainedModel | None = None,
+                 questions: QuestionSet | None = None, subphone_features: str = "auto",
+                 postfilter_beta: float | None = None, vuv_threshold: float = 0.5):
+        self.acoustic, self.duration, self.spec = acoustic, duration, spec
+        self.questions, self.subphone_features = questions, subphone_features
+        self.postfilter_beta, self.vuv_threshold = postfilter_beta, float(vuv_threshold)
+
+    def _need_questions(self) -> QuestionSet:
+        if self.questions is None:
+            raise ValueError("this Synthesizer has no question set (needed for labels and text)")
+        return self.questions
+
+    def predict_durations(self, phone_features: np.ndarray) -> np.ndarray:
+        """Phone-level linguistic features [shape=(N, Q)] -> frames [shape=(N, S)] int64, >= 1."""
+        if self.duration is None:
+            raise ValueError("no duration model loaded (durations: oracle)")
+        d, _ = self.duration(phone_features)
+        return round_durations(d)
+
+    def acoustic_params(self, frame_features: np.ndarray) -> np.ndarray:
+        """Frame-level linguistic features [shape=(T, L)] -> static features [shape=(T, S)].
+
+        ``S`` columns ``[mgc | lf0 | vuv | bap]`` in natural units (lf0 continuous log
+        Hz, vuv the network output), generated by MLPG with the training-data
+        variances (or the predicted ones), post-filtered when configured.
+        """
+        y, var = self.acoustic(frame_features)
+        if var is None:
+            var = self.acoustic.norm.out_std ** 2
+        static = generate_streams(y, var, self.spec)
+        if self.postfilter_beta is not None:
+            mgc = split_streams(static, self.spec)["mgc"]
+            a = self.spec["analysis"]
+            mgc[...] = postfilter(mgc, float(a["alpha"]), float(self.postfilter_beta), int(a["fft_size"]))
+        return static.astype(np.float32)
+
+    def frame_features(self, labels: Labels, durations: np.ndarray) -> np.ndarray:
+        """Frame-level linguistic features of ``labels`` timed with ``durations`` [shape=(N, S)]."""
+        timed = labels.with_durations(durations)
+        return linguistic_features(timed, self._need_questions(), frame_level=True,
+                                   subphone_features=self.subphone_features)
+
+    def from_labels(self, labels: Labels) -> np.ndarray:
+        """Untimed (or timed: times are ignored) labels -> static features [shape=(T, S)]."""
+        phone = linguistic_features(labels, self._need_questions(), frame_level=False)
+        d = self.predict_durations(phone)
+        if d.shape[1] != labels.num_states:
+            raise ValueError(f"the duration model predicts {d.shape[1]} values per phone, the labels have "
+                             f"{labels.num_states} states per phone")
+        return self.acoustic_params(self.frame_features(labels, d))
+
+    def from_text(self, text: str, voice: str = "cmu_us_slt_arctic_hts", **festival) -> np.ndarray:
+        """Text -> static features [shape=(T, S)] (Festival makes the labels)."""
+        return self.from_labels(text_to_labels(text, voice=voice, **festival))
+
+    def waveform(self, static: np.ndarray) -> np.ndarray:
+        """Static features [shape=(T, S)] -> WORLD waveform [shape=(T * hop,)] float64."""
+        return world.synthesize(static, self.spec, vuv_threshold=self.vuv_threshold)

@@ -1,0 +1,51 @@
+"""Neural vocoder conditioning: the static acoustic columns, normalised.
+
+Every neural vocoder is conditioned on the static ``[mgc | lf0 | vuv | bap]`` columns
+of ``out_acoustic`` (natural features for copy synthesis and training, an acoustic
+model's generated ones otherwise), standardised with the train-split mean and std of
+those columns. One frame is ``hop_length`` samples.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sps.spec import static_columns
+
+
+class Conditioning:
+    """Maps raw acoustic features to the normalised conditioning of a vocoder.
+
+    Parameters
+    ----------
+    spec : dict
+        Stream spec of ``out_acoustic``.
+    mean, std : ndarray [shape=(C,)]
+        Mean and standard deviation of the static columns (train split).
+    """
+
+    def __init__(self, spec: dict, mean: np.ndarray, std: np.ndarray):
+        self.spec = spec
+        self.cols = static_columns(spec)
+        if len(mean) != len(self.cols) or len(std) != len(self.cols):
+            raise ValueError(f"conditioning statistics have {len(mean)} columns, the spec has "
+                             f"{len(self.cols)} static columns")
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.maximum(np.asarray(std, dtype=np.float64), 1e-8).astype(np.float32)
+        self.sample_rate = int(spec["sample_rate"])
+        self.hop_length = int(round(self.sample_rate * float(spec["frame_shift_ms"]) / 1000.0))
+
+    @property
+    def dim(self) -> int:
+        """Conditioning features per frame ``C``."""
+        return len(self.cols)
+
+    def static(self, x: np.ndarray, path="features") -> np.ndarray:
+        """(T, D) with D the full spec dim or the static dim -> static columns (T, C)."""
+        if x.ndim != 2 or x.shape[1] not in (self.spec["dim"], self.dim):
+            raise ValueError(f"{path}: expected (T, {self.spec['dim']}) or (T, {self.dim}) acoustic "
+                             f"features, got shape {x.shape}")
+        return x[:, self.cols] if x.shape[1] == self.spec["dim"] != self.dim else x
+
+    def __call__(self, x: np.ndarray, path="features") -> np.ndarray:
+        """Raw features (full or static layout) -> normalised static columns, float32 (T, C)."""
+        return ((self.static(np.asarray(x), path) - self.mean) / self.std).astype(np.float32)
