@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))          # run from a checkout without installing
 
 from sps.features import FeatureConfig, mel_spectrogram, sp2mc  # noqa: E402
-from sps.features import stage as features_stage  # noqa: E402
+from sps.stages import features as features_stage  # noqa: E402
 from sps.features.acoustic import mel_win_length, pysptk, pyworld  # noqa: E402
-from sps.stage import StageContext  # noqa: E402
+from sps.stages.runner import StageContext  # noqa: E402
 
 
 def make_exp(root: Path, wavs: list[Path]) -> Path:

@@ -36,7 +36,8 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from sps.mlpg import default_windows, mlpg  # noqa: E402
-from sps.mlpg.windows import apply_windows_t, build_band, check_windows, frame_mask  # noqa: E402
+from sps.mlpg.windows import apply_windows_t, build_band, frame_mask  # noqa: E402
+from sps.spec import check_windows  # noqa: E402
 
 
 def timeit(fn, device, repeat=10):

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sps.config import load_config  # noqa: E402
-from sps.models.stage import train  # noqa: E402
-from sps.stage import StageContext  # noqa: E402
+from sps.stages.train import train  # noqa: E402
+from sps.stages.runner import StageContext  # noqa: E402
 from sps.io import read_json  # noqa: E402
 
 CONF = ROOT / "recipes" / "slt_festival" / "conf"

@@ -54,5 +54,41 @@ def test_stages_0_to_3_with_overrides_and_resume(tmp_path):
     before = {p: p.read_bytes() for p in (exp / "dump").rglob("*.npy")}
     out = _run(*args, exp=exp)
     assert out.returncode == 0
-    assert "0 ok" in out.stderr
+    assert "0 ok" in out.stdout
     assert {p: p.read_bytes() for p in (exp / "dump").rglob("*.npy")} == before
+
+
+def test_model_names_come_from_conf():
+    out = subprocess.run(["bash", "-c", f"conf={RUN.parent}/conf; "
+                          f"source <(sed -n '/^conf_name()/,/^tts_model=/p' {RUN}); "
+                          "echo $(for f in $(acoustic_confs dnn) $(acoustic_confs lstm); do conf_name $f; done)"],
+                         capture_output=True, text=True, timeout=60)
+    names = out.stdout.split()
+    assert names == ["acoustic_dnn", "acoustic_dnn_mge", "acoustic_lstm", "acoustic_lstm_mge"], out.stderr
+
+
+@pytest.mark.slow
+def test_cmd_prefix_runs_per_utterance_stages_as_shard_jobs(tmp_path):
+    exp = tmp_path / "exp"
+    calls = tmp_path / "calls.txt"
+    prefix = tmp_path / "submit.sh"      # a stand-in for srun/qsub: records, then runs
+    prefix.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\nexec "$@"\n')
+    prefix.chmod(0o755)
+    out = _run("--stage", "0", "--stop-stage", "2", "--cmd", str(prefix), "--nj", "2",
+               "prepare.corpus.max_utts=2", "features.f0_method=dio", exp=exp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    recorded = calls.read_text().splitlines()
+    for stage in ("features", "linguistic"):
+        shards = sorted(line.split("--shard ")[1].split()[0] for line in recorded if f"sps {stage} " in line)
+        assert shards == ["1/2", "2/2"], recorded
+    assert not any("sps prepare" in line for line in recorded)     # not a per-utterance stage
+    for split in ("train", "dev", "eval"):
+        for utt in read_list(exp / "data" / f"{split}.list"):
+            assert (exp / "dump" / split / "out_acoustic" / f"{utt}.npy").exists()
+            assert (exp / "dump" / split / "in_acoustic" / f"{utt}.npy").exists()
+    logs = sorted(p.name for p in (exp / "log").iterdir())
+    assert any(n.startswith("prepare.") for n in logs) and sum(n.startswith("features.") for n in logs) == 2
+    # a failing stage stops the recipe with the log path
+    out = _run("--stage", "3", "--stop-stage", "3", "stats.std_floor=abc", exp=exp)
+    assert out.returncode != 0 and "stats.std_floor: expected float" in out.stdout + out.stderr
+    assert "failed" in out.stderr and "log/stats." in out.stderr

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # sps recipe: the shipped Festival SLT corpus (or any wav/ + lab/ corpus) -> a voice.
 #
-#   ./run.sh [--stage N] [--stop-stage M] [--exp-dir DIR] [--jobs N]
-#            [--vocoder world|wavenet|wavernn] [--vocoder-config FILE] [<conf>.<key>=<value> ...]
+#   ./run.sh [--stage N] [--stop-stage M] [--exp-dir DIR] [--jobs N] [--force]
+#            [--cmd PREFIX --nj N] [--vocoder world|wavenet|wavernn] [--vocoder-config FILE]
+#            [<conf>.<key>=<value> ...]
 #
 # Stages (all outputs under the experiment directory, default exp/slt_festival):
 #   0  prepare      corpus -> data/{train,dev,eval}.list, wav.scp, lab.scp     (conf/prepare.yaml)
 #   1  features     WORLD/SPTK acoustic features, log-mel, waveform -> dump/   (conf/features.yaml)
 #   2  linguistic   HTS labels + question file -> linguistic/duration features (conf/linguistic.yaml)
-#   3  stats        normalisation statistics on the train split -> stats/      (conf/features.yaml)
-#   4  duration     duration model (DNN, MSE) -> models/duration_dnn           (conf/duration.yaml)
-#   5  acoustic DNN feed-forward acoustic model, MSE then MGE fine-tuning       (conf/acoustic*.yaml)
-#   6  acoustic LSTM BLSTM acoustic model, MSE then MGE fine-tuning             (conf/acoustic_lstm*.yaml)
-#   7  synth        WORLD copy synthesis and each model on the eval split (natural
+#   3  stats        normalisation statistics on the train split -> stats/      (conf/stats.yaml)
+#   4  duration     duration model -> models/<name>                            (conf/duration.yaml)
+#   5  acoustic DNN every conf/acoustic*.yaml of a feed-forward model, in file order
+#   6  acoustic RNN every conf/acoustic*.yaml of a recurrent model (MSE, then MGE fine-tuning)
+#   7  synth        WORLD copy synthesis and each acoustic model on the eval split (natural
 #                   durations, for scoring), plus full TTS with predicted durations
 #                   -> synth/<system>/eval/<utt>.{wav,npy,png}                 (conf/synth.yaml)
 #   8  eval         MCD, BAP, F0 RMSE/corr, V/UV, duration RMSE -> eval/        (conf/eval.yaml)
@@ -20,15 +21,22 @@
 #                   skipped for world) on natural features -> models/<vocoder>  (conf/<vocoder>.yaml)
 #  10  vocode       neural vocoding of natural (copy) and generated features of the
 #                   eval split, with the same metrics -> synth/, eval/          (conf/<vocoder>.yaml)
-#  11  report       metrics table + eval/report.html (audio players, plots)    (conf/eval.yaml)
+#  11  report       metrics table + eval/report.html (audio players, plots)    (conf/report.yaml)
 #
+# Model names come from the name: keys of conf/duration.yaml and conf/acoustic*.yaml.
 # --vocoder world (default) keeps the recipe within ~30 min on a 2-core CPU; wavenet
-# or wavernn add their training (10-20 min each on CPU, small configs). For the
-# full-size vocoders on a GPU use e.g. --vocoder-config conf/wavenet_gpu.yaml.
+# or wavernn add their training. For the full-size vocoders on a GPU use e.g.
+# --vocoder-config conf/wavenet_gpu.yaml.
+#
+# Every stage writes exp/<...>/log/<stage>.<time>.log as well as the terminal. Every stage
+# skips outputs that exist (a rerun resumes); --force redoes them.
+#
+# Cluster: --cmd "srun -N1 -n1" --nj 8 runs each per-utterance stage (features, linguistic,
+# synth) as 8 shard jobs (sps ... --shard K/8) through the given prefix and waits for all
+# (ESPnet/Kaldi style; any scheduler's blocking submit command works).
 #
 # Overrides: '<conf>.<key>=<value>' goes to the stage(s) reading conf/<conf>.yaml, e.g.
 #   ./run.sh --stage 0 --stop-stage 3 prepare.corpus.path=/data/arctic_slt features.f0_method=dio
-# Every stage skips outputs that exist (rerun resumes); add 'force=1' to redo them.
 set -euo pipefail
 
 recipe_dir=$(cd "$(dirname "$0")" && pwd)
@@ -40,10 +48,10 @@ stop_stage=100
 exp_dir=$root/exp/slt_festival
 jobs=2
 force=0
+cmd=
+nj=1
 vocoder=world
 vocoder_config=
-acoustic_models="acoustic_dnn acoustic_dnn_mge acoustic_lstm acoustic_lstm_mge"
-tts_model=acoustic_lstm_mge   # model used for full TTS with predicted durations
 overrides=()
 
 while [ $# -gt 0 ]; do
@@ -52,32 +60,86 @@ while [ $# -gt 0 ]; do
         --stop-stage|--stop_stage) stop_stage=$2; shift 2 ;;
         --exp-dir|--exp_dir) exp_dir=$2; shift 2 ;;
         --jobs) jobs=$2; shift 2 ;;
+        --force) force=1; shift ;;
+        --cmd) cmd=$2; shift 2 ;;
+        --nj) nj=$2; shift 2 ;;
         --vocoder) vocoder=$2; shift 2 ;;
         --vocoder-config|--vocoder_config) vocoder_config=$2; shift 2 ;;
-        force=1) force=1; shift ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//; /^set -e/d'; exit 0 ;;
         *=*) overrides+=("$1"); shift ;;
         *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
+case "$nj" in ''|*[!0-9]*|0) echo "run.sh: --nj must be a positive integer, got '$nj'" >&2; exit 2 ;; esac
 
 cd "$root"
 command -v sps >/dev/null || { echo "run.sh: the 'sps' command is not installed (pip install -e .)" >&2; exit 1; }
+mkdir -p "$exp_dir/log"
 
-# sps_stage <stage-name> <conf-name> [extra args...]: run one 'sps' subcommand with
-# conf/<conf-name>.yaml and the overrides addressed to that conf file.
+# conf_name <file>: the name: key of a model config
+conf_name() { sed -n 's/^name:[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$1" | head -n 1; }
+# conf_type <file>: the model type (dnn | lstm) of an acoustic config, or of the model it starts from
+conf_type() {
+    local t init
+    t=$(sed -n '/^model:/,/^[^[:space:]]/s/^[[:space:]]*type:[[:space:]]*\([a-z]*\).*/\1/p' "$1" | head -n 1)
+    if [ -z "$t" ]; then
+        init=$(sed -n 's/^init_from:[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$1" | head -n 1)
+        for f in "$conf"/acoustic*.yaml; do
+            if [ -n "$init" ] && [ "$f" != "$1" ] && [ "$(conf_name "$f")" = "$init" ]; then t=$(conf_type "$f"); fi
+        done
+    fi
+    echo "${t:-dnn}"
+}
+# acoustic configs of one model type, MSE models before the MGE models that start from them
+acoustic_confs() {
+    local f
+    for f in "$conf"/acoustic*.yaml; do
+        if [ "$(conf_type "$f")" = "$1" ] && ! grep -q '^init_from:[[:space:]]*[^[:space:]n#]' "$f"; then echo "$f"; fi
+    done
+    for f in "$conf"/acoustic*.yaml; do
+        if [ "$(conf_type "$f")" = "$1" ] && grep -q '^init_from:[[:space:]]*[^[:space:]n#]' "$f"; then echo "$f"; fi
+    done
+}
+acoustic_models=$(for f in $(acoustic_confs dnn) $(acoustic_confs lstm); do conf_name "$f"; done)
+duration_model=$(conf_name "$conf/duration.yaml")
+tts_model=$(for m in $acoustic_models; do :; done; echo "${m:-}")   # the last one: full TTS with predicted durations
+
+# sps_stage <stage-name> <conf-file-or-name> [extra args...]: run one 'sps' subcommand with the
+# conf file and the overrides addressed to it, logged to log/<stage>.<time>.log; with --cmd,
+# a per-utterance stage runs as --nj shard jobs through the prefix.
 sps_stage() {
     local name=$1 cfg=$2; shift 2
-    local key args=()
-    key=$(basename "$cfg" .yaml)
+    local key args=() file=$conf/$cfg.yaml
+    case "$cfg" in */*) file=$cfg ;; esac
+    key=$(basename "$file" .yaml)
     for o in "${overrides[@]+"${overrides[@]}"}"; do
         case "$o" in "$key".*) args+=("${o#"$key".}") ;; esac
     done
     if [ "$force" = 1 ]; then args+=(--force); fi
-    local file=$conf/$cfg.yaml
-    case "$cfg" in */*) file=$cfg ;; esac
-    echo "=== sps $name --config $file $* ${args[*]+"${args[*]}"}"
-    sps "$name" --exp-dir "$exp_dir" --config "$file" --jobs "$jobs" "$@" "${args[@]+"${args[@]}"}"
+    local log
+    log=$exp_dir/log/$name.$(date +%Y%m%d-%H%M%S).$$.log
+    echo "=== sps $name --config $file $* ${args[*]+"${args[*]}"}  (log: $log)"
+    local status=0
+    case "$name" in features|linguistic|synth) local per_utt=1 ;; *) local per_utt=0 ;; esac
+    if [ -n "$cmd" ] && [ "$per_utt" = 1 ]; then
+        local k pids=()
+        for k in $(seq 1 "$nj"); do
+            # shellcheck disable=SC2086 # the prefix is a command line of its own
+            $cmd sps "$name" --exp-dir "$exp_dir" --config "$file" --jobs 1 --shard "$k/$nj" "$@" \
+                "${args[@]+"${args[@]}"}" > "${log%.log}.$k.log" 2>&1 &
+            pids+=($!)
+        done
+        for k in "${!pids[@]}"; do
+            wait "${pids[$k]}" || { status=$?; echo "run.sh: sps $name shard $((k + 1))/$nj failed; see ${log%.log}.$((k + 1)).log" >&2; }
+        done
+    else
+        sps "$name" --exp-dir "$exp_dir" --config "$file" --jobs "$jobs" "$@" "${args[@]+"${args[@]}"}" \
+            2>&1 | tee "$log" || status=$?
+    fi
+    if [ "$status" != 0 ]; then
+        echo "run.sh: stage 'sps $name' failed (exit $status); see $log and the reports under $exp_dir" >&2
+        exit "$status"
+    fi
 }
 
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -87,14 +149,16 @@ if run_stage 1; then sps_stage features features; fi
 if run_stage 2; then sps_stage linguistic linguistic; fi
 if run_stage 3; then sps_stage stats stats; fi
 if run_stage 4; then sps_stage train duration; fi
-if run_stage 5; then sps_stage train acoustic; sps_stage train acoustic_mge; fi
-if run_stage 6; then sps_stage train acoustic_lstm; sps_stage train acoustic_lstm_mge; fi
+if run_stage 5; then for f in $(acoustic_confs dnn); do sps_stage train "$f"; done; fi
+if run_stage 6; then for f in $(acoustic_confs lstm); do sps_stage train "$f"; done; fi
 if run_stage 7; then
     sps_stage synth synth copy_synthesis=true
-    for m in $acoustic_models; do sps_stage synth synth acoustic_model="$m"; done
-    sps_stage synth synth durations=predicted acoustic_model="$tts_model"
+    for m in $acoustic_models; do sps_stage synth synth acoustic_model="$m" duration_model="$duration_model"; done
+    if [ -n "$tts_model" ]; then
+        sps_stage synth synth durations=predicted acoustic_model="$tts_model" duration_model="$duration_model"
+    fi
 fi
-if run_stage 8; then sps_stage eval eval; fi
+if run_stage 8; then sps_stage eval eval duration_model="$duration_model"; fi
 
 case "$vocoder" in
     world) ;;
@@ -107,6 +171,6 @@ if [ "$vocoder" != world ]; then
     if run_stage 10; then sps_stage vocode "$vocoder_config"; fi
 fi
 if run_stage 11; then
-    sps_stage eval eval
+    sps_stage eval eval duration_model="$duration_model"
     sps_stage report report
 fi

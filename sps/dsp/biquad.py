@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from sps.dsp.lfilter import lfilter
+from sps.io import atomic_path
 
 __all__ = ["BiquadBank", "biquad_coefficients", "freqz"]
 
@@ -174,16 +175,15 @@ class BiquadBank(nn.Module):
     @torch.no_grad()
     def plot(self, path, n_freq: int = 512) -> None:
         """Save the magnitude responses (dB over Hz) as a PNG at ``path``."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure   # no pyplot: no global backend state
 
         freqs, mag = self.response(n_freq)
-        fig, ax = plt.subplots(figsize=(8, 4))
+        fig = Figure(figsize=(8, 4))
+        ax = fig.subplots()
         ax.plot(freqs.numpy(), 20 * torch.log10(mag.clamp_min(1e-6)).T.numpy(), lw=0.8)
         ax.set(xlabel="frequency [Hz]", ylabel="magnitude [dB]", ylim=(-60, None),
                title=f"{self.n_filters} {self.kind} biquads")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sps.config import bind
+from sps.io import read_label_file, read_wav
 from sps.features.deltas import delta_features
 from sps.features.f0 import f0_to_lf0, interp_lf0
 from sps.features.mel import mel_spectrogram
@@ -363,13 +364,15 @@ def assemble_acoustic(streams: dict[str, np.ndarray], windows=DEFAULT_WINDOWS) -
 def label_num_frames(lab_path, frame_shift_100ns: int = 50000) -> int:
     """Reference length of an utterance: frames covered by its aligned HTS labels.
 
-    ``sps.frontend.load_labels(lab_path).num_frames(shift)``, i.e. the end time of the
-    last segment (100 ns units) divided by the frame shift and rounded
-    (``numpy.rint``), the same number of rows as the frame-level linguistic features.
-    Untimed or malformed labels raise ``ValueError`` naming the file and line.
+    The end time of the last segment (100 ns units) divided by the frame shift and
+    rounded (``numpy.rint``): the same number as ``sps.frontend.Labels.num_frames``, the
+    rows of the frame-level linguistic features. Untimed or malformed labels raise
+    ``ValueError`` naming the file and line.
     """
-    from sps.frontend import load_labels
-    return int(load_labels(lab_path).num_frames(frame_shift_100ns))
+    lines = read_label_file(lab_path)
+    if lines[-1].end is None:
+        raise ValueError(f"{lab_path}: labels without times cannot give the utterance length")
+    return int(np.rint(lines[-1].end / frame_shift_100ns))
 
 
 def fit_length(x: np.ndarray, num_frames: int) -> np.ndarray:
@@ -415,7 +418,6 @@ def extract_utterance(wav_path, lab_path, config: FeatureConfig,
         length mismatch above ``max_frame_mismatch``, non-finite features. Messages
         name the file.
     """
-    from sps.io import read_wav
     x, _ = read_wav(wav_path, sample_rate=config.sample_rate)
     T = label_num_frames(lab_path, config.frame_shift_100ns)
     hop = config.hop_length

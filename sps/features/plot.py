@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from sps.features.acoustic import mc2sp
 from sps.io import atomic_path
 
 
@@ -36,7 +37,6 @@ def plot_features(path_png: str | os.PathLike, *, wav: np.ndarray | None = None,
     from matplotlib.figure import Figure   # no pyplot: no global backend state
 
     if sp is None and mgc is not None:
-        from sps.features.acoustic import mc2sp
         sp = mc2sp(mgc, alpha, fft_size)
     if f0 is not None and not isinstance(f0, dict):
         f0 = {"F0": f0}

@@ -14,12 +14,15 @@ functions, so this module imports without them.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import numpy as np
 
-from sps.features.f0 import lf0_to_f0
+from sps.features import FeatureConfig, acoustic_spec, lf0_to_f0, mc2sp, world_features
+from sps.features.acoustic import pyworld
+from sps.io import read_json
 from sps.spec import split_streams
 
 
@@ -28,9 +31,7 @@ def _as_spec(spec) -> dict:
     if isinstance(spec, dict):
         return spec
     if isinstance(spec, (str, os.PathLike)):
-        from sps.io import read_json
         return read_json(Path(spec))
-    from sps.features.acoustic import FeatureConfig, acoustic_spec
     if isinstance(spec, FeatureConfig):
         return acoustic_spec(spec)
     raise ValueError(f"expected a stream spec dict, a JSON path or a FeatureConfig, got {type(spec).__name__}")
@@ -63,7 +64,6 @@ def synthesize(features, spec, sample_rate: int | None = None, vuv_threshold: fl
     y : ndarray [shape=(T * hop,)] float64
         Waveform (not clipped); ``hop = sample_rate * frame_shift_ms / 1000``.
     """
-    from sps.features.acoustic import mc2sp, pyworld
     spec = _as_spec(spec)
     x = _as_numpy(features)
     if x.ndim != 2 or x.shape[0] == 0:
@@ -104,9 +104,6 @@ def analyze(x: np.ndarray, sample_rate: int, config=None) -> tuple[np.ndarray, d
     spec : dict
         Stream spec of the full ``out_acoustic`` layout these features belong to.
     """
-    import dataclasses
-
-    from sps.features.acoustic import FeatureConfig, acoustic_spec, world_features
     if config is None or isinstance(config, dict):
         config = FeatureConfig.from_dict({**(config or {}), "sample_rate": sample_rate})
     elif config.sample_rate != sample_rate:

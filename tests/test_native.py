@@ -1,0 +1,70 @@
+"""The native-kernel loader: cache keys, status codes, thread policy, fallback."""
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+import torch
+
+from sps import native
+
+needs_cc = pytest.mark.skipif(native.compiler() is None or native.library("lfilter") is None,
+                              reason="no C compiler (or SPS_NO_NATIVE=1)")
+
+
+def test_status_codes_map_to_exceptions():
+    native.check(native.OK, "x")
+    with pytest.raises(MemoryError, match="kern: out of memory"):
+        native.check(native.ENOMEM, "kern")
+    with pytest.raises(ValueError, match="kern: inconsistent"):
+        native.check(native.EINVAL, "kern")
+    with pytest.raises(ValueError, match="not positive definite"):
+        native.check(native.ENOTPD, "kern")
+    with pytest.raises(native.NativeError, match="status 42"):
+        native.check(42, "kern")
+
+
+def test_disabled_gives_none(monkeypatch):
+    monkeypatch.setenv("SPS_NO_NATIVE", "1")
+    assert all(native.library(name) is None for name in native.KERNELS)
+
+
+@needs_cc
+def test_cache_key_follows_sources_compiler_and_cpu(monkeypatch, tmp_path):
+    cc = native.compiler()
+    key = native.build_key("lfilter", cc)
+    assert key == native.build_key("lfilter", cc) and key != native.build_key("wavenet", cc)
+    # a library built on another CPU is never picked up: the key (and file name) differ
+    monkeypatch.setattr(native, "cpu_fingerprint", lambda: "another-cpu")
+    assert native.build_key("lfilter", cc) != key
+    monkeypatch.setattr(native, "_compiler_id", lambda cc: "another compiler 1.0")
+    assert native.build_key("lfilter", cc) != key
+
+
+@needs_cc
+def test_fresh_build_into_a_new_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPS_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_cache", {})
+    lib = native.library("banded")
+    assert lib is not None
+    built = list((tmp_path / "native").glob("banded-*.so"))
+    assert len(built) == 1 and native.build_key("banded", native.compiler()) in built[0].name
+    assert lib.ldl_solve_f32.restype is ctypes.c_int and len(lib.ldl_solve_f32.argtypes) == 15
+
+
+def test_broken_build_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPS_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_cache", {})
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setattr(native, "compiler", lambda: "false")   # a "compiler" that always fails
+    assert native.library("lfilter") is None
+
+
+def test_thread_policy(monkeypatch):
+    monkeypatch.delenv("SPS_THREADS", raising=False)
+    n = torch.get_num_threads()
+    assert native.threads(parallel=1, work=1e12) == 1              # one independent piece
+    assert native.threads(parallel=64, work=10.0) == 1             # too little work to share
+    assert native.threads(parallel=64, work=1e12) == n
+    monkeypatch.setenv("SPS_THREADS", "3")
+    assert native.threads(parallel=64, work=1e12) == 3
