@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
         p.add_argument("--shard", help="process share K of N of the utterances (e.g. 2/8)")
         p.add_argument("--force", action="store_true", help="redo outputs that already exist")
+        p.add_argument("--max-failed", type=float, default=0.2, metavar="FRACTION",
+                       help="fail when more than this fraction of the utterances fails (default 0.2)")
         p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
         p.add_argument("--debug", action="store_true", help="show the traceback of an error")
         for flags, kwargs in EXTRA_OPTIONS.get(name, []):
@@ -90,14 +92,19 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         from sps.config import load_config
+        from sps.io import sweep_temp_files
         from sps.stages.runner import StageContext, parse_shard
         config = load_config(args.config, args.overrides)
+        if not 0.0 <= args.max_failed <= 1.0:
+            raise ValueError(f"--max-failed must be a fraction in [0, 1], got {args.max_failed}")
+        if sweep_temp_files(args.exp_dir):
+            logging.getLogger("sps").info("removed temporary files left by killed runs under %s", args.exp_dir)
         for flags, _ in EXTRA_OPTIONS.get(args.stage, []):
             name = flags[0].lstrip("-").replace("-", "_")
             if getattr(args, name) is not None:
                 config[name] = getattr(args, name)
         ctx = StageContext(exp_dir=args.exp_dir, config=config, jobs=args.jobs,
-                           shard=parse_shard(args.shard), force=args.force)
+                           shard=parse_shard(args.shard), force=args.force, max_failed=args.max_failed)
         result = resolve(STAGES[args.stage][0])(ctx)
     except KeyboardInterrupt:
         print(f"sps {args.stage}: interrupted", file=sys.stderr)

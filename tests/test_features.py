@@ -266,9 +266,16 @@ def test_stage_reports_bad_utterances_and_processes_the_rest(tmp_path):
              ("trunc", good[1][1], bad_dir / "trunc.lab"),
              ("empty", bad_dir / "empty.wav", good[0][2])]
     exp = make_exp(tmp_path, good, extra)
-    ctx = StageContext(exp_dir=exp, config={"f0_method": "dio"})
+    from sps.stages.runner import StageFailed
+    with pytest.raises(StageFailed, match=r"4 of 6 utterances failed .*features_report.txt"):
+        features_stage.run(StageContext(exp_dir=exp, config={"f0_method": "dio"}))   # default --max-failed 0.2
+    ctx = StageContext(exp_dir=exp, config={"f0_method": "dio"}, max_failed=1.0)
     summary = features_stage.run(ctx)["train"]
-    assert summary.ok == 2 and sorted(summary.failed) == ["corrupt", "empty", "rate", "trunc"]
+    assert summary.ok == 0 and summary.skipped == 2 and sorted(summary.failed) == ["corrupt", "empty", "rate", "trunc"]
+    # the rejected utterances are recorded, and every later stage leaves them out
+    assert sorted(Experiment(exp).rejected()) == ["corrupt", "empty", "rate", "trunc"]
+    assert Experiment(exp).utterances("train") == [u for u, _, _ in good]
+    assert len(Experiment(exp).utterances("train", stage="features")) == 6
     assert "corrupt" in summary.failed["corrupt"] and "corrupt.wav" in summary.failed["corrupt"]
     assert "22050" in summary.failed["rate"]
     assert "length mismatch" in summary.failed["trunc"] and "trunc.lab" in summary.failed["trunc"]

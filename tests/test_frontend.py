@@ -432,7 +432,7 @@ def test_stage_writes_features_resumes_and_reports_bad_utterances(tmp_path):
     (exp / "data" / "lab.scp").write_text(f"u1 {good}\nu2 {other}\nu3 {bad}\n")
     (exp / "data" / "train.list").write_text("u3\nu1\n")  # first one unreadable
     (exp / "data" / "dev.list").write_text("u2\n")
-    ctx = StageContext(exp_dir=exp, config={"frontend": {"question_file": "festival_slt"}})
+    ctx = StageContext(exp_dir=exp, config={"frontend": {"question_file": "festival_slt"}}, max_failed=1.0)
     summaries = stage.run(ctx)
     assert summaries["train"].ok == 1 and list(summaries["train"].failed) == ["u3"]
     assert "gap" in summaries["train"].failed["u3"]

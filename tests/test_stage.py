@@ -20,7 +20,7 @@ def _square(out_dir, utt):
 def test_bad_utterance_is_reported_and_skipped(tmp_path, jobs):
     utts = ["a", "bb", "bad", "ccc"]
     process = functools.partial(_square, str(tmp_path))
-    summary = run_utterances(utts, process, desc="t", jobs=jobs, report=tmp_path / "report.txt")
+    summary = run_utterances(utts, process, desc="t", jobs=jobs, report=tmp_path / "report.txt", max_failed=None)
     assert summary.ok == 3 and list(summary.failed) == ["bad"]
     assert "corrupt audio" in summary.failed["bad"]
     assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["a.npy", "bb.npy", "ccc.npy"]
@@ -60,3 +60,67 @@ def test_config_overrides(tmp_path):
         load_config(p, ["nonsense"])
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_too_many_failures_fail_the_stage_and_are_registered(tmp_path):
+    from sps.stages.runner import StageFailed, read_rejected
+    process = functools.partial(_square, str(tmp_path))
+    reg = tmp_path / "rejected" / "features.txt"
+    with pytest.raises(StageFailed, match=r"1 of 2 utterances failed .*max-failed 0.2.*report.txt"):
+        run_utterances(["a", "bad"], process, desc="t", report=tmp_path / "report.txt", rejected=reg)
+    assert list(read_rejected(reg)) == ["bad"] and "corrupt audio" in read_rejected(reg)["bad"]
+    with pytest.raises(StageFailed, match="1 of 1"):           # everything failed: always an error
+        run_utterances(["bad"], process, desc="t", max_failed=1.0)
+    summary = run_utterances(["a", "bb", "ccc", "dddd", "bad"], process, desc="t", max_failed=0.2, rejected=reg)
+    assert summary.ok == 4                                      # 1 of 5 is not more than 0.2
+
+
+def test_stale_temp_files_are_swept(tmp_path):
+    from sps.io import atomic_path, sweep_temp_files
+    target = tmp_path / "d" / "x.npy"
+    with atomic_path(target) as live:
+        live.write_bytes(b"half")
+        dead = live.with_name(live.name.replace(f"sps-{os.getpid()}-", "sps-999999999-"))
+        dead.write_bytes(b"left by a killed process")
+        assert sweep_temp_files(tmp_path) == 1                  # the live one stays
+        assert live.exists() and not dead.exists()
+    assert not any(p.name.startswith(".") for p in target.parent.iterdir())
+
+
+_KILL_SCRIPT = """
+import functools, os, sys, time
+sys.path.insert(0, {root!r})
+from sps.stages.runner import run_utterances
+
+def slow(out, utt):
+    open(os.path.join(out, utt + ".pid"), "w").write(str(os.getpid()))
+    time.sleep(60)
+
+if __name__ == "__main__":
+    run_utterances(["a", "b"], functools.partial(slow, {out!r}), desc="t", jobs=2)
+"""
+
+
+def test_workers_die_with_a_killed_stage(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    root = str(Path(__file__).resolve().parents[1])
+    script = tmp_path / "stage.py"
+    script.write_text(_KILL_SCRIPT.format(root=root, out=str(tmp_path)))
+    proc = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.time() + 60
+    while len(list(tmp_path.glob("*.pid"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    pids = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
+    assert len(pids) == 2, "workers did not start"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    alive = pids
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in
+                 Path(f"/proc/{p}/stat").read_text().split()[2]]
+    assert not alive, f"workers outlived their stage: {alive}"

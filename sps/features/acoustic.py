@@ -423,8 +423,8 @@ def extract_utterance(wav_path, lab_path, config: FeatureConfig,
     hop = config.hop_length
     streams = world_features(x, config)
     if not streams["vuv"].any():
-        logger.warning("%s: no voiced frame; continuous lf0 set to %.3f (ln of the geometric mean "
-                       "of f0_floor and f0_ceil)", wav_path, streams["lf0"][0, 0])
+        raise ValueError(f"{wav_path}: no voiced frame in the F0 range {config.f0_floor:g}-{config.f0_ceil:g} Hz "
+                         "(not speech, or a wrong f0_floor/f0_ceil)")
     check_length(streams["mgc"].shape[0], T, config, f"{wav_path} vs {lab_path}")
     streams = {k: fit_length(v, T) for k, v in streams.items()}
     mel = fit_length(mel_spectrogram(x, config.sample_rate, hop, n_fft=config.mel_fft_size,

@@ -1,13 +1,22 @@
-"""Audio files through soundfile, with errors that name the file."""
+"""Audio files through soundfile, with errors that name the file.
+
+soundfile is imported on first use, so modules that only write arrays (the GPU
+machines have no soundfile) import ``sps.io`` freely.
+"""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from sps.io.atomic import atomic_path
+
+logger = logging.getLogger(__name__)
+
+#: peak amplitude below which audio counts as silent (one 16-bit step)
+SILENCE = 1.0 / 32768
 
 
 def read_wav(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
@@ -27,12 +36,17 @@ def read_wav(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[n
     sr : int
         Sample rate in Hz.
 
+    Rules: samples outside [-1, 1] (float files) are clipped, with a warning that
+    names the file; audio whose peak is below one 16-bit step (``SILENCE``) is
+    rejected as silent.
+
     Raises
     ------
     FileNotFoundError, ValueError
-        Missing, unreadable, empty, wrong-rate or non-finite audio; the message names
-        the file and the problem.
+        Missing, unreadable, empty, silent, wrong-rate or non-finite audio; the message
+        names the file and the problem.
     """
+    import soundfile as sf
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: audio file not found")
@@ -47,6 +61,13 @@ def read_wav(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[n
     x = x.mean(axis=1)
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{path}: audio contains NaN or inf")
+    peak = float(np.abs(x).max())
+    if peak < SILENCE:
+        raise ValueError(f"{path}: silent audio (peak {peak:.3g}, below one 16-bit step)")
+    if peak > 1.0:
+        outside = int(np.count_nonzero(np.abs(x) > 1.0))
+        logger.warning("%s: %d samples outside [-1, 1] (peak %.3g) clipped to [-1, 1]", path, outside, peak)
+        x = np.clip(x, -1.0, 1.0)
     return x, sr
 
 
@@ -55,6 +76,7 @@ def write_wav(path: str | os.PathLike, x, sample_rate: int, subtype: str = "PCM_
 
     x : array-like [shape=(N,)] or (N, 1), float in [-1, 1]
     """
+    import soundfile as sf
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{path}: refusing to write audio containing NaN or inf")

@@ -13,6 +13,7 @@ Every stage reads and writes through :class:`Experiment`, so the on-disk contrac
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from pathlib import Path
 
@@ -26,7 +27,12 @@ from sps.spec import static_columns
 from sps.train import load_checkpoint
 from sps.vocoders.conditioning import Conditioning
 
+logger = logging.getLogger(__name__)
+
 SPLITS = ("train", "dev", "eval")
+#: the stages that make training data, in order: an utterance one of them rejects is left
+#: out of every later stage
+DATA_STAGES = ("features", "linguistic")
 
 
 class Experiment:
@@ -90,12 +96,40 @@ class Experiment:
         """The splits whose list exists, in the usual order."""
         return [s for s in SPLITS if self.list_path(s).exists()]
 
-    def utterances(self, split: str) -> list[str]:
-        """Utterance ids of ``split`` (``data/<split>.list``)."""
+    def rejected_path(self, stage: str, shard: tuple[int, int] | None = None) -> Path:
+        """Registry of the utterances ``stage`` rejected (one file per shard)."""
+        suffix = "" if shard is None else f".{shard[0]}of{shard[1]}"
+        return self.data_dir / "rejected" / f"{stage}{suffix}.txt"
+
+    def rejected(self, before: str | None = None) -> dict[str, str]:
+        """Utterances rejected by the data stages (``utt -> "stage: reason"``); with ``before``,
+        only by the stages that run before it (:data:`DATA_STAGES`)."""
+        stages = DATA_STAGES[:DATA_STAGES.index(before)] if before in DATA_STAGES else DATA_STAGES
+        out: dict[str, str] = {}
+        for stage in stages:
+            for path in sorted((self.data_dir / "rejected").glob(f"{stage}*.txt")):
+                for line in path.read_text().splitlines():
+                    utt, _, reason = line.partition("\t")
+                    if utt:
+                        out.setdefault(utt, f"{stage}: {reason}")
+        return out
+
+    def utterances(self, split: str, stage: str | None = None) -> list[str]:
+        """Utterance ids of ``split`` (``data/<split>.list``) that no earlier data stage
+        rejected: the one source of truth of what takes part (``stage``: the stage
+        asking; None: a stage after all data stages)."""
         path = self.list_path(split)
         if not path.exists():
             raise FileNotFoundError(f"{path}: not found (run the prepare stage first)")
-        return read_list(path)
+        rejected = self.rejected(before=stage)
+        utts = read_list(path)
+        if rejected:
+            left = [u for u in utts if u in rejected]
+            if left:
+                logger.info("%s: %d utterances rejected by an earlier stage are left out (e.g. %s: %s)",
+                            split, len(left), left[0], rejected[left[0]])
+            utts = [u for u in utts if u not in rejected]
+        return utts
 
     def scp(self, name: str) -> dict[str, str]:
         """``data/<name>.scp`` (``wav`` or ``lab``) as a dict utt -> path."""

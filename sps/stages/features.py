@@ -63,6 +63,7 @@ def run(ctx: StageContext) -> dict:
         done = None if ctx.force else functools.partial(_is_done, exp=exp, split=split)
         suffix = "" if ctx.shard is None else f".{ctx.shard[0]}of{ctx.shard[1]}"
         summaries[split] = run_utterances(
-            exp.utterances(split), process, desc=f"features {split}", jobs=ctx.jobs, shard=ctx.shard,
-            done=done, report=exp.dump_dir / split / f"features_report{suffix}.txt")
+            exp.utterances(split, stage="features"), process, desc=f"features {split}", jobs=ctx.jobs,
+            shard=ctx.shard, done=done, report=exp.dump_dir / split / f"features_report{suffix}.txt",
+            rejected=exp.rejected_path("features", ctx.shard), max_failed=ctx.max_failed)
     return summaries

@@ -117,7 +117,7 @@ def run(ctx: StageContext) -> dict:
     questions = load_questions(qfile)
     exp = ctx.exp
     lab_scp = exp.scp("lab")
-    splits = {s: exp.utterances(s) for s in exp.splits()}
+    splits = {s: exp.utterances(s, stage="linguistic") for s in exp.splits()}
     if not any(splits.values()):
         raise FileNotFoundError(f"{exp.data_dir}: no utterances in train.list, dev.list or eval.list")
     reference = _first_readable(lab_scp, [u for utts in splits.values() for u in utts])
@@ -145,5 +145,6 @@ def run(ctx: StageContext) -> dict:
         done = None if ctx.force else functools.partial(_done, exp=exp, split=split)
         summaries[split] = run_utterances(
             utts, process, desc=f"linguistic {split}", jobs=ctx.jobs, shard=ctx.shard, done=done,
-            report=exp.dump_dir / split / f"linguistic_report{suffix}.txt")
+            report=exp.dump_dir / split / f"linguistic_report{suffix}.txt",
+            rejected=exp.rejected_path("linguistic", ctx.shard), max_failed=ctx.max_failed)
     return summaries

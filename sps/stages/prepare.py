@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sps.config import bind
-from sps.io import read_list, write_list, write_scp
+from sps.io import check_id, read_list, write_list, write_scp
 from sps.stages.experiment import SPLITS
 from sps.stages.runner import StageContext
 
@@ -101,9 +101,22 @@ def scan_corpus(root: Path) -> tuple[dict[str, str], dict[str, str]]:
     if missing_wav:
         logger.warning("%d labels have no audio and are left out (e.g. %s)", len(missing_wav), missing_wav[0])
     common = sorted(set(wavs) & set(labs))
+    bad = [u for u in common if not _valid_id(u)]
+    if bad:
+        logger.warning("%d utterances have names that are not valid ids and are left out (e.g. %r; allowed: "
+                       "letters, digits, '_', '.', '-', no leading dot)", len(bad), bad[0])
+        common = [u for u in common if u not in bad]
     if not common:
         raise ValueError(f"{root}: no utterance has both wav/<utt>.* and lab/<utt>.lab")
     return {u: wavs[u] for u in common}, {u: labs[u] for u in common}
+
+
+def _valid_id(utt: str) -> bool:
+    try:
+        check_id(utt)
+        return True
+    except ValueError:
+        return False
 
 
 def make_splits(utts: list[str], dev_fraction: float, eval_fraction: float) -> dict[str, list[str]]:

@@ -11,13 +11,20 @@ atomically (``sps.io.atomic_path``). The runner
 * fans out to ``--jobs N`` worker processes (spawned, so torch/OpenMP state is not
   forked);
 * catches every exception per utterance, logs it with the utterance id, and goes on:
-  one bad file never stops a run over thousands; a summary lists the failures.
+  one bad file never stops a run over thousands; a summary lists the failures;
+* records the failed utterances in ``data/rejected/<stage>[.<shard>].txt`` of the
+  experiment, so that every later stage leaves them out
+  (:meth:`sps.stages.experiment.Experiment.utterances`);
+* fails the stage (:class:`StageFailed`, exit status 1 of ``sps``) when every
+  utterance failed or more than ``--max-failed`` of them (a fraction, default 0.2);
+* kills its workers when it dies (they never outlive a killed stage).
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
 import multiprocessing as mp
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +53,14 @@ class StageSummary:
         return text
 
 
+class StageFailed(RuntimeError):
+    """Too many utterances failed: the stage's outputs are not fit for the next stage."""
+
+
+#: default of ``--max-failed``: the fraction of failed utterances a stage tolerates
+MAX_FAILED = 0.2
+
+
 @dataclass
 class StageContext:
     """Everything a stage function receives from the command line."""
@@ -54,6 +69,7 @@ class StageContext:
     jobs: int = 1
     shard: tuple[int, int] | None = None
     force: bool = False
+    max_failed: float = MAX_FAILED
 
     @property
     def exp(self) -> Experiment:
@@ -82,6 +98,28 @@ def select_shard(utts: list[str], shard: tuple[int, int] | None) -> list[str]:
     return list(utts)[k - 1::n]
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: the kernel kills this worker when its parent dies (Linux), and
+    a watcher thread exits it when the parent has gone (elsewhere)."""
+    import ctypes
+    import os
+    import signal
+    import threading
+    import time
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (AttributeError, OSError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _call(process: Callable[[str], object], utt: str) -> tuple[str, str | None]:
     try:
         process(utt)
@@ -94,7 +132,8 @@ def _call(process: Callable[[str], object], utt: str) -> tuple[str, str | None]:
 def run_utterances(utts: Iterable[str], process: Callable[[str], object], *, desc: str,
                    jobs: int = 1, shard: tuple[int, int] | None = None,
                    done: Callable[[str], bool] | None = None,
-                   report: str | Path | None = None) -> StageSummary:
+                   report: str | Path | None = None, rejected: str | Path | None = None,
+                   max_failed: float | None = MAX_FAILED) -> StageSummary:
     """Run ``process(utt)`` for every utterance, robustly.
 
     Parameters
@@ -114,6 +153,12 @@ def run_utterances(utts: Iterable[str], process: Callable[[str], object], *, des
         ``done(utt)`` True means the outputs exist: skip (resume). Pass None to force.
     report : path, optional
         Where to write the summary text (atomically) in addition to logging it.
+    rejected : path, optional
+        Registry of this stage's failed utterances (``utt<TAB>reason`` lines): this run's
+        failures are added, utterances that succeeded now are removed.
+    max_failed : float or None
+        Raise :class:`StageFailed` (after writing the report) when no utterance is done
+        or more than this fraction of them failed; None never raises.
     """
     todo, summary = [], StageSummary(desc=desc)
     for utt in select_shard(list(utts), shard):
@@ -136,7 +181,8 @@ def run_utterances(utts: Iterable[str], process: Callable[[str], object], *, des
             record(*_call(process, utt))
     else:
         ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_die_with_parent,
+                                    initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(_call, process, utt) for utt in todo]
             for fut in cf.as_completed(futures):
                 record(*fut.result())
@@ -146,4 +192,35 @@ def run_utterances(utts: Iterable[str], process: Callable[[str], object], *, des
     print(str(summary).splitlines()[0], file=sys.stderr)
     if report is not None:
         write_text(report, str(summary) + "\n")
+    if rejected is not None:
+        update_rejected(Path(rejected), summary, [u for u in todo if u not in summary.failed])
+    total = summary.ok + summary.skipped + len(summary.failed)
+    if max_failed is not None and summary.failed and (
+            not summary.ok + summary.skipped or len(summary.failed) > max_failed * total):
+        where = f"; see {report}" if report is not None else ""
+        raise StageFailed(f"{desc}: {len(summary.failed)} of {total} utterances failed (more than "
+                          f"--max-failed {max_failed:g}){where}; first: "
+                          f"{next(iter(summary.failed))}: {next(iter(summary.failed.values()))}")
     return summary
+
+
+def read_rejected(path: Path) -> dict[str, str]:
+    """``utt -> reason`` of a rejection registry (empty when the file does not exist)."""
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        utt, _, reason = line.partition("\t")
+        if utt:
+            out[utt] = reason
+    return out
+
+
+def update_rejected(path: Path, summary: StageSummary, succeeded: list[str]) -> None:
+    """Merge a run's outcome into the registry at ``path`` (written atomically)."""
+    entries = read_rejected(path)
+    for utt in succeeded:
+        entries.pop(utt, None)
+    entries.update({utt: " ".join(msg.split()) for utt, msg in summary.failed.items()})
+    if entries or path.exists():
+        write_text(path, "".join(f"{u}\t{r}\n" for u, r in sorted(entries.items())))
