@@ -67,8 +67,8 @@ def random_windows(rng, n_dynamic):
 
 def random_spd_band(gen, N, T, K, dtype=torch.float64):
     """Lower band (N, K, T) of diagonally dominant SPD matrices."""
-    ab = torch.randn(N, K, T, generator=gen, dtype=dtype)
-    ab[:, 0] = ab[:, 0].abs() + 2 * K
+    ab = torch.randn(N, K, T, generator=gen, dtype=dtype).clamp(-1.0, 1.0)
+    ab[:, 0] = ab[:, 0].abs() + 2 * K   # > the 2 (K - 1) off-diagonals of a row, in any layout
     return ab
 
 

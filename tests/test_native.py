@@ -49,7 +49,7 @@ def test_fresh_build_into_a_new_cache(monkeypatch, tmp_path):
     assert lib is not None
     built = list((tmp_path / "native").glob("banded-*.so"))
     assert len(built) == 1 and native.build_key("banded", native.compiler()) in built[0].name
-    assert lib.ldl_solve_f32.restype is ctypes.c_int and len(lib.ldl_solve_f32.argtypes) == 15
+    assert lib.ldl_solve_f32.restype is ctypes.c_int and len(lib.ldl_solve_f32.argtypes) == 16
 
 
 def test_broken_build_falls_back(monkeypatch, tmp_path):

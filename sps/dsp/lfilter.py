@@ -117,6 +117,12 @@ def lfilter(x, a, b, zi=None, *, time_varying: bool = False, return_final: bool 
     if check_stability and N > 0:
         check_stable(a.detach(), normalised=True)
 
+    if T == 0:  # nothing to filter: the state passes through (as scipy does)
+        y = x.new_zeros(*batch, 0) + 0 * b.sum() + 0 * a.sum()   # keeps the autograd graph
+        zf = (zi.expand(*batch, K) + 0 if zi is not None else x.new_zeros(*batch, K))
+        if not return_final:
+            return y.detach().numpy() if as_numpy else y
+        return (y.detach().numpy(), zf.detach().numpy()) if as_numpy else (y, zf)
     flat = _Flat.build(x, a, b, zi, batch, time_varying, K)
     backend = pick_backend(x, flat, backend)
     y = _LFilter.apply(flat.x, flat.b, flat.a, flat.zi, flat, backend).reshape(*batch, T)

@@ -1,20 +1,39 @@
-"""Text front end: Festival turns a sentence into HTS full-context labels.
+"""Text front end: Festival turns text into HTS full-context labels.
 
 Festival (a subprocess) does text normalisation, pronunciation, phrasing and
 prosodic labelling; ``hts_dump_feats`` writes the standard HTS English full-context
 format (``p1^p2-p3+p4=p5@p6_p7/A:...``) with the times of Festival's own duration
 model.
+
+Text rules (:func:`clean_text`): accented letters are folded to ASCII (``naïve café``
+-> ``naive cafe``) and other non-ASCII characters (emoji, other scripts) are dropped,
+both with a warning; empty text, text with nothing speakable left, and text holding a
+NUL character are errors. Long text is cut at sentence ends into chunks of at most
+:data:`CHUNK_WORDS` words, each synthesised by its own Festival call (so any length
+works within the per-call ``timeout``); the labels are joined in order. The voice name
+must be an identifier: it is the one piece of input that reaches Scheme unquoted.
 """
 from __future__ import annotations
 
+import logging
+import re
 import shutil
 import subprocess
 import tempfile
+import unicodedata
 from pathlib import Path
 
-from sps.frontend.labels import load_labels, Labels
+import numpy as np
+
+from sps.frontend.labels import Labels, load_labels
+
+logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "install it with: apt-get install festival festvox-us-slt-hts"
+#: words per Festival call at most (cut at sentence ends, or between words)
+CHUNK_WORDS = 60
+_VOICE_RE = re.compile(r"[A-Za-z0-9_]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 
 
 def _scheme_string(text: str) -> str:
@@ -22,37 +41,59 @@ def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def text_to_labels(text: str, voice: str = "cmu_us_slt_arctic_hts", durations: bool = False,
-                   timeout: float = 60.0) -> Labels:
-    """Full-context labels for a sentence, made by Festival.
-
-    Parameters
-    ----------
-    text : str
-        Sentence(s) to speak.
-    voice : str
-        Festival voice (``voice_<name>`` must exist); it sets the lexicon, phone set
-        and duration model.
-    durations : bool
-        False (default): labels without times, to be timed by a duration model.
-        True: keep Festival's predicted times (``Labels.predicted_times`` is True).
-    timeout : float
-        Seconds before Festival is given up on.
-
-    Returns
-    -------
-    Labels
-        One row per phone, phone-aligned.
+def clean_text(text: str) -> str:
+    """Text Festival can read: ASCII, whitespace collapsed (see the module docstring).
 
     Raises
     ------
-    FileNotFoundError
-        Festival is not installed.
-    RuntimeError
-        Festival failed (unknown voice, ...); the message holds its output.
+    ValueError
+        Empty text, a NUL character, or nothing speakable (no letter or digit) left.
     """
-    if not text or not text.strip():
-        raise ValueError("text_to_labels: empty text")
+    if "\0" in text:
+        raise ValueError("text contains a NUL character")
+    if not text.strip():
+        raise ValueError("empty text")
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    ascii_text = folded.encode("ascii", "ignore").decode("ascii")
+    ascii_text = " ".join(ascii_text.split())
+    if ascii_text != " ".join(text.split()):
+        dropped = sorted({c for c in folded if ord(c) > 127})
+        logger.warning("text changed for Festival (ASCII only): %r -> %r%s", text[:80], ascii_text[:80],
+                       f" (dropped {''.join(dropped[:10])!r})" if dropped else "")
+    if not any(c.isalnum() for c in ascii_text):
+        raise ValueError(f"no speakable text in {text[:80]!r} (Festival reads English ASCII text)")
+    return ascii_text
+
+
+def split_text(text: str, max_words: int = CHUNK_WORDS) -> list[str]:
+    """Chunks of at most ``max_words`` words, cut at sentence ends where possible."""
+    chunks, current = [], []
+    for sentence in _SENTENCE_END.split(text):
+        words = sentence.split()
+        while words:
+            room = max_words - len(current)
+            if len(words) <= room:
+                current += words
+                words = []
+            elif current:
+                chunks.append(" ".join(current))
+                current = []
+            else:
+                chunks.append(" ".join(words[:max_words]))
+                words = words[max_words:]
+    if current:
+        chunks.append(" ".join(current))
+    return chunks
+
+
+def check_voice(voice: str) -> str:
+    """``voice`` if it is a Festival voice name (an identifier), else ValueError."""
+    if not isinstance(voice, str) or not _VOICE_RE.fullmatch(voice):
+        raise ValueError(f"invalid Festival voice name {voice!r} (letters, digits and '_' only)")
+    return voice
+
+
+def _festival_labels(text: str, voice: str, timeout: float) -> Labels:
     exe = shutil.which("festival")
     if exe is None:
         raise FileNotFoundError(f"festival not found on PATH; {INSTALL_HINT}")
@@ -61,19 +102,61 @@ def text_to_labels(text: str, voice: str = "cmu_us_slt_arctic_hts", durations: b
         script = Path(tmp) / "run.scm"
         script.write_text(
             f"(voice_{voice})\n"
-            f"(set! utt (Utterance Text {_scheme_string(' '.join(text.split()))}))\n"
+            f"(set! utt (Utterance Text {_scheme_string(text)}))\n"
             "(utt.synth utt)\n"
             f"(hts_dump_feats utt hts_feats_list {_scheme_string(str(lab))})\n")
         try:
             proc = subprocess.run([exe, "-b", str(script)], capture_output=True, text=True,
                                   timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            raise RuntimeError(f"festival did not finish within {timeout} s for {text!r}") from None
+            raise RuntimeError(f"festival did not finish within {timeout:g} s for {text[:80]!r} "
+                               "(raise the timeout)") from None
         if not lab.exists() or not lab.read_text().strip():
-            msg = (proc.stdout + proc.stderr).strip()
+            msg = " ".join((proc.stdout + proc.stderr).split())[-500:]
             hint = f" (is the voice installed? {INSTALL_HINT})" if "voice_" in msg or "unbound" in msg else ""
-            raise RuntimeError(f"festival produced no labels for {text!r} with voice {voice!r}{hint}: {msg}")
-        labels = load_labels(lab)
-    labels = Labels(contexts=labels.contexts, times=labels.times, num_states=1,
+            raise RuntimeError(f"festival produced no labels for {text[:80]!r} with voice {voice!r}{hint}: {msg}")
+        return load_labels(lab)
+
+
+def text_to_labels(text: str, voice: str = "cmu_us_slt_arctic_hts", durations: bool = False,
+                   timeout: float = 60.0) -> Labels:
+    """Full-context labels for a text, made by Festival.
+
+    Parameters
+    ----------
+    text : str
+        Any length; cleaned with :func:`clean_text` and cut by :func:`split_text`.
+    voice : str
+        Festival voice (``voice_<name>`` must exist); it sets the lexicon, phone set
+        and duration model.
+    durations : bool
+        False (default): labels without times, to be timed by a duration model.
+        True: keep Festival's predicted times (``Labels.predicted_times`` is True).
+    timeout : float
+        Seconds before one Festival call (one chunk) is given up on.
+
+    Returns
+    -------
+    Labels
+        One row per phone, phone-aligned.
+
+    Raises
+    ------
+    ValueError
+        Bad text or voice name.
+    FileNotFoundError
+        Festival is not installed.
+    RuntimeError
+        Festival failed (unknown voice, timeout ...); the message holds its output.
+    """
+    check_voice(voice)
+    chunks = split_text(clean_text(text))
+    parts = [_festival_labels(chunk, voice, timeout) for chunk in chunks]
+    contexts = [c for p in parts for c in p.contexts]
+    offset, times = 0, []
+    for p in parts:
+        times.append(p.times + offset)
+        offset += int(p.times[-1, -1])
+    labels = Labels(contexts=contexts, times=np.concatenate(times), num_states=1,
                     path=f"<festival {voice}>", predicted_times=True)
     return labels if durations else labels.without_times()

@@ -50,6 +50,8 @@ CAPTURES: dict[str, tuple[str, float]] = {
 }
 _CAPTURE_RE = re.compile("|".join(re.escape(c) for c in CAPTURES))
 _LINE_RE = re.compile(r'^(QS|CQS)\s+"([^"]*)"\s*\{(.*)\}\s*$')
+_CENTRAL_RE = re.compile(r"\*-([^-+*?]+)\+\*")   # a central-phone pattern *-X+*
+_PHONE_RE = re.compile(r"-([^-+/]+)\+")             # the central phone of a full-context label
 
 
 def _wildcards(text: str) -> str:
@@ -221,6 +223,34 @@ class QuestionSet:
         state["_plan"] = None
         return state
 
+    def central_phones(self) -> frozenset[str]:
+        """The phones named by the central-phone patterns (``*-X+*``) of the binary questions:
+        the phone set this question file knows."""
+        return frozenset(m.group(1) for q in self.binary for p in q.patterns
+                         for m in [_CENTRAL_RE.fullmatch(p)] if m)
+
+    def check_contexts(self, contexts: Sequence[str], features: np.ndarray | None = None) -> dict:
+        """Labels this question set cannot describe: ``{"unknown_phones": {phone: count},
+        "damaged": count}``. A label is damaged when it has no central phone (``-X+``) or
+        when none of the numeric questions finds its field (``features``: the matrix of
+        :meth:`evaluate` for ``contexts``, computed when not given)."""
+        phones = self.central_phones()
+        unknown: dict[str, int] = {}
+        damaged = 0
+        for c in contexts:
+            m = _PHONE_RE.search(c)
+            if m is None:
+                damaged += 1
+            elif phones and m.group(1) not in phones:
+                unknown[m.group(1)] = unknown.get(m.group(1), 0) + 1
+        if self.numeric and len(contexts):
+            feats = self.evaluate(contexts) if features is None else features
+            defaults = np.array([q.default for q in self.numeric])
+            none_found = np.all(feats[:, len(self.binary):] == defaults, axis=1)
+            has_phone = np.array([_PHONE_RE.search(c) is not None for c in contexts])
+            damaged += int(np.count_nonzero(none_found & has_phone))
+        return {"unknown_phones": unknown, "damaged": damaged}
+
     def evaluate(self, contexts: Sequence[str]) -> np.ndarray:
         """Answer every question for every label.
 
@@ -322,6 +352,8 @@ def parse_question_line(line: str, source: str = "") -> Question | None:
         raise ValueError(f"{source}: expected 'QS \"name\" {{pat,...}}' or 'CQS \"name\" {{pat}}', "
                          f"got {line.strip()!r}")
     kind, name, body = m.groups()
+    if "{" in body or "}" in body:
+        raise ValueError(f"{source}: question {name!r} has more than one {{...}} pattern group: {line.strip()!r}")
     patterns = tuple(p.strip() for p in body.split(","))
     if not name:
         raise ValueError(f"{source}: empty question name")

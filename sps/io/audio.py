@@ -82,3 +82,16 @@ def write_wav(path: str | os.PathLike, x, sample_rate: int, subtype: str = "PCM_
         raise ValueError(f"{path}: refusing to write audio containing NaN or inf")
     with atomic_path(path) as tmp:
         sf.write(str(tmp), np.clip(x, -1.0, 1.0), int(sample_rate), subtype=subtype)
+
+
+def audio_length(path: str | os.PathLike) -> tuple[int, int]:
+    """(samples, sample rate) of an audio file from its header (ValueError naming it)."""
+    import soundfile as sf
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: audio file not found")
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError if hasattr(sf, "LibsndfileError") else RuntimeError) as err:
+        raise ValueError(f"{path}: corrupt or unreadable audio ({err})") from err
+    return int(info.frames), int(info.samplerate)

@@ -66,13 +66,15 @@ class _MLPGFunction(torch.autograd.Function):
         if backend == "native":  # fused C kernel: band and right-hand side formed on the fly
             factor, x = native.mlpg_forward(means, variances, windows, lengths, factor)
         else:
+            _check_inputs(means, variances, mask, W, D)
             mu = means.reshape(B, T, W, D)
             if variances is None:
                 prec = mask.to(means.dtype)  # (B or 1, T, W, 1)
             else:
                 var = variances.reshape(variances.shape[:-1] + (W, D))
                 prec = torch.where(mask, 1 / var, torch.zeros((), dtype=var.dtype, device=var.device))
-            rhs = apply_windows_t(prec * mu, windows)
+            rhs = apply_windows_t(torch.where(mask, prec * mu, torch.zeros((), dtype=mu.dtype, device=mu.device)),
+                                  windows)   # unused entries carry no weight, whatever their value
             x = None
             if factor is None:
                 band = build_band(prec, windows, pad)
@@ -112,14 +114,35 @@ class _MLPGFunction(torch.autograd.Function):
         return grad_means, grad_var, None, None, None
 
 
+def _check_inputs(means, variances, mask, W: int, D: int) -> None:
+    """ValueError naming the first used entry with a bad variance or mean (PyTorch paths;
+    the C kernel checks while it forms the precisions)."""
+    B, T, F = means.shape
+    used = mask.expand(B, T, W, 1).expand(B, T, W, D).reshape(B, T, F)
+    ok = torch.isfinite(means)
+    if variances is not None:
+        v = variances.expand(B, T, F)
+        ok = ok & (v > 0) & torch.isfinite(v)
+    bad = (~ok & used).reshape(-1).nonzero()
+    if len(bad):
+        raise ValueError(native.describe_bad(int(bad[0, 0]), means, variances, W, D))
+
+
 def _as_lengths(lengths, B: int, T: int, device) -> torch.Tensor | None:
     if lengths is None:
         return None
     lengths = torch.as_tensor(lengths, device=device)
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex:
+        raise ValueError(f"lengths must be integers (frames) or a boolean mask, got dtype {lengths.dtype}")
     if lengths.dim() == 2:  # (B, T) mask of valid frames (a prefix of each row)
         if lengths.shape != (B, T):
             raise ValueError(f"mask shape {tuple(lengths.shape)} does not match (B, T) = {(B, T)}")
-        lengths = lengths.bool().sum(-1)
+        valid = lengths.bool()
+        lengths = valid.sum(-1)
+        prefix = torch.arange(T, device=device)[None, :] < lengths[:, None]
+        if not torch.equal(prefix, valid):
+            row = int((prefix != valid).any(-1).nonzero()[0, 0])
+            raise ValueError(f"mask row {row} is not a prefix of valid frames (True ... True False ... False)")
     lengths = lengths.reshape(-1).long()
     if lengths.numel() != B:
         raise ValueError(f"lengths has {lengths.numel()} entries for a batch of {B}")

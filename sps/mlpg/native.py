@@ -20,6 +20,7 @@ The window algebra comes from the tables of :func:`sps.mlpg.windows.taps` and
 from __future__ import annotations
 
 import ctypes
+import math
 from functools import lru_cache
 
 import torch
@@ -36,9 +37,13 @@ def library():
     return native.library("banded")
 
 
-def _call(name: str, dtype: torch.dtype, *args) -> None:
+def _call(name: str, dtype: torch.dtype, *args, bad=None, describe=None) -> None:
+    """Call kernel ``name``; a domain/definiteness failure raises ``describe(flat index)``."""
     fn = f"{name}_{'f32' if dtype == torch.float32 else 'f64'}"
-    native.check(getattr(library(), fn)(*args), fn)
+    status = getattr(library(), fn)(*args)
+    if status in (native.EDOMAIN, native.ENOTPD) and describe is not None and int(bad.max()) >= 0:
+        raise ValueError(describe(int(bad[0]) if int(bad[0]) >= 0 else int(bad.max())))
+    native.check(status, fn)
 
 
 def _strides(t: torch.Tensor):
@@ -67,10 +72,17 @@ def ldl_solve(band, rhs, factor):
         factor = torch.empty(NO, T, band.shape[2], NI, dtype=rhs.dtype)
     src = band if factorize else factor  # band is not read when the factor is given
     K, ch = factor.shape[2], _chunk(NI)
+    bad = torch.full((1,), -1, dtype=torch.int64)
+
+    def describe(i: int) -> str:
+        o, rest = divmod(i, T * NI)
+        t, j = divmod(rest, NI)
+        return (f"banded solve: the matrix of system ({o}, {j}) is not positive definite "
+                f"(pivot of row {t} <= 0 or NaN)")
     _call("ldl_solve", rhs.dtype,
           native.ptr(src), _strides(src), native.ptr(rhs), _strides(rhs), native.ptr(factor),
           _strides(factor), native.ptr(x), _strides(x), NO, T, K, NI, ch, int(factorize),
-          _threads(NO, NI, T * K))
+          native.ptr(bad), _threads(NO, NI, T * K), bad=bad, describe=describe)
     return factor, x
 
 
@@ -133,9 +145,28 @@ def mlpg_forward(means, variances, windows, lengths, factor=None):
     if factorize:
         factor = torch.empty(B, T, K, D, dtype=means.dtype)
     x = torch.empty(B, T, D, dtype=means.dtype)
+    bad = torch.full((2,), -1, dtype=torch.int64)   # [input entry, pivot]
     _call("mlpg_fwd", means.dtype, *args, native.ptr(factor), _strides(factor), int(factorize),
-          native.ptr(x), B, T, W, D, K, _chunk(D), *_tables(windows), _threads(B, D, T * K * W))
+          native.ptr(x), B, T, W, D, K, _chunk(D), *_tables(windows), native.ptr(bad),
+          _threads(B, D, T * K * W), bad=bad, describe=lambda i: describe_bad(i, means, variances, W, D))
     return factor, x
+
+
+def describe_bad(i: int, means: torch.Tensor, variances: torch.Tensor | None, W: int, D: int) -> str:
+    """Message for the first bad entry ``i`` (flat index into ``(B, T, W * D)``)."""
+    B, T, F = means.shape
+    b, rest = divmod(i, T * F)
+    t, col = divmod(rest, F)
+    w, d = divmod(col, D)
+    where = f"(batch {b}, frame {t}, dim {col}: window {w} of static dim {d})"
+    m = float(means[b, t, col])
+    if variances is not None:
+        v = float(variances.expand(B, T, F)[b, t, col])
+        if not (v > 0 and math.isfinite(v)):
+            return f"mlpg: variance {v} at {where}; variances must be positive and finite"
+    if not math.isfinite(m):
+        return f"mlpg: mean {m} at {where}; means must be finite"
+    return f"mlpg: the system of {where} is not positive definite"
 
 
 def mlpg_backward(grad, factor, x, means, variances, windows, lengths):

@@ -46,7 +46,7 @@ WARNINGS = ("-Wall", "-Wextra", "-Werror")
 _P, _I64, _I, _F, _LL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_longlong
 
 #: status codes of common.h
-OK, ENOMEM, EINVAL, ENOTPD = 0, 1, 2, 3
+OK, ENOMEM, EINVAL, ENOTPD, EDOMAIN = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,9 @@ def _both(functions: dict) -> dict:
 
 KERNELS: dict[str, Kernel] = {
     "banded": Kernel("banded.c", _both({
-        "ldl_solve": [_P] * 8 + [_I64] * 5 + [_I] * 2,
+        "ldl_solve": [_P] * 8 + [_I64] * 5 + [_I, _P, _I],
         "mlpg_fwd": [_P] * 7 + [_I, _P] + [_I64] * 6 + [_P, _I64, _P, _P, _P, _P, _I64, _P, _P, _P,
-                                                        _I64, _I64, _I],
+                                                        _I64, _I64, _P, _I],
         "mlpg_bwd": [_P] * 12 + [_I64] * 6 + [_P, _I64, _P, _P, _P, _I],
     })),
     "lfilter": Kernel("lfilter.c", _both({
@@ -104,6 +104,8 @@ def check(status: int, what: str) -> None:
         raise ValueError(f"{what}: inconsistent sizes or arguments")
     if status == ENOTPD:
         raise ValueError(f"{what}: matrix is not positive definite")
+    if status == EDOMAIN:
+        raise ValueError(f"{what}: an input value is outside its domain (NaN, inf or a non-positive variance)")
     raise NativeError(f"{what}: kernel failed with status {status}")
 
 

@@ -1,8 +1,8 @@
 
 /* one factorisation step for n lanes: A[k][c] = A[t][t-k] -> factor row t
    (F0 points at t = 0 of this block; f1, f2, f3: time, k, lane strides) */
-static void FN(factor_row)(REAL A[][CH], REAL u[][CH], REAL *F0, int64_t f1, int64_t f2,
-                           int64_t f3, int64_t t, int64_t K, int64_t n) {
+static int64_t FN(factor_row)(REAL A[][CH], REAL u[][CH], REAL *F0, int64_t f1, int64_t f2,
+                              int64_t f3, int64_t t, int64_t K, int64_t n) {
     int64_t P = K - 1, p = t < P ? t : P;
     REAL *F = F0 + t * f1, v[CH];
     for (int64_t k = p; k >= 1; k--) {
@@ -20,7 +20,22 @@ static void FN(factor_row)(REAL A[][CH], REAL u[][CH], REAL *F0, int64_t f1, int
     for (int64_t c = 0; c < n; c++) v[c] = A[0][c];
     for (int64_t k = 1; k <= p; k++)
         for (int64_t c = 0; c < n; c++) v[c] -= u[k][c] * F[k * f2 + c * f3];
-    for (int64_t c = 0; c < n; c++) F[c * f3] = 1 / v[c];
+    int ok = 1;
+    for (int64_t c = 0; c < n; c++) {
+        F[c * f3] = 1 / v[c];
+        ok &= v[c] > 0;               /* false for NaN too */
+    }
+    if (ok)
+        return -1;
+    for (int64_t c = 0; c < n; c++)
+        if (!(v[c] > 0)) return c;
+    return -1;
+}
+
+/* keep the smallest flat index of a bad entry seen by any thread */
+static void FN(note_bad)(int64_t *bad, int64_t idx) {
+    #pragma omp critical(sps_note_bad)
+    if (*bad < 0 || idx < *bad) *bad = idx;
 }
 
 /* forward substitution step: X[t] = r - sum_k L[t][t-k] X[t-k] */
@@ -56,10 +71,12 @@ static void FN(back_sub)(const REAL *F0, int64_t f1, int64_t f2, int64_t f3, REA
 }
 
 /* band/fac: (NO, T, K, NI), strides sb/sf; rhs/x: (NO, T, NI), strides sr/sx.
-   factorize: fac is computed from band, else read (strides may be 0 = broadcast). */
+   factorize: fac is computed from band, else read (strides may be 0 = broadcast).
+   A non-positive pivot (the matrix is not positive definite) sets *bad to the smallest
+   (o * T + t) * NI + i of such a row and returns SPS_ENOTPD. */
 int FN(ldl_solve)(const REAL *band, const int64_t *sb, const REAL *rhs, const int64_t *sr,
                    REAL *fac, const int64_t *sf, REAL *x, const int64_t *sx, int64_t NO,
-                   int64_t T, int64_t K, int64_t NI, int64_t ch, int factorize, int nt) {
+                   int64_t T, int64_t K, int64_t NI, int64_t ch, int factorize, int64_t *bad, int nt) {
     int64_t nch = (NI + ch - 1) / ch;
     #pragma omp parallel for schedule(dynamic) num_threads(nt) if (NO * T * NI * K > PAR_MIN)
     for (int64_t blk = 0; blk < NO * nch; blk++) {
@@ -73,7 +90,8 @@ int FN(ldl_solve)(const REAL *band, const int64_t *sb, const REAL *rhs, const in
                 const REAL *Bt = band + o * sb[0] + t * sb[1] + i0 * sb[3];
                 for (int64_t k = 0; k < K; k++)
                     for (int64_t c = 0; c < n; c++) A[k][c] = Bt[k * sb[2] + c * sb[3]];
-                FN(factor_row)(A, u, F0, sf[1], sf[2], sf[3], t, K, n);
+                int64_t c = FN(factor_row)(A, u, F0, sf[1], sf[2], sf[3], t, K, n);
+                if (c >= 0) FN(note_bad)(bad, (o * T + t) * NI + i0 + c);
             }
             const REAL *Rt = rhs + o * sr[0] + t * sr[1] + i0 * sr[2];
             for (int64_t c = 0; c < n; c++) r[c] = Rt[c * sr[2]];
@@ -81,21 +99,26 @@ int FN(ldl_solve)(const REAL *band, const int64_t *sb, const REAL *rhs, const in
         }
         FN(back_sub)(F0, sf[1], sf[2], sf[3], X0, sx[1], sx[2], T, K, n);
     }
-    return SPS_OK;
+    return *bad >= 0 ? SPS_ENOTPD : SPS_OK;
 }
 
 /* MLPG forward. mu: (B, T, W*D), contiguous last axis, strides sm (b, t);
    var: like mu with strides sv (b, t) (0 = broadcast) or NULL for unit variances;
    len: (B,) or NULL; fac: (B, T, K, D) written when factorize, else read with
-   strides sf; x: (B, T, D) contiguous. Term tables as in sps.mlpg.windows. */
+   strides sf; x: (B, T, D) contiguous. Term tables as in sps.mlpg.windows.
+   A used entry with a variance that is not positive and finite, or a mean that is not
+   finite, sets bad[0] to the smallest flat index (b * T + t) * W * D + w * D + d of one and
+   returns SPS_EDOMAIN (the check rides on the loop that forms the precisions); a
+   non-positive pivot (only possible with such inputs) sets bad[1]. */
 int FN(mlpg_fwd)(const REAL *mu, const int64_t *sm, const REAL *var, const int64_t *sv,
                   const int64_t *len, REAL *fac, const int64_t *sf, int factorize, REAL *x,
                   int64_t B, int64_t T, int64_t W, int64_t D, int64_t K, int64_t ch,
                   const int64_t *edge, int64_t nbt, const int64_t *bt_k, const int64_t *bt_s,
                   const int64_t *bt_w, const double *bt_r, int64_t ntap, const int64_t *tp_w,
                   const int64_t *tp_s, const double *tp_c, int64_t smin, int64_t smax,
-                  int nt) {
+                  int64_t *bad, int nt) {
     int64_t nch = (D + ch - 1) / ch, R = smax - smin + 1;
+    const REAL big = (REAL)1e300 > (REAL)1e38 ? (REAL)1e300 : (REAL)3.0e38;  /* below inf */
     #pragma omp parallel for schedule(dynamic) num_threads(nt) if (B * T * D * K > PAR_MIN)
     for (int64_t blk = 0; blk < B * nch; blk++) {
         int64_t b = blk / nch, i0 = (blk % nch) * ch;
@@ -113,13 +136,31 @@ int FN(mlpg_fwd)(const REAL *mu, const int64_t *sm, const REAL *var, const int64
                     REAL *p = pr[slot][w], *q = pm[slot][w];
                     if (!used(next, w, L, edge))
                         for (int64_t c = 0; c < n; c++) p[c] = q[c] = 0;
-                    else if (v)
-                        for (int64_t c = 0; c < n; c++) {
-                            p[c] = 1 / v[w * D + c];
-                            q[c] = p[c] * m[w * D + c];
-                        }
-                    else
-                        for (int64_t c = 0; c < n; c++) { p[c] = 1; q[c] = m[w * D + c]; }
+                    else {
+                        int ok = 1;
+                        if (v)
+                            for (int64_t c = 0; c < n; c++) {
+                                REAL vv = v[w * D + c], mm = m[w * D + c];
+                                ok &= (vv > 0) & (vv <= big) & (mm - mm == 0);
+                                p[c] = 1 / vv;
+                                q[c] = p[c] * mm;
+                            }
+                        else
+                            for (int64_t c = 0; c < n; c++) {
+                                REAL mm = m[w * D + c];
+                                ok &= mm - mm == 0;
+                                p[c] = 1;
+                                q[c] = mm;
+                            }
+                        if (!ok)
+                            for (int64_t c = 0; c < n; c++) {
+                                REAL vv = v ? v[w * D + c] : 1, mm = m[w * D + c];
+                                if (!((vv > 0) & (vv <= big) & (mm - mm == 0))) {
+                                    FN(note_bad)(bad, ((b * T + next) * W + w) * D + i0 + c);
+                                    break;
+                                }
+                            }
+                    }
                 }
             }
             if (factorize) {
@@ -134,7 +175,8 @@ int FN(mlpg_fwd)(const REAL *mu, const int64_t *sm, const REAL *var, const int64
                 }
                 if (t >= L)
                     for (int64_t c = 0; c < n; c++) A[0][c] += 1;
-                FN(factor_row)(A, u, F0, sf[1], sf[2], sf[3], t, K, n);
+                int64_t c = FN(factor_row)(A, u, F0, sf[1], sf[2], sf[3], t, K, n);
+                if (c >= 0) FN(note_bad)(bad + 1, (b * T + t) * W * D + i0 + c);
             }
             for (int64_t c = 0; c < n; c++) r[c] = 0;
             for (int64_t e = 0; e < ntap; e++) {
@@ -148,7 +190,7 @@ int FN(mlpg_fwd)(const REAL *mu, const int64_t *sm, const REAL *var, const int64
         }
         FN(back_sub)(F0, sf[1], sf[2], sf[3], X0, D, 1, T, K, n);
     }
-    return SPS_OK;
+    return bad[0] >= 0 || bad[1] >= 0 ? SPS_EDOMAIN : SPS_OK;
 }
 
 /* MLPG backward: solve A lam = g with the forward factor (strides sf), then

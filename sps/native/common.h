@@ -12,6 +12,7 @@
 #define SPS_ENOMEM 1     /* scratch allocation failed */
 #define SPS_EINVAL 2     /* inconsistent sizes or arguments */
 #define SPS_ENOTPD 3     /* a matrix that must be positive definite is not */
+#define SPS_EDOMAIN 4    /* an input value outside its domain (NaN, a non-positive variance ...) */
 
 /* exp for float32 in [-87, 88] (clamped), ~1 ulp: 2^n * Taylor-7 on |r| <= ln2/2. */
 static inline float sps_exp(float x) {

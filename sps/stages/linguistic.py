@@ -19,6 +19,7 @@ length the acoustic feature stage uses. Config (section ``frontend``)::
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from sps.config import bind
 from sps.frontend import load_labels, load_questions, question_file
 from sps.frontend.features import duration_features, feature_names, linguistic_features, resolve_subphone
 from sps.frontend.questions import QuestionSet
-from sps.io import save_array, write_json
+from sps.io import audio_length, read_json, save_array, write_json
 from sps.stages.experiment import Experiment
 from sps.stages.runner import StageContext, run_utterances
 
@@ -45,10 +46,15 @@ class FrontendConfig:
     frame_shift: int = 50000          # 100 ns units (5 ms)
     #: not used here: the Festival voice of ``text_to_labels`` at synthesis time
     voice: str = "cmu_us_slt_arctic_hts"
+    #: labels longer or shorter than their audio by more than this many frames are rejected
+    #: (the same tolerance as the features stage's ``max_frame_mismatch``)
+    max_frame_mismatch: int = 50
 
     def __post_init__(self):
         if self.frame_shift <= 0:
             raise ValueError(f"frame_shift must be positive (100 ns units), got {self.frame_shift}")
+        if self.max_frame_mismatch < 0:
+            raise ValueError(f"max_frame_mismatch must be >= 0, got {self.max_frame_mismatch}")
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,18 @@ def _cached_questions(path: str, mtime: float) -> QuestionSet:
     return load_questions(path)
 
 
+def check_audio_length(labels, wav_path: str, frame_shift: int, max_mismatch: int) -> None:
+    """Labels must cover their audio to within ``max_mismatch`` frames (ValueError otherwise)."""
+    frames, sr = audio_length(wav_path)
+    audio_frames = int(round(frames / (sr * frame_shift * 1e-7)))
+    label_frames = labels.num_frames(frame_shift)
+    if abs(audio_frames - label_frames) > max_mismatch:
+        raise ValueError(f"{labels.path}: labels cover {label_frames} frames, the audio {wav_path} "
+                         f"{audio_frames} (|diff| > max_frame_mismatch {max_mismatch})")
+
+
 def process_utterance(utt: str, *, exp: Experiment, split: str, question_file: Path,
-                      subphone: str, num_states: int, frame_shift: int) -> None:
+                      subphone: str, num_states: int, frame_shift: int, max_mismatch: int) -> None:
     """Write the three feature files of one utterance (atomically).
 
     Takes paths, not loaded tables, so that the picklable ``functools.partial`` sent to
@@ -78,8 +94,19 @@ def process_utterance(utt: str, *, exp: Experiment, split: str, question_file: P
     if labels.num_states != num_states:
         raise ValueError(f"{labels.path}: {labels.num_states} states per phone, but the corpus has "
                          f"{num_states} (from its first utterance)")
+    wavs = exp.scp("wav") if (exp.data_dir / "wav.scp").exists() else {}
+    if utt in wavs:
+        check_audio_length(labels, wavs[utt], frame_shift, max_mismatch)
+    phone_feats = linguistic_features(labels, questions, frame_shift=frame_shift)
+    problems = questions.check_contexts(labels.contexts, phone_feats)
+    if problems["unknown_phones"] or problems["damaged"]:
+        unknown = problems["unknown_phones"]
+        logger.warning("%s: %d labels with phones the question file does not know (%s), %d damaged "
+                       "contexts", labels.path, sum(unknown.values()),
+                       ", ".join(f"{p!r} x{n}" for p, n in sorted(unknown.items())[:5]) or "none",
+                       problems["damaged"])
     outputs = {
-        "in_duration": linguistic_features(labels, questions, frame_shift=frame_shift),
+        "in_duration": phone_feats,
         "out_duration": duration_features(labels, frame_shift=frame_shift),
         "in_acoustic": linguistic_features(labels, questions, frame_level=True,
                                            subphone_features=subphone, frame_shift=frame_shift),
@@ -124,24 +151,36 @@ def run(ctx: StageContext) -> dict:
     subphone = resolve_subphone(cfg.subphone_features, reference)
     num_states = reference.num_states
 
-    common = {"question_file": str(qfile), "frame_shift_ms": frame_shift / 10000.0,
+    common = {"question_file": str(qfile), "question_file_sha1": hashlib.sha1(qfile.read_bytes()).hexdigest(),
+              "frame_shift_ms": frame_shift / 10000.0,
               "num_binary": len(questions.binary), "num_numeric": len(questions.numeric)}
     names_phone = feature_names(questions)
     names_frame = feature_names(questions, frame_level=True, subphone_features=subphone)
-    write_json(exp.spec_path("in_duration"), {"kind": "in_duration", "dim": len(names_phone),
-                                              "level": "phone", **common, "names": names_phone})
-    write_json(exp.spec_path("in_acoustic"), {"kind": "in_acoustic", "dim": len(names_frame),
-                                              "level": "frame", "subphone_features": subphone,
-                                              **common, "names": names_frame})
     dur_names = ["phone_frames"] if num_states == 1 else [f"state{s}_frames" for s in range(2, num_states + 2)]
-    write_json(exp.spec_path("out_duration"), {"kind": "out_duration", "dim": num_states, "level": "phone",
-                                               "unit": "frames", "frame_shift_ms": frame_shift / 10000.0,
-                                               "names": dur_names})
+    specs = {
+        "in_duration": {"kind": "in_duration", "dim": len(names_phone), "level": "phone", **common,
+                        "names": names_phone},
+        "in_acoustic": {"kind": "in_acoustic", "dim": len(names_frame), "level": "frame",
+                        "subphone_features": subphone, **common, "names": names_frame},
+        "out_duration": {"kind": "out_duration", "dim": num_states, "level": "phone", "unit": "frames",
+                         "frame_shift_ms": frame_shift / 10000.0, "names": dur_names},
+    }
+    for kind, spec in specs.items():   # resuming with another question file would mix layouts
+        path = exp.spec_path(kind)
+        if path.exists() and not ctx.force:
+            old = read_json(path)
+            changed = [k for k in ("dim", "question_file_sha1", "subphone_features", "frame_shift_ms", "names")
+                       if old.get(k) != spec.get(k)]
+            if changed:
+                raise ValueError(f"{path}: existing features were made with another question file or settings "
+                                 f"({', '.join(changed)} differ); rerun with --force to redo them all")
+        write_json(path, spec)
     summaries = {}
     suffix = "" if ctx.shard is None else f".{ctx.shard[0]}of{ctx.shard[1]}"
     for split, utts in splits.items():
         process = functools.partial(process_utterance, exp=exp, split=split, question_file=qfile,
-                                    subphone=subphone, num_states=num_states, frame_shift=frame_shift)
+                                    subphone=subphone, num_states=num_states, frame_shift=frame_shift,
+                                    max_mismatch=cfg.max_frame_mismatch)
         done = None if ctx.force else functools.partial(_done, exp=exp, split=split)
         summaries[split] = run_utterances(
             utts, process, desc=f"linguistic {split}", jobs=ctx.jobs, shard=ctx.shard, done=done,

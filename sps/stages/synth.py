@@ -31,6 +31,7 @@ import numpy as np
 
 from sps.config import bind
 from sps.frontend import load_labels, load_questions, question_file, text_to_labels
+from sps.frontend.festival import clean_text
 from sps.io import load_array, save_array, write_wav
 from sps.spec import static_columns
 from sps.stages.experiment import Experiment
@@ -55,6 +56,7 @@ class SynthConfig:
     questions: str | None = None         # question file (None: the one in dump/in_acoustic.json)
     subphone_features: str | None = None  # positional features (None: as the linguistic stage wrote)
     voice: str = "cmu_us_slt_arctic_hts"  # Festival voice for text input
+    festival_timeout: float = 60.0       # seconds per Festival call (long text is cut into chunks)
     splits: tuple[str, ...] = ("eval",)
     name: str | None = None              # synth/<name>; default the acoustic model (+ _durpred)
     copy_synthesis: bool = False         # WORLD analysis/resynthesis of natural speech -> synth/world_copy
@@ -136,8 +138,9 @@ def synthesize_text(exp: Experiment, text: str, out_path: str | os.PathLike,
         The waveform (float64 in [-1, 1]).
     """
     cfg = dataclasses.replace(cfg or SynthConfig(), durations="predicted")
+    clean_text(text)   # a text that cannot be spoken fails before any model is loaded
     syn = make_synthesizer(exp, cfg, need_duration=True)
-    labels = text_to_labels(text, voice=cfg.voice)
+    labels = text_to_labels(text, voice=cfg.voice, timeout=cfg.festival_timeout)
     static = syn.from_labels(labels)
     wav = syn.waveform(static)
     out_path = Path(out_path)
