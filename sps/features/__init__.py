@@ -13,6 +13,7 @@ from sps.features.acoustic import (ALPHA_TABLE, FeatureConfig, acoustic_spec, al
                                    assemble_acoustic, extract_utterance, fit_length,
                                    label_num_frames, mc2sp, mel_spec, mgc_to_log_power, sp2mc, world_analysis,
                                    world_features)
+from sps.features.lpc import levinson, lpc_to_log_power, mgc_to_lpc
 from sps.features.norm import Normalizer, RunningStats, denormalize, minmax_scale, minmax_unscale, normalize
 from sps.features.plot import plot_features
 
@@ -23,5 +24,5 @@ __all__ = [
     "ALPHA_TABLE", "FeatureConfig", "acoustic_spec", "alpha_for", "assemble_acoustic",
     "extract_utterance", "fit_length", "label_num_frames", "mel_spec", "sp2mc", "mc2sp", "mgc_to_log_power", "world_analysis",
     "world_features", "Normalizer", "RunningStats", "normalize", "denormalize", "minmax_scale",
-    "minmax_unscale", "plot_features",
+    "minmax_unscale", "plot_features", "levinson", "mgc_to_lpc", "lpc_to_log_power",
 ]

@@ -17,6 +17,7 @@ y[t-2], y[t-1]. */
 #include <stdlib.h>
 #include <omp.h>
 #include "common.h"
+#include "excitation.h"
 
 
 /* out[b][lo:hi] += sum_j x[b][j] * WT[j, lo:hi]  for j in [j0, j1) and b < nb  (WT is k x m).
@@ -85,7 +86,18 @@ static void barrier_wait(group_barrier *g, int k, int *local_sense) {
    W_end. Cheap vector work (embedding, x update, softmax, sampling) is repeated by
    every member in the same order, so all hold identical values. Barriers per sample:
    one per residual layer, two at the output (none when k = 1). */
-int wavenet_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil,
+/* The LPC variant (sps/vocoders/wavenet/lpc.py): layer-0 input from the four mu-law
+   excitation inputs (sps/native/excitation.h) through the tables E (4, A, R); the class
+   drawn is the excitation; per-frame LPC, pitch lag and inverse temperature. */
+typedef struct {
+    const float *E;                 /* (4, A, R) input embeddings */
+    const float *a, *lag, *itemp;   /* (B, T, p), (B, T), (B, T) */
+    float *ring_s, *ring_e;         /* (B, HL) excitation state, kept between calls */
+    float *out_s;                   /* (B, n) pre-emphasised samples */
+    int T, hop, p, HL;
+} lpc_args;
+
+static int wavenet_core(int B, int n, int A, int R, int S, int L, int D1, const int *dil,
                 const float *Ep, const float *Ec, int embed_tanh,
                 const float *WprevT, const float *WcurT,          /* L x R x 2R */
                 const float *WresT, const float *bres,            /* (L-1) x R x R, (L-1) x R */
@@ -94,9 +106,10 @@ int wavenet_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil
                 const float *cond,                                /* B x n x L x 2R (all gate biases) */
                 const float *u, float inv_temp, int argmax,      /* B x n */
                 float *buf, int *yprev, int *ycurr, long long t0, /* buf: B x L x D1 x R, D1 > max dil */
-                int *out, int nthreads) {
+                int *out, int nthreads, const lpc_args *lp) {
     const int R2 = 2 * R;
     if (A > 1024 || B < 1) return SPS_EINVAL;
+    if (lp && (lp->HL & (lp->HL - 1))) return SPS_EINVAL;
     if (nthreads < 1) nthreads = 1;
     const int G = nthreads < B ? nthreads : B;
     int k = nthreads / G;
@@ -124,22 +137,56 @@ int wavenet_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil
         float *o1 = malloc(sizeof(float) * (size_t)nb * A);
         float *lg = malloc(sizeof(float) * (size_t)nb * A);
         int *yp = malloc(sizeof(int) * (size_t)nb), *yc = malloc(sizeof(int) * (size_t)nb);
-        int ok = x && xp && h && z && sk && o1 && lg && yp && yc;
+        /* LPC: every member keeps its own copy of the excitation history (identical values) */
+        float *ring = lp ? malloc(sizeof(float) * 2 * (size_t)nb * (lp ? lp->HL : 1) + sizeof(float) * 256) : 0;
+        exc_state *st = lp ? malloc(sizeof(exc_state) * (size_t)nb) : 0;
+        int ok = x && xp && h && z && sk && o1 && lg && yp && yc && (!lp || (ring && st));
         #pragma omp atomic update
         fail += !ok;
         #pragma omp barrier
         if (!fail) {
             /* partial sums of member m of this group for local stream j: base + (m * B + b0 + j) * dim */
             float *mysk = psk + ((size_t)p * B + b0) * S, *mylg = plg + ((size_t)p * B + b0) * A;
-            memcpy(yp, yprev + b0, sizeof(int) * nb);
-            memcpy(yc, ycurr + b0, sizeof(int) * nb);
+            float *table = 0;
+            if (lp) {
+                const size_t HL = (size_t)lp->HL;
+                table = ring + 2 * (size_t)nb * HL;
+                mulaw_table(table);
+                for (int b = 0; b < nb; b++) {
+                    st[b].s = ring + 2 * (size_t)b * HL;
+                    st[b].e = st[b].s + HL;
+                    st[b].mask = lp->HL - 1;
+                    memcpy(st[b].s, lp->ring_s + (size_t)(b0 + b) * HL, sizeof(float) * HL);
+                    memcpy(st[b].e, lp->ring_e + (size_t)(b0 + b) * HL, sizeof(float) * HL);
+                }
+            } else {
+                memcpy(yp, yprev + b0, sizeof(int) * nb);
+                memcpy(yc, ycurr + b0, sizeof(int) * nb);
+            }
             for (int i = 0; i < n; i++) {
                 const long long t = t0 + i;
                 const int ws = (int)(t % D1);
+                int fr = 0;
+                if (lp) {
+                    fr = (int)((t + lp->hop / 2) / lp->hop);
+                    fr = fr < lp->T ? fr : lp->T - 1;
+                }
                 for (int b = 0; b < nb; b++) {
-                    const float *ep = Ep + (size_t)yp[b] * R, *ec = Ec + (size_t)yc[b] * R;
                     float *xb = x + (size_t)b * R;
-                    for (int r = 0; r < R; r++) xb[r] = ep[r] + ec[r];
+                    if (lp) {
+                        const size_t row = (size_t)(b0 + b) * lp->T + fr;
+                        int qi[EXC_INPUTS];
+                        exc_inputs(&st[b], t, lp->a + row * lp->p, lp->p, lp->lag[row], qi);
+                        const float *e0 = lp->E + (size_t)qi[0] * R;
+                        for (int r = 0; r < R; r++) xb[r] = e0[r];
+                        for (int j = 1; j < EXC_INPUTS; j++) {
+                            const float *ej = lp->E + ((size_t)j * A + qi[j]) * R;
+                            for (int r = 0; r < R; r++) xb[r] = xb[r] + ej[r];
+                        }
+                    } else {
+                        const float *ep = Ep + (size_t)yp[b] * R, *ec = Ec + (size_t)yc[b] * R;
+                        for (int r = 0; r < R; r++) xb[r] = ep[r] + ec[r];
+                    }
                     if (embed_tanh) {
                         #pragma omp simd
                         for (int r = 0; r < R; r++) xb[r] = sps_tanh(xb[r]);
@@ -215,24 +262,60 @@ int wavenet_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil
                         for (int a = 0; a < A; a++) lb[a] += pm[a];
                     }
                     int y = 0;
+                    const float itemp = lp ? lp->itemp[(size_t)(b0 + b) * lp->T + fr] : inv_temp;
                     if (argmax) {
                         for (int a = 1; a < A; a++) if (lb[a] > lb[y]) y = a;
                     } else {
-                        y = sps_sample(lb, A, inv_temp, u[(size_t)(b0 + b) * n + i]);
+                        y = sps_sample(lb, A, itemp, u[(size_t)(b0 + b) * n + i]);
                     }
                     if (q == 0) out[(size_t)(b0 + b) * n + i] = y;
-                    yp[b] = yc[b];
-                    yc[b] = y;
+                    if (lp) {
+                        const float sv = exc_push(&st[b], t, table[y]);
+                        if (q == 0) lp->out_s[(size_t)(b0 + b) * n + i] = sv;
+                    } else {
+                        yp[b] = yc[b];
+                        yc[b] = y;
+                    }
                 }
             }
-            if (q == 0) {
+            if (q == 0 && lp) {
+                const size_t HL = (size_t)lp->HL;
+                for (int b = 0; b < nb; b++) {
+                    memcpy(lp->ring_s + (size_t)(b0 + b) * HL, st[b].s, sizeof(float) * HL);
+                    memcpy(lp->ring_e + (size_t)(b0 + b) * HL, st[b].e, sizeof(float) * HL);
+                }
+            } else if (q == 0) {
                 memcpy(yprev + b0, yp, sizeof(int) * nb);
                 memcpy(ycurr + b0, yc, sizeof(int) * nb);
             }
         }
         free(x); free(xp); free(h); free(z); free(sk); free(o1); free(lg); free(yp); free(yc);
+        free(ring); free(st);
     }
     }
     free(pres); free(psk); free(plg); free(bars);
     return fail ? SPS_ENOMEM : SPS_OK;
+}
+
+int wavenet_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil,
+                const float *Ep, const float *Ec, int embed_tanh, const float *WprevT,
+                const float *WcurT, const float *WresT, const float *bres, const float *WskipT,
+                const float *bskip, const float *WoutT, const float *WendT, const float *cond,
+                const float *u, float inv_temp, int argmax, float *buf, int *yprev, int *ycurr,
+                long long t0, int *out, int nthreads) {
+    return wavenet_core(B, n, A, R, S, L, D1, dil, Ep, Ec, embed_tanh, WprevT, WcurT, WresT, bres,
+                        WskipT, bskip, WoutT, WendT, cond, u, inv_temp, argmax, buf, yprev, ycurr, t0,
+                        out, nthreads, 0);
+}
+
+int wavenet_lpc_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil,
+                    const float *E, int embed_tanh, const float *WprevT, const float *WcurT,
+                    const float *WresT, const float *bres, const float *WskipT, const float *bskip,
+                    const float *WoutT, const float *WendT, const float *cond, const float *u,
+                    const float *a, const float *lag, const float *itemp, float *ring_s, float *ring_e,
+                    int T, int hop, int p, int HL, float *buf, long long t0, int *out, float *out_s,
+                    int nthreads) {
+    const lpc_args lp = {E, a, lag, itemp, ring_s, ring_e, out_s, T, hop, p, HL};
+    return wavenet_core(B, n, A, R, S, L, D1, dil, 0, 0, embed_tanh, WprevT, WcurT, WresT, bres,
+                        WskipT, bskip, WoutT, WendT, cond, u, 1.0f, 0, buf, 0, 0, t0, out, nthreads, &lp);
 }

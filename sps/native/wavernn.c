@@ -17,6 +17,7 @@ operation. */
 
 
 #include "gemv.h"
+#include "excitation.h"
 
 int wavernn_vector_length(void) { return VL; }
 
@@ -167,6 +168,70 @@ int gru_backward(int B, int N, int H, const float *dout, const float *R, const f
         }
         memcpy(dh0 + (size_t)b0 * H, dh, (size_t)nb * H * sizeof(float));
         free(dh);
+    }
+    return failed ? SPS_ENOMEM : SPS_OK;
+}
+
+/* ---- LPC WaveRNN generation (sps/vocoders/wavernn/lpc.py): a GRU over the summed input
+   embeddings of the excitation inputs plus the interpolated frame projection, one
+   256-way softmax over the mu-law excitation. S rows, N = T * hop samples each.
+   P (S, T, 3H) frame projections; E (4, 256, 3H) input embeddings; RT (H x 3H packed),
+   O1 (256 x H packed) b1, O2 (256 x 256 packed) b2; A (S, T, p) LPC; LAG (S, T);
+   ITEMP (S, T) inverse sampling temperatures; U (S, N) uniforms; HL ring length (power
+   of two). Outputs: out_s (S, N) pre-emphasised samples, out_q (S, N) classes. */
+int wavernn_lpc_run(int bf16, int S, int T, int hop, int H, int p, int HL, const float *P,
+                    const float *E, const void *RT, const void *O1, const float *b1,
+                    const void *O2, const float *b2, const float *A, const float *LAG,
+                    const float *ITEMP, const float *U, float *out_s, int64_t *out_q, int nthreads) {
+    gemv_fn gemv = bf16 ? gemv_bf16 : gemv_f32;
+    const int G = 3 * H, nblk = (S + 3) / 4;
+    const int64_t N = (int64_t)T * hop;
+    if (S < 1 || T < 1 || hop < 1 || p < 1 || (HL & (HL - 1))) return SPS_EINVAL;
+    int failed = 0;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(|:failed)
+    for (int blk = 0; blk < nblk; blk++) {
+        const int s0 = 4 * blk, nb = S - s0 < 4 ? S - s0 : 4;
+        float *buf = (float *)calloc((size_t)4 * (H + 2 * G + 2 * NCLS + 2 * (size_t)HL) + G + NCLS, sizeof(float));
+        if (!buf) { failed |= SPS_ENOMEM; continue; }
+        float *h = buf, *rh = h + 4 * H, *x = rh + 4 * G, *a1 = x + 4 * G, *lg = a1 + 4 * NCLS;
+        float *ring = lg + 4 * NCLS, *zero = ring + 8 * (size_t)HL, *table = zero + G;
+        mulaw_table(table);
+        exc_state st[4];
+        for (int b = 0; b < nb; b++) {
+            st[b].s = ring + (size_t)(2 * b) * HL;
+            st[b].e = ring + (size_t)(2 * b + 1) * HL;
+            st[b].mask = HL - 1;
+        }
+        for (int64_t n = 0; n < N; n++) {
+            const int k0 = (int)(n / hop), k1 = k0 + 1 < T ? k0 + 1 : T - 1;
+            const float fr = (float)(n - (int64_t)k0 * hop) / (float)hop;
+            int f = (int)((n + hop / 2) / hop);
+            f = f < T ? f : T - 1;
+            gemv(RT, zero, G, H, h, H, nb, rh, G);
+            for (int b = 0; b < nb; b++) {
+                const size_t row = (size_t)(s0 + b);
+                const float *p0 = P + (row * T + k0) * G, *p1 = P + (row * T + k1) * G;
+                int q[EXC_INPUTS];
+                exc_inputs(&st[b], n, A + (row * T + f) * p, p, LAG[row * T + f], q);
+                float *xb = x + (size_t)b * G;
+                for (int j = 0; j < G; j++) xb[j] = p0[j] + fr * (p1[j] - p0[j]);
+                for (int i = 0; i < EXC_INPUTS; i++) {
+                    const float *Ei = E + ((size_t)i * NCLS + q[i]) * G;
+                    for (int j = 0; j < G; j++) xb[j] = xb[j] + Ei[j];
+                }
+                half_step(H, 0, H, xb, rh + (size_t)b * G, h + (size_t)b * H);
+            }
+            gemv(O1, b1, NCLS, H, h, H, nb, a1, NCLS);
+            for (int j = 0; j < nb * NCLS; j++) a1[j] = a1[j] > 0.f ? a1[j] : 0.f;
+            gemv(O2, b2, NCLS, NCLS, a1, NCLS, nb, lg, NCLS);
+            for (int b = 0; b < nb; b++) {
+                const size_t row = (size_t)(s0 + b), o = row * N + n;
+                const int c = sps_sample(lg + b * NCLS, NCLS, ITEMP[row * T + f], U[o]);
+                out_q[o] = c;
+                out_s[o] = exc_push(&st[b], n, table[c]);
+            }
+        }
+        free(buf);
     }
     return failed ? SPS_ENOMEM : SPS_OK;
 }

@@ -110,13 +110,19 @@ def vocoder_config(config: dict) -> VocoderConfig:
 
 
 def make_vocoder(cfg: VocoderConfig, cond: Conditioning):
-    """The vocoder of ``cfg`` for ``cond`` (hop length from the spec)."""
+    """The vocoder of ``cfg`` for ``cond``: hop length (and, for vocoders that read the
+    features, their layout) from the spec; the conditioning statistics set."""
     model = dict(cfg.model)
     model.setdefault("hop_length", cond.hop_length)
     if int(model["hop_length"]) != cond.hop_length:
         raise ValueError(f"model.hop_length {model['hop_length']} != {cond.hop_length} samples per "
                          f"frame of dump/out_acoustic.json")
-    return build_vocoder(cfg.vocoder, model, cond.dim), model
+    if "features" in inspect.signature(get_vocoder(cfg.vocoder)).parameters:
+        model.setdefault("features", cond.layout())
+    vocoder = build_vocoder(cfg.vocoder, model, cond.dim)
+    if hasattr(vocoder, "set_conditioning"):
+        vocoder.set_conditioning(cond.mean, cond.std)
+    return vocoder, model
 
 
 def loss_step(model, batch) -> torch.Tensor:
@@ -134,7 +140,8 @@ def train(ctx: StageContext) -> dict:
     cond = exp.conditioning()
     seed_everything(cfg.train.seed)   # the initial weights follow the seed
     model, model_cfg = make_vocoder(cfg, cond)
-    frames = cfg.train.segment_frames
+    # a vocoder with context frames sees them before every segment (state and history warm-up)
+    frames = cfg.train.segment_frames + int(getattr(model, "context_frames", 0))
     train_set = SegmentDataset(exp, "train", cond, frames, train=True, preemphasis=cfg.preemphasis)
     if len(train_set) == 0:
         raise ValueError(f"{exp.list_path('train')}: no utterance with dumped wav and out_acoustic")

@@ -25,7 +25,9 @@ from sps.config import bind_kwargs
 #: vocoder name (``config["vocoder"]``) -> "module:Class"
 VOCODERS: dict[str, str] = {
     "wavenet": "sps.vocoders.wavenet:WaveNet",
+    "wavenet_lpc": "sps.vocoders.wavenet.lpc:LPCWaveNet",
     "wavernn": "sps.vocoders.wavernn:WaveRNN",
+    "wavernn_lpc": "sps.vocoders.wavernn.lpc:LPCWaveRNN",
 }
 
 

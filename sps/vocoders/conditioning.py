@@ -34,6 +34,19 @@ class Conditioning:
         self.sample_rate = int(spec["sample_rate"])
         self.hop_length = int(round(self.sample_rate * float(spec["frame_shift_ms"]) / 1000.0))
 
+    def layout(self) -> dict:
+        """Where mgc, lf0 and vuv sit in the conditioning, and the analysis (alpha,
+        sample rate): what the LPC vocoders need to read the features."""
+        offsets, pos = {}, 0
+        for stream in self.spec["streams"]:
+            offsets[stream["name"]] = (pos, int(stream["static_dim"]))
+            pos += int(stream["static_dim"])
+        missing = [k for k in ("mgc", "lf0", "vuv") if k not in offsets]
+        if missing:
+            raise ValueError(f"the conditioning has no {', '.join(missing)} stream")
+        return {"sample_rate": self.sample_rate, "alpha": float(self.spec["analysis"]["alpha"]),
+                "mgc": list(offsets["mgc"]), "lf0": offsets["lf0"][0], "vuv": offsets["vuv"][0]}
+
     @property
     def dim(self) -> int:
         """Conditioning features per frame ``C``."""

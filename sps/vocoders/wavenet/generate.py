@@ -60,7 +60,8 @@ class Packed:
         self.D = max(self.dil)
         self.embed_tanh = model.use_embed_tanh
         w = torch.stack([c.weight for c in model.dilate])           # (L, 2R, R, 2)
-        self.Ep, self.Ec = f(model.embed_prev), f(model.embed_curr)
+        if hasattr(model, "embed_prev"):          # the LPC variant embeds other inputs itself
+            self.Ep, self.Ec = f(model.embed_prev), f(model.embed_curr)
         self.WprevT = f(w[..., 0].transpose(1, 2))                   # (L, R, 2R)
         self.WcurT = f(w[..., 1].transpose(1, 2))                    # (L, R, 2R)
         if L > 1:
@@ -99,12 +100,21 @@ class TorchState:
 
     def step(self, c: Tensor, u: Tensor, slot: int) -> Tensor:
         """One sample. c (L, B, 2R) gate offsets, u (B,), slot = t mod D -> classes (B,)."""
-        P, R = self.P, self.P.R
-        prev = self.buf[P.layer_idx, P.read_slot[slot]]            # (L, B, R): x_l[t - d_l]
-        pre = torch.baddbmm(c, prev, P.WprevT)                       # (L, B, 2R)
+        P = self.P
         x = P.Ep[self.yprev] + P.Ec[self.ycurr]
         if P.embed_tanh:
             x = torch.tanh(x)
+        logits = self.layers(x, c, slot)
+        y = sample_cdf(logits, u, self.temperature, self.argmax)
+        self.yprev.copy_(self.ycurr)
+        self.ycurr.copy_(y)
+        return y
+
+    def layers(self, x: Tensor, c: Tensor, slot: int) -> Tensor:
+        """Layer-0 input ``x (B, R)`` through the stack at ring slot ``slot`` -> logits (B, A)."""
+        P, R = self.P, self.P.R
+        prev = self.buf[P.layer_idx, P.read_slot[slot]]            # (L, B, R): x_l[t - d_l]
+        pre = torch.baddbmm(c, prev, P.WprevT)                       # (L, B, 2R)
         xs, zs = [], []
         for l in range(P.L):
             xs.append(x)
@@ -118,10 +128,7 @@ class TorchState:
         logits = F.relu(F.relu(skip) @ P.WoutT) @ P.WendT
         if self.record is not None:
             self.record.append(logits)
-        y = sample_cdf(logits, u, self.temperature, self.argmax)
-        self.yprev.copy_(self.ycurr)
-        self.ycurr.copy_(y)
-        return y
+        return logits
 
     def run(self, c: Tensor, u: Tensor, t0: int) -> Tensor:
         """c (B, n, L, 2R), u (B, n) -> classes (B, n) for samples t0 .. t0 + n - 1."""

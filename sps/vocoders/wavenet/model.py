@@ -161,11 +161,26 @@ class WaveNet(nn.Module):
         B, N = y.shape
         if N != cond.shape[1] * self.hop_length:
             raise ValueError(f"{N} samples do not match {cond.shape[1]} frames x hop {self.hop_length}")
-        c = self.conditioning(cond)
         start = self.A // 2
         prev = F.pad(y, (2, 0), value=start)[:, :N]
         curr = F.pad(y, (1, 0), value=start)[:, :N]
-        x = self.embed(prev, curr)                                   # (B, N, R), channels last
+        return self.stack(self.embed(prev, curr), self.conditioning(cond))
+
+    def stack(self, x: Tensor, c: Tensor) -> Tensor:
+        """The gated residual layers and the output layers on a whole sequence.
+
+        Parameters
+        ----------
+        x : Tensor [shape=(B, N, R)]
+            Layer-0 input (the embedded samples), channels last.
+        c : Tensor [shape=(B, N, L * 2R)]
+            Per-layer conditioning (:meth:`conditioning`).
+
+        Returns
+        -------
+        Tensor [shape=(B, N, A)], logits.
+        """
+        N = x.shape[1]
         skip = 0.0
         R = self.R
         for i, (conv, d, c_i) in enumerate(zip(self.dilate, self.dilations, c.split(2 * R, dim=-1))):

@@ -40,3 +40,50 @@ class NativeState:
             p(P.WendT), p(c), p(u), self.inv_temp, self.argmax, p(self.buf), p(self.yprev),
             p(self.ycurr), t0, p(out), self.threads), "wavenet_run")
         return out.long()
+
+
+def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tensor,
+            threads: int | None = None) -> tuple[Tensor, Tensor]:
+    """LPC WaveNet sampling with the C kernel (see :meth:`~sps.vocoders.wavenet.lpc.LPCWaveNet.generate`).
+
+    Parameters
+    ----------
+    P : Packed
+        Stack weights.
+    ups : Tensor [shape=(B, U, N)]
+        Upsampled conditioning.
+    a : Tensor [shape=(B, T, p)]; lag, temp : Tensor [shape=(B, T)]; u : Tensor [shape=(B, N)]
+
+    Returns
+    -------
+    s : Tensor [shape=(B, N)] pre-emphasised samples; q : Tensor [shape=(B, N)] int64 classes.
+    """
+    from sps.vocoders.wavernn.native import ring_length
+    from .generate import CHUNK_FLOATS
+    lib = library()
+    B, T, p = a.shape
+    N = u.shape[1]
+    hop = model.hop_length
+    HL = ring_length(p, model.lp.max_lag)
+    E = model.embed_inputs.detach().float().contiguous()
+    a, lag, u = (t.detach().float().contiguous() for t in (a, lag, u))
+    itemp = (1.0 / temp).float().contiguous()
+    buf = torch.zeros(B, P.L, P.D + 1, P.R)
+    ring_s, ring_e = torch.zeros(B, HL), torch.zeros(B, HL)
+    s_out, q_out = torch.empty(B, N), torch.empty(B, N, dtype=torch.int64)
+    nthreads = threads or _threads(B * max(1, P.R // 16), 1 << 40)
+    chunk = max(1, CHUNK_FLOATS // max(1, B * P.L * 2 * P.R))
+    for t0 in range(0, N, chunk):
+        t1 = min(N, t0 + chunk)
+        c = P.cond_chunk(ups, t0, t1).contiguous()
+        uc = u[:, t0:t1].contiguous()
+        out = torch.empty(B, t1 - t0, dtype=torch.int32)
+        out_s = torch.empty(B, t1 - t0)
+        check(lib.wavenet_lpc_run(
+            B, t1 - t0, P.A, P.R, P.S, P.L, P.D + 1, ptr(P.dil_t), ptr(E), int(P.embed_tanh),
+            ptr(P.WprevT), ptr(P.WcurT), ptr(P.WresT), ptr(P.bres), ptr(P.WskipT), ptr(P.bskip), ptr(P.WoutT),
+            ptr(P.WendT), ptr(c), ptr(uc), ptr(a), ptr(lag), ptr(itemp), ptr(ring_s), ptr(ring_e),
+            T, hop, p, HL, ptr(buf), t0, ptr(out), ptr(out_s), nthreads), "wavenet_lpc_run")
+        s_out[:, t0:t1] = out_s
+        q_out[:, t0:t1] = out.long()
+    return s_out, q_out

@@ -91,3 +91,54 @@ def run(w, P: torch.Tensor, u: torch.Tensor, hop: int, temperature: float = 1.0,
                                  p(w.b3), p(mats[4]), p(w.b4), p(u), 1.0 / temperature, p(out),
                                  threads or default_threads(S)), "wavernn_run")
     return out
+
+
+def ring_length(order: int, max_lag: int) -> int:
+    """Length of the excitation ring buffers: a power of two > max_lag + order + 2."""
+    n = 1
+    while n <= max_lag + order + 2:
+        n *= 2
+    return n
+
+
+def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: torch.Tensor,
+            u: torch.Tensor, precision: str = "float32", threads: int | None = None):
+    """LPC WaveRNN sampling with the C kernel.
+
+    Parameters
+    ----------
+    model : LPCWaveRNN
+    P : Tensor [shape=(S, T, 3H)]
+        Frame projections of the conditioning.
+    a : Tensor [shape=(S, T, p)]; lag, temp : Tensor [shape=(S, T)]; u : Tensor [shape=(S, T * hop)]
+
+    Returns
+    -------
+    s : Tensor [shape=(S, T * hop)] pre-emphasised samples; q : int64 classes, same shape.
+    """
+    lib = library()
+    if lib is None:
+        raise RuntimeError("the WaveRNN C kernel is not available (no compiler or SPS_NO_NATIVE=1)")
+    bf16 = precision == "bfloat16"
+    S, T, G = P.shape
+    hop, H, p = model.hop_length, model.hidden, a.shape[-1]
+    N = T * hop
+    vl = lib.wavernn_vector_length()
+    key = (bf16, vl)
+    cache = model.__dict__.setdefault("_packed", {})
+    if cache.get("key") != key or cache.get("version") != model._weights_version():
+        cache.update(key=key, version=model._weights_version(), mats=[
+            pack(m, bf16, vl) for m in (model.R, model.O1.weight, model.O2.weight)],
+            E=model.embed.detach().float().contiguous(), b1=model.O1.bias.detach().float().contiguous(),
+            b2=model.O2.bias.detach().float().contiguous())
+    c = cache
+    P, a, lag, u = (t.detach().float().contiguous() for t in (P, a, lag, u))
+    itemp = (1.0 / temp).float().contiguous()
+    s = torch.empty(S, N)
+    q = torch.empty(S, N, dtype=torch.int64)
+    ptr = native.ptr
+    native.check(lib.wavernn_lpc_run(int(bf16), S, T, hop, H, p, ring_length(p, model.lp.max_lag), ptr(P),
+                                     ptr(c["E"]), ptr(c["mats"][0]), ptr(c["mats"][1]), ptr(c["b1"]),
+                                     ptr(c["mats"][2]), ptr(c["b2"]), ptr(a), ptr(lag), ptr(itemp), ptr(u),
+                                     ptr(s), ptr(q), threads or default_threads(S)), "wavernn_lpc_run")
+    return s, q

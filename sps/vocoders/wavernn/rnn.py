@@ -130,3 +130,13 @@ def gru_sequence(xi: Tensor, R: Tensor, use_native: bool = True) -> Tensor:
     if xi.dtype != torch.float32 or R.dtype != torch.float32:
         xi, R = xi.float(), R.float()
     return GRUSequence.apply(xi, R, use_native)
+
+
+def gru_projected(xi: Tensor, R: Tensor, train: bool = True) -> Tensor:
+    """The recurrence of precomputed input projections ``xi (B, N, 3H)``, on any device:
+    cuDNN on CUDA (identity input weights), the C kernel (or loops) on CPU."""
+    if xi.is_cuda:
+        G = xi.shape[-1]
+        eye = torch.eye(G, device=xi.device, dtype=xi.dtype)
+        return gru_aten(xi, eye, torch.zeros(G, device=xi.device, dtype=xi.dtype), R, train)
+    return gru_sequence(xi, R)

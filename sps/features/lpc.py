@@ -1,0 +1,108 @@
+"""Linear prediction from the mel-cepstral envelope (NumPy).
+
+The all-pole model ``1 / A(z)``, ``A(z) = 1 + sum_{k=1}^{p} a_k z^-k``, of each frame
+comes from the spectral envelope the mel-cepstrum describes:
+
+1. ``ln |H(w)|^2`` on the linear frequency axis (:func:`sps.features.mgc_to_log_power`);
+2. optionally times the response ``|1 - c e^{-jw}|^2`` of a pre-emphasis filter (LPCNet
+   predicts the pre-emphasised signal);
+3. the autocorrelation ``r[k]`` as the inverse FFT of that power spectrum, with a
+   Gaussian lag window (``lag_window_hz``: smooths the envelope, keeps the poles off the
+   unit circle) and a white-noise floor ``r[0] *= 1 + noise_floor``;
+4. the Levinson-Durbin recursion (:func:`levinson`), which gives a minimum-phase
+   (stable) ``A(z)`` for any positive-definite autocorrelation.
+
+Order 16 at 16 kHz is LPCNet's choice.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sps.features.acoustic import mgc_to_log_power
+
+
+def levinson(r: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Levinson-Durbin recursion for many frames at once.
+
+    Parameters
+    ----------
+    r : ndarray [shape=(..., order + 1)]
+        Autocorrelations (``r[..., 0] > 0``).
+    order : int
+        Prediction order ``p``.
+
+    Returns
+    -------
+    a : ndarray [shape=(..., order + 1)] float64
+        ``[1, a_1, ..., a_p]``: the prediction error filter ``A(z)``; ``x[n]`` is
+        predicted as ``-sum_k a_k x[n - k]``.
+    err : ndarray [shape=(...)]
+        Prediction error power (``r[0] prod (1 - k_i^2)``).
+    """
+    r = np.asarray(r, dtype=np.float64)
+    if r.shape[-1] < order + 1:
+        raise ValueError(f"levinson: need {order + 1} autocorrelation lags, got {r.shape[-1]}")
+    if np.any(r[..., 0] <= 0) or not np.all(np.isfinite(r)):
+        raise ValueError("levinson: autocorrelations must be finite with r[0] > 0")
+    shape = r.shape[:-1]
+    r = r.reshape(-1, r.shape[-1])
+    a = np.zeros((r.shape[0], order + 1))
+    a[:, 0] = 1.0
+    err = r[:, 0].copy()
+    for i in range(1, order + 1):
+        acc = r[:, i] + np.einsum("nk,nk->n", a[:, 1:i], r[:, i - 1:0:-1])
+        k = -acc / err
+        a[:, 1:i] = a[:, 1:i] + k[:, None] * a[:, i - 1:0:-1]
+        a[:, i] = k
+        err = err * (1.0 - k * k)
+    return a.reshape(shape + (order + 1,)), err.reshape(shape)
+
+
+def mgc_to_lpc(mgc: np.ndarray, alpha: float, order: int = 16, fft_size: int = 1024,
+               preemphasis: float = 0.0, lag_window_hz: float = 50.0, sample_rate: int = 16000,
+               noise_floor: float = 1e-4) -> np.ndarray:
+    """LPC of the spectral envelope of each frame's mel-cepstrum.
+
+    Parameters
+    ----------
+    mgc : ndarray [shape=(..., M + 1)]
+        Mel-cepstra (SPTK convention, as in ``out_acoustic``).
+    alpha : float
+        All-pass constant of the mel-cepstrum.
+    order : int
+        Prediction order ``p``.
+    fft_size : int
+        FFT size of the envelope (and of the autocorrelation).
+    preemphasis : float
+        Model the envelope times ``|1 - preemphasis e^{-jw}|^2`` (0: no pre-emphasis).
+    lag_window_hz : float
+        Bandwidth (Hz) of the Gaussian lag window (0: none).
+    sample_rate : int
+        Hz (for the lag window).
+    noise_floor : float
+        White-noise correction of ``r[0]``.
+
+    Returns
+    -------
+    ndarray [shape=(..., order + 1)] float64
+        ``[1, a_1, ..., a_p]`` per frame.
+    """
+    lp = mgc_to_log_power(np.asarray(mgc, dtype=np.float64), alpha, fft_size)
+    power = np.exp(lp - lp.max(-1, keepdims=True))           # the gain does not matter
+    if preemphasis:
+        w = np.linspace(0.0, np.pi, fft_size // 2 + 1)
+        power = power * (1.0 + preemphasis ** 2 - 2.0 * preemphasis * np.cos(w))
+    r = np.fft.irfft(power, n=fft_size, axis=-1)[..., :order + 1]
+    if lag_window_hz:
+        lag = np.arange(order + 1)
+        r = r * np.exp(-0.5 * (2.0 * np.pi * lag_window_hz * lag / sample_rate) ** 2)
+    r[..., 0] *= 1.0 + noise_floor
+    return levinson(r, order)[0]
+
+
+def lpc_to_log_power(a: np.ndarray, fft_size: int = 1024) -> np.ndarray:
+    """``ln |1 / A(e^{jw})|^2`` at the ``fft_size // 2 + 1`` FFT bins (unit gain).
+
+    a : ndarray [shape=(..., p + 1)] -> ndarray [shape=(..., fft_size // 2 + 1)]
+    """
+    return -2.0 * np.log(np.abs(np.fft.rfft(np.asarray(a, dtype=np.float64), n=fft_size, axis=-1)))

@@ -1,0 +1,226 @@
+"""Linear-prediction excitation and the LPC vocoders: inputs against brute-force loops,
+torch LPC against the NumPy analysis, generation against teacher forcing, the C kernels
+against the PyTorch references draw for draw, and a short training run."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sps.dsp import mu_law_encode
+from sps.features import mgc_to_lpc
+from sps.vocoders import build_vocoder
+from sps.vocoders.excitation import (ExcitationState, LinearPrediction, sample_frames, source_signal,
+                                     teacher_inputs)
+
+FEATURES = {"sample_rate": 8000, "alpha": 0.31, "mgc": [0, 6], "lf0": 6, "vuv": 7}
+HOP = 20
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def stats():
+    mean = torch.zeros(9)
+    mean[6], mean[7] = math.log(200.0), 0.5
+    std = torch.full((9,), 0.3)
+    std[7] = 1.0
+    return mean, std
+
+
+def test_frame_lpc_matches_the_numpy_analysis():
+    lp = LinearPrediction(9, FEATURES, order=6, preemphasis=0.85, lag_window_hz=40.0, fft_size=512)
+    mean, std = stats()
+    lp.set_conditioning(mean, std)
+    cond = torch.randn(2, 5, 9)
+    a = lp.frame_lpc(cond)
+    mgc = (cond.double() * std.double() + mean.double())[..., :6].numpy()
+    ref = mgc_to_lpc(mgc, 0.31, 6, fft_size=512, preemphasis=0.85, lag_window_hz=40.0, sample_rate=8000)
+    np.testing.assert_allclose(a.numpy(), ref[..., 1:], rtol=1e-5, atol=1e-5)
+    lag = lp.frame_lag(cond)
+    np.testing.assert_allclose(lag.numpy(), np.clip(8000 / np.exp(mean[6].item() + 0.3 * cond[..., 6].numpy()), 2, 400),
+                               rtol=1e-5)
+
+
+def test_teacher_inputs_match_a_sample_loop():
+    g = torch.Generator().manual_seed(0)
+    B, T, p = 2, 6, 3
+    s = torch.randn(B, T * HOP, generator=g, dtype=torch.float64) * 0.1
+    a = torch.randn(B, T, p, generator=g, dtype=torch.float64) * 0.3
+    lag = torch.rand(B, T, generator=g) * 30 + 5
+    inputs, e = teacher_inputs(s, a, lag, HOP)
+    f = sample_frames(T, HOP)
+    for b in range(B):
+        ev = []
+        for n in range(T * HOP):
+            k = int(f[n])
+            assert k == min((n + HOP // 2) // HOP, T - 1)              # the nearest frame centre
+            past = [s[b, n - j].item() if n - j >= 0 else 0.0 for j in range(1, p + 1)]
+            pred = -sum(a[b, k, j].item() * past[j] for j in range(p))
+            ev.append(s[b, n].item() - pred)
+            L = lag[b, k].item()
+            W, fr = math.floor(L), L - math.floor(L)
+            at = lambda i: ev[i] if 0 <= i < n else 0.0  # noqa: E731 - e before the start is 0
+            e_lag = at(n - W) * (1 - fr) + at(n - W - 1) * fr
+            want = [s[b, n - 1].item() if n else 0.0, pred, ev[n - 1] if n else 0.0, e_lag]
+            np.testing.assert_allclose(inputs[b, n].numpy(), want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(e[b].numpy(), ev, atol=1e-12)
+
+
+def test_excitation_state_reproduces_teacher_inputs():
+    """Feeding the true excitation back sample by sample gives the teacher-forced inputs."""
+    g = torch.Generator().manual_seed(1)
+    B, T, p = 3, 8, 4
+    s = torch.randn(B, T * HOP, generator=g) * 0.1
+    a = torch.randn(B, T, p, generator=g) * 0.3
+    lag = torch.rand(B, T, generator=g) * 40 + 3
+    want, e = teacher_inputs(s.double(), a.double(), lag, HOP)
+    st = ExcitationState(B, p, 60)
+    f = sample_frames(T, HOP)
+    for n in range(T * HOP):
+        got = st.inputs(a[:, f[n]], lag[:, f[n]])
+        torch.testing.assert_close(got, want[:, n], rtol=1e-4, atol=1e-5)
+        st.push(e[:, n].float())
+
+
+def test_source_signal_frequency_and_noise():
+    """The instantaneous frequency of the source is F0 in voiced frames; unvoiced frames
+    are zero-mean noise."""
+    sr, hop, T = 16000, 80, 200
+    f0 = torch.linspace(120.0, 260.0, T)[None]
+    voiced = torch.ones(1, T, dtype=torch.bool)
+    voiced[0, 120:] = False
+    x = source_signal(f0, voiced, sr, hop, generator=torch.Generator().manual_seed(0))[0].double()
+    # instantaneous frequency from the analytic signal of the voiced part
+    import scipy.signal
+    n_voiced = 118 * hop
+    phase = np.unwrap(np.angle(scipy.signal.hilbert(x[:n_voiced].numpy())))
+    inst = np.diff(phase) * sr / (2 * np.pi)
+    pos = np.arange(n_voiced - 1) / hop
+    ref = np.interp(pos, np.arange(T), f0[0].numpy())
+    mid = slice(2 * hop, n_voiced - 2 * hop)                    # away from the Hilbert edges
+    assert np.median(np.abs(inst[mid] - ref[mid])) < 1.0 and np.abs(inst[mid] - ref[mid]).mean() < 3.0
+    noise = x[121 * hop:].numpy()
+    assert abs(noise.mean()) < 4 * noise.std() / np.sqrt(noise.size)
+    assert 0.2 < noise.std() < 0.4 and np.abs(np.corrcoef(noise[:-1], noise[1:])[0, 1]) < 0.1
+
+
+def make(kind: str):
+    torch.manual_seed(0)
+    if kind == "wavernn_lpc":
+        m = build_vocoder(kind, {"features": FEATURES, "hidden": 24, "cond_channels": 8, "hop_length": HOP,
+                                 "order": 4, "context_frames": 1}, 9)
+        with torch.no_grad():
+            m.O2.weight.mul_(8)
+    else:
+        m = build_vocoder(kind, {"features": FEATURES, "hop_length": HOP, "residual_channels": 8,
+                                 "skip_channels": 12, "layers": 5, "max_dilation": 4, "cond_channels": 6,
+                                 "upsample_scales": [4, 5], "order": 4, "context_frames": 1}, 9)
+        with torch.no_grad():
+            m.conv_end.weight.mul_(5)
+    m.set_conditioning(*stats())
+    return m.eval()
+
+
+@pytest.mark.parametrize("kind", ["wavernn_lpc", "wavenet_lpc"])
+def test_generation_agrees_with_teacher_forcing(kind):
+    """The excitation drawn at every sample is the teacher-forced target of the waveform it
+    builds, and its distribution the teacher-forced one (logits recomputed)."""
+    m = make(kind)
+    cond = torch.randn(2, 7, 9)
+    u = torch.rand(2, 7 * HOP, generator=torch.Generator().manual_seed(3))
+    wav, q = m.generate(cond, backend="torch", uniforms=u, return_excitation=True, temperature=1.0,
+                        voiced_temperature=1.0)
+    # the pre-emphasised samples the loop built, recomputed from its classes
+    from sps.dsp import mu_law_decode
+    lp = m.lp
+    a, lag = lp.frame_lpc(cond), lp.frame_lag(cond)
+    st = ExcitationState(2, lp.order, lp.max_lag)
+    f = sample_frames(7, HOP)
+    s = torch.zeros(2, 7 * HOP)
+    for n in range(7 * HOP):
+        st.inputs(a[:, f[n]], lag[:, f[n]])
+        s[:, n] = st.push(mu_law_decode(q[:, n]))
+    with torch.no_grad():
+        logits, target = m.excitation_logits(s.double(), cond)
+    assert torch.equal(target, q)
+    # sampling from the teacher-forced distributions with the same draws gives the same classes
+    from sps.vocoders.sampling import sample_cdf
+    redraw = sample_cdf(logits.reshape(-1, 256), u.reshape(-1)).view(2, -1)
+    assert (redraw == q).float().mean() > 0.99
+
+
+@pytest.mark.parametrize("kind", ["wavernn_lpc", "wavenet_lpc"])
+def test_native_kernel_draw_for_draw(kind):
+    from sps.vocoders.wavernn.native import library as rnn_lib
+    from sps.vocoders.wavenet.native import library as wn_lib
+    if (rnn_lib() if kind == "wavernn_lpc" else wn_lib()) is None:
+        pytest.skip("no C compiler (or SPS_NO_NATIVE=1)")
+    m = make(kind)
+    cond = torch.randn(5, 9, 9)
+    u = torch.rand(5, 9 * HOP, generator=torch.Generator().manual_seed(4))
+    ref, qr = m.generate(cond, backend="torch", uniforms=u, return_excitation=True)
+    got, qn = m.generate(cond, backend="native", uniforms=u, return_excitation=True)
+    assert (qr == qn).float().mean() > 0.995
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-3)
+    if kind == "wavernn_lpc":
+        b16r, q16r = m.generate(cond, backend="torch", uniforms=u, return_excitation=True, precision="bfloat16")
+        b16n, q16n = m.generate(cond, backend="native", uniforms=u, return_excitation=True, precision="bfloat16")
+        assert (q16r == q16n).float().mean() > 0.995
+    else:
+        got2, qn2 = m.generate(cond, backend="native", uniforms=u, return_excitation=True, threads=2)
+        assert torch.equal(qn, qn2)
+
+
+@pytest.mark.parametrize("kind", ["wavernn_lpc", "wavenet_lpc"])
+def test_short_training_lowers_the_loss(kind):
+    """A few steps on an LPC-friendly signal (an AR(2) resonance excited by a pulse train)."""
+    m = make(kind).train()
+    sr, T = 8000, 16
+    n = np.arange(T * HOP)
+    pulses = (n % 40 == 0).astype(float) * 0.5
+    y = np.zeros_like(pulses)
+    for i in range(len(y)):
+        y[i] = pulses[i] + 1.6 * (y[i - 1] if i else 0) - 0.8 * (y[i - 2] if i > 1 else 0)
+    wav = torch.tensor(y / np.abs(y).max() * 0.5, dtype=torch.float32)[None].repeat(4, 1)
+    cond = torch.zeros(4, T, 9)
+    cond[..., 6] = (math.log(sr / 40) - math.log(200.0)) / 0.3          # F0 200 Hz: a 40-sample period
+    cond[..., 7] = 0.5
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss = m.loss(wav, cond)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_lpc_vocoders_are_built_from_the_spec(tmp_path):
+    """The stage gives LPC vocoders the feature layout and the conditioning statistics."""
+    from sps.config import bind
+    from sps.stages.vocoder import VocoderConfig, make_vocoder
+    from sps.vocoders.conditioning import Conditioning
+    spec = {"kind": "out_acoustic", "dim": 20, "sample_rate": 16000, "frame_shift_ms": 5.0,
+            "windows": [[0, 0, [1.0]], [1, 1, [-0.5, 0.0, 0.5]], [1, 1, [1.0, -2.0, 1.0]]],
+            "streams": [{"name": "mgc", "start": 0, "static_dim": 5, "num_windows": 3},
+                        {"name": "lf0", "start": 15, "static_dim": 1, "num_windows": 3},
+                        {"name": "vuv", "start": 18, "static_dim": 1, "num_windows": 1},
+                        {"name": "bap", "start": 19, "static_dim": 1, "num_windows": 1}],
+            "analysis": {"alpha": 0.42, "fft_size": 1024}}
+    cond = Conditioning(spec, np.arange(8.0), np.ones(8) * 2)
+    assert cond.layout() == {"sample_rate": 16000, "alpha": 0.42, "mgc": [0, 5], "lf0": 5, "vuv": 6}
+    cfg = bind(VocoderConfig, {"vocoder": "wavernn_lpc", "model": {"hidden": 8, "cond_channels": 4}})
+    model, options = make_vocoder(cfg, cond)
+    assert options["features"] == cond.layout()
+    torch.testing.assert_close(model.lp.cond_mean, torch.arange(8.0))
+    state = model.state_dict()
+    assert "lp.cond_mean" in state and "lp.basis" not in state     # statistics travel, derived buffers not
