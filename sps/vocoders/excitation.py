@@ -256,6 +256,14 @@ def source_signal(f0: Tensor, voiced: Tensor, sample_rate: int, hop: int, noise_
     return torch.where(v, torch.sin(phase), noise).float()
 
 
+def ring_length(order: int, max_lag: int) -> int:
+    """Length of the C kernels' excitation ring buffers: a power of two > max_lag + order + 2."""
+    n = 1
+    while n <= max_lag + order + 2:
+        n *= 2
+    return n
+
+
 def quantize(values: Tensor, classes: int = 256) -> Tensor:
     """Mu-law class of every input value (clipped to [-1, 1])."""
     return mu_law_encode(values, classes)

@@ -127,7 +127,8 @@ class LPCWaveNet(WaveNet):
         ups = self.upsample(cond)                                   # (B, U, N)
         if backend == "native":
             from . import native
-            s, q = native.run_lpc(self, P, ups, a, lag, temp, u, threads)
+            chunk = max(1, CHUNK_FLOATS // max(1, B * P.L * 2 * P.R))
+            s, q = native.run_lpc(self, P, ups, a, lag, temp, u, chunk, threads)
         else:
             s, q = self._run_reference(P, ups, a, lag, temp, u)
         wav = deemphasis(s.double(), self.lp.preemphasis).float() if self.lp.preemphasis else s

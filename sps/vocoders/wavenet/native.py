@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from sps.native import check, library as _library, ptr, threads as _threads
+from sps.vocoders.excitation import ring_length
 
 
 def library():
@@ -43,7 +44,7 @@ class NativeState:
 
 
 def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tensor,
-            threads: int | None = None) -> tuple[Tensor, Tensor]:
+            chunk: int, threads: int | None = None) -> tuple[Tensor, Tensor]:
     """LPC WaveNet sampling with the C kernel (see :meth:`~sps.vocoders.wavenet.lpc.LPCWaveNet.generate`).
 
     Parameters
@@ -53,13 +54,13 @@ def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tens
     ups : Tensor [shape=(B, U, N)]
         Upsampled conditioning.
     a : Tensor [shape=(B, T, p)]; lag, temp : Tensor [shape=(B, T)]; u : Tensor [shape=(B, N)]
+    chunk : int
+        Samples per kernel call (the conditioning of a chunk is materialised).
 
     Returns
     -------
     s : Tensor [shape=(B, N)] pre-emphasised samples; q : Tensor [shape=(B, N)] int64 classes.
     """
-    from sps.vocoders.wavernn.native import ring_length
-    from .generate import CHUNK_FLOATS
     lib = library()
     B, T, p = a.shape
     N = u.shape[1]
@@ -72,7 +73,6 @@ def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tens
     ring_s, ring_e = torch.zeros(B, HL), torch.zeros(B, HL)
     s_out, q_out = torch.empty(B, N), torch.empty(B, N, dtype=torch.int64)
     nthreads = threads or _threads(B * max(1, P.R // 16), 1 << 40)
-    chunk = max(1, CHUNK_FLOATS // max(1, B * P.L * 2 * P.R))
     for t0 in range(0, N, chunk):
         t1 = min(N, t0 + chunk)
         c = P.cond_chunk(ups, t0, t1).contiguous()

@@ -22,6 +22,7 @@ import ctypes
 import torch
 
 from sps import native
+from sps.vocoders.excitation import ring_length
 
 
 def library() -> ctypes.CDLL | None:
@@ -91,14 +92,6 @@ def run(w, P: torch.Tensor, u: torch.Tensor, hop: int, temperature: float = 1.0,
                                  p(w.b3), p(mats[4]), p(w.b4), p(u), 1.0 / temperature, p(out),
                                  threads or default_threads(S)), "wavernn_run")
     return out
-
-
-def ring_length(order: int, max_lag: int) -> int:
-    """Length of the excitation ring buffers: a power of two > max_lag + order + 2."""
-    n = 1
-    while n <= max_lag + order + 2:
-        n *= 2
-    return n
 
 
 def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: torch.Tensor,
