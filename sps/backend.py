@@ -28,8 +28,9 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def _requirement(name: str, device, native: Callable[[], object] | None) -> str | None:
-    """Why ``name`` cannot run on ``device`` (None when it can)."""
+def _requirement(name: str, device, native: Callable[[], object] | None, auto: bool = False) -> str | None:
+    """Why ``name`` cannot run on ``device`` (None when it can). The Triton interpreter
+    runs Triton kernels on the CPU when asked for by name, never by ``auto``."""
     kind = getattr(device, "type", str(device))
     if name == "native":
         if kind != "cpu":
@@ -37,7 +38,7 @@ def _requirement(name: str, device, native: Callable[[], object] | None) -> str 
         if native is None or native() is None:
             return "a C compiler (and SPS_NO_NATIVE unset)"
     elif name == "triton":
-        if kind != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        if kind != "cuda" and (auto or os.environ.get("TRITON_INTERPRET") != "1"):
             return f"CUDA tensors, or TRITON_INTERPRET=1 (got {kind})"
         if not triton_available():
             return "the triton package"
@@ -79,7 +80,7 @@ def resolve_backend(backend: str | None, device, *, what: str, choices: Sequence
     unusable = dict(unusable or {})
     if name == "auto":
         for cand in choices:
-            if cand not in unusable and _requirement(cand, device, native) is None:
+            if cand not in unusable and _requirement(cand, device, native, auto=True) is None:
                 return cand
         raise ValueError(f"{what}: no backend can run here (tried {', '.join(choices)})")
     if name not in choices:

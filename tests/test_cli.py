@@ -3,10 +3,11 @@ import sys
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from sps.cli import STAGES, main
 from sps.io import read_list, read_scp
+
+sf = pytest.importorskip("soundfile", reason="needs soundfile (audio files)")
 
 
 def _corpus(root, n=10, lists=True):

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from sps.io import read_label_file
+
+sf = pytest.importorskip("soundfile", reason="needs soundfile (audio files)")
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "slt_festival"
 SPLITS = ("train", "dev", "eval")

@@ -249,7 +249,7 @@ def _check_triton_against_torch(order):
     torch.testing.assert_close(y_tv, lfilter(x, at, b.detach()[:, None], time_varying=True, backend="torch"))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_lfilter_cuda_matches_cpu():
     rng = np.random.default_rng(9)
     a = torch.tensor(stable_a(rng, 16, 2), dtype=torch.float32)

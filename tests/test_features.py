@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.signal
-import soundfile as sf
 import torch
 
 from sps.features import (DEFAULT_WINDOWS, FeatureConfig, RunningStats, acoustic_spec, alpha_for,
@@ -18,6 +17,8 @@ from sps.stages import stats as stats_stage
 from sps.stages.experiment import Experiment
 from sps.features.acoustic import pysptk
 from sps.stages.runner import StageContext
+
+sf = pytest.importorskip("soundfile", reason="needs soundfile (audio files)")
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "slt_festival"
 WINDOWS = [(0, 0, [1.0]), (1, 1, [-0.5, 0.0, 0.5]), (1, 1, [1.0, -2.0, 1.0])]

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from sps.cli import main
@@ -25,6 +24,8 @@ from sps.io import read_list, read_wav
 from sps.stages import features, linguistic, stats
 from sps.stages.experiment import Experiment
 from sps.stages.runner import StageContext
+
+sf = pytest.importorskip("soundfile", reason="needs soundfile (audio files)")
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "slt_festival"

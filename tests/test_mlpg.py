@@ -18,7 +18,6 @@ from sps.mlpg import banded, native as mlpg_native
 from sps.mlpg.banded import ldl_solve, ldl_solve_torch
 
 CPU_BACKENDS = ["torch"] + (["native"] if mlpg_native.library() is not None else [])
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -379,7 +378,7 @@ def test_low_precision_inputs(dtype):
     torch.testing.assert_close(y, mlpg(means, var))
 
 
-@needs_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cuda_matches_cpu(dtype):
     gen = torch.Generator().manual_seed(11)

@@ -183,6 +183,8 @@ def _e2e_exp(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_end_to_end_tiny(tmp_path):
+    for module in ("soundfile", "pyworld", "pysptk"):
+        pytest.importorskip(module, reason=f"needs {module} (audio analysis)")
     from sps.io import load_array, read_json, read_list
     from sps.stages import evaluate, report, synth
     from sps.stages.experiment import Experiment

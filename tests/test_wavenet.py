@@ -244,7 +244,7 @@ def test_generate_bad_input():
         model.generate(torch.randn(1, 4, 5), backend="cuda_graph")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_graph_equals_torch():
     model = tiny(layers=6, max_dilation=4)
     cond = torch.randn(2, 70, 5)
@@ -370,6 +370,7 @@ def test_stage_conditioning_and_segments(tmp_path):
 
 
 def test_stage_train_and_vocode(tmp_path):
+    pytest.importorskip("soundfile", reason="needs soundfile (the stage writes wavs)")
     from sps.stages import vocoder as stage
     from sps.stages.experiment import Experiment
     from sps.stages.runner import StageContext
@@ -437,6 +438,7 @@ def test_stage_metrics(tmp_path):
 def test_stage_preemphasis_segments_and_deemphasised_output(tmp_path, monkeypatch):
     """Training targets are the pre-emphasised waveform (scipy reference, exact at segment
     starts); vocoded audio is de-emphasised with the coefficient saved with the model."""
+    pytest.importorskip("soundfile", reason="needs soundfile (the stage writes wavs)")
     from scipy.signal import lfilter as sp_lfilter
     from sps.stages import vocoder as stage
     from sps.stages.datasets import SegmentDataset

@@ -15,7 +15,6 @@ from sps.vocoders.wavernn.rnn import gru_aten, gru_sequence
 
 HOP = 8
 needs_native = pytest.mark.skipif(native.library() is None, reason="no C compiler")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def small_model(hidden=36, cond_dim=5, seed=0):
@@ -297,7 +296,7 @@ def test_cuda_graph_frame_loop_equals_reference_on_cpu():
     assert torch.equal(gen.run_cuda_graph(w, P, u, HOP, capture=False), gen.run_reference(w, P, u, HOP))
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_cuda_graph_equals_torch():
     m = small_model().cuda()
     _, cond = inputs(B=3, T=4)

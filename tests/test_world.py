@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from sps.features import FeatureConfig, acoustic_spec, extract_utterance, static_columns, world_analysis
 from sps.features.acoustic import pyworld
 from sps.vocoders.world import analyze, copy_synthesis, synthesize
+
+sf = pytest.importorskip("soundfile", reason="needs soundfile (audio files)")
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "slt_festival"

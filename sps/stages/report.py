@@ -1,9 +1,10 @@
 """Recipe stage ``sps report``: a static HTML page per experiment -> ``eval/report.html``.
 
 The page holds the metrics table of every evaluated system and, for each utterance
-of the split, an audio player for natural speech and for every system found under
-``synth/*/<split>/`` (WORLD copy synthesis first, then acoustic models and neural
-vocoders), with the systems' plots. Links are relative, so the experiment directory
+of the split, an audio player and a narrow-band spectrogram (harmonics visible) for
+natural speech and for every system found under ``synth/*/<split>/`` (WORLD copy
+synthesis first, then acoustic models and neural vocoders) side by side, with a link
+to the parameter plots where a system has them. Links are relative, so the experiment directory
 can be copied or served as is. Natural speech is written once to
 ``eval/natural/<split>/<utt>.wav``.
 
@@ -22,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sps.config import bind
-from sps.io import load_array, write_text, write_wav
+from sps.io import load_array, read_wav, write_text, write_wav
 from sps.stages.evaluate import COLUMNS, fmt, metrics_rows
 from sps.stages.experiment import Experiment
 from sps.stages.runner import StageContext
+from sps.synthesis import plot_spectrogram
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,20 @@ def _metrics_html(exp: Experiment, split: str) -> str:
     return f"<table><tr>{head}</tr>\n{body}</table>"
 
 
+def spectrogram_png(wav_path: Path) -> Path | None:
+    """``<utt>.spec.png`` beside a wav, (re)drawn when missing or older than the wav
+    (None for audio that cannot be read, e.g. silence)."""
+    png = wav_path.with_suffix(".spec.png")
+    if not png.exists() or png.stat().st_mtime < wav_path.stat().st_mtime:
+        try:
+            x, sr = read_wav(wav_path)
+        except ValueError as err:
+            logger.warning("report: no spectrogram for %s (%s)", wav_path, err)
+            return None
+        plot_spectrogram(png, x, sr, title=f"{wav_path.parent.parent.name}: {wav_path.stem}")
+    return png
+
+
 def _rel(path: Path, base: Path) -> str:
     return esc(Path(os.path.relpath(path, base)).as_posix())
 
@@ -105,10 +121,14 @@ def build_report(exp: Experiment, split: str = "eval", max_utterances: int | Non
                 cells.append('<td class="sys">-</td>')
                 continue
             cell = f'<audio controls preload="none" src="{_rel(path, base)}"></audio>'
+            spec = spectrogram_png(path)
+            if spec is not None:
+                cell += (f'<a href="{_rel(spec, base)}"><img loading="lazy" src="{_rel(spec, base)}" '
+                         f'alt="spectrogram {esc(utt)}"></a>')
             png = path.with_suffix(".png")
             if png.exists():
-                cell += (f'<a href="{_rel(png, base)}"><img loading="lazy" src="{_rel(png, base)}" '
-                         f'alt="{esc(utt)}"></a>')
+                cell += f'<a href="{_rel(png, base)}">parameters</a>'
+
             cells.append(f'<td class="sys">{cell}</td>')
         rows += "<tr>" + "".join(cells) + "</tr>\n"
     title = esc(exp.root.name)

@@ -5,7 +5,7 @@
 
 The recipe stages ``synth``, ``eval`` and ``report`` live in :mod:`sps.stages`.
 """
-from sps.synthesis.plots import plot_comparison
+from sps.synthesis.plots import plot_comparison, plot_spectrogram
 from sps.synthesis.synthesizer import Synthesizer, postfilter, round_durations
 
-__all__ = ["Synthesizer", "postfilter", "round_durations", "plot_comparison"]
+__all__ = ["Synthesizer", "postfilter", "round_durations", "plot_comparison", "plot_spectrogram"]

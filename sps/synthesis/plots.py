@@ -52,3 +52,39 @@ def plot_comparison(path_png: str | os.PathLike, generated: np.ndarray, spec: di
     fig.tight_layout()
     with atomic_path(path_png) as tmp:
         fig.savefig(tmp, dpi=72)
+
+
+def plot_spectrogram(path_png: str | os.PathLike, wav: np.ndarray, sample_rate: int,
+                     title: str | None = None, max_khz: float = 8.0) -> None:
+    """Narrow-band spectrogram of a waveform -> PNG (harmonics are visible as lines).
+
+    Parameters
+    ----------
+    path_png : path-like
+        Written atomically.
+    wav : ndarray [shape=(N,)]
+        Waveform in [-1, 1].
+    sample_rate : int
+        Hz.
+    max_khz : float
+        Top of the frequency axis.
+    """
+    from matplotlib.figure import Figure   # matplotlib only when a plot is made
+    from sps.features import stft_magnitude
+    x = np.asarray(wav, dtype=np.float64).reshape(-1)
+    n_fft, hop = 1024, max(1, sample_rate // 200)              # 40 ms windows: harmonics resolved
+    mag = stft_magnitude(x, n_fft, hop, win_length=int(0.04 * sample_rate))
+    db = 20 * np.log10(np.maximum(mag, 1e-6))
+    top = min(int(max_khz * 1000 * n_fft / sample_rate), db.shape[1])
+    fig = Figure(figsize=(6, 2.2))
+    ax = fig.subplots()
+    vmax = db.max()
+    ax.imshow(db[:, :top].T, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 70, vmax=vmax,
+              extent=(0, len(x) / sample_rate, 0, top * sample_rate / n_fft / 1000))
+    ax.set_ylabel("kHz")
+    ax.set_xlabel("time (s)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path_png, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=72)
