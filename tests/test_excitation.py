@@ -224,3 +224,21 @@ def test_lpc_vocoders_are_built_from_the_spec(tmp_path):
     torch.testing.assert_close(model.lp.cond_mean, torch.arange(8.0))
     state = model.state_dict()
     assert "lp.cond_mean" in state and "lp.basis" not in state     # statistics travel, derived buffers not
+
+
+def test_noise_injection_keeps_the_clean_target():
+    """Noisy history: inputs from a perturbed waveform, targets that lead back to the clean one."""
+    from sps.vocoders.excitation import noisy_history
+    g = torch.Generator().manual_seed(2)
+    B, T, p = 2, 6, 3
+    a = torch.randn(B, T, p, generator=g, dtype=torch.float64) * 0.2
+    s = torch.randn(B, T * HOP, generator=g, dtype=torch.float64) * 0.05
+    f = sample_frames(T, HOP)
+    # no noise: the history is the waveform itself, up to mu-law rounding of the excitation
+    quiet = noisy_history(s, a[:, f], 0.0)
+    assert (quiet - s).abs().max() < 0.01
+    inputs, target = teacher_inputs(s, a, torch.full((B, T), 7.0), HOP, noise=2.0,
+                                    generator=torch.Generator().manual_seed(0))
+    noisy = noisy_history(s, a[:, f], 2.0, torch.Generator().manual_seed(0))
+    assert (noisy - s).abs().max() > 1e-3                                   # the history moved
+    torch.testing.assert_close(inputs[..., 1].double() + target, s, rtol=0, atol=1e-6)   # p~ + e = s

@@ -151,7 +151,34 @@ def sample_frames(num_frames: int, hop: int, device=None) -> Tensor:
     return torch.div(n + hop // 2, hop, rounding_mode="floor").clamp_max(num_frames - 1)
 
 
-def teacher_inputs(s: Tensor, a: Tensor, lag: Tensor, hop: int) -> tuple[Tensor, Tensor]:
+def _predict(s: Tensor, a_samples: Tensor) -> Tensor:
+    """``p[n] = -sum_k a_k(n) s[n-k]`` for a whole waveform ``(B, N)`` (per-sample LPC ``(B, N, p)``)."""
+    p = a_samples.shape[-1]
+    past = torch.nn.functional.pad(s, (p, 0)).unfold(1, p + 1, 1)[..., :p].flip(-1)   # s[n-1] .. s[n-p]
+    return -(past * a_samples).sum(-1)
+
+
+def noisy_history(s: Tensor, a_samples: Tensor, noise: float, generator: torch.Generator | None = None,
+                  classes: int = 256) -> Tensor:
+    """The waveform a generator would have built from slightly wrong excitation samples.
+
+    The excitation of ``s`` is moved by Gaussian noise of ``noise`` mu-law classes
+    (rounded to whole classes) and run back through the synthesis filters ``1 / A(z)``
+    (:func:`sps.dsp.lfilter`, time-varying): LPCNet's noise injection, which teaches the
+    network to correct the errors its own samples feed back.
+    """
+    from sps.dsp import lfilter
+    e = s - _predict(s, a_samples)
+    q = mu_law_encode(e.float(), classes)
+    step = torch.randn(q.shape, generator=generator).to(q.device) * noise
+    e_noisy = mu_law_decode((q + step.round().long()).clamp(0, classes - 1), classes).to(s.dtype)
+    ones = torch.ones(a_samples.shape[:-1] + (1,), dtype=s.dtype, device=s.device)
+    den = torch.cat([ones, a_samples.to(s.dtype)], -1)
+    return lfilter(e_noisy[:, None], den[:, None], ones[:, None], time_varying=True, check_stability=False)[:, 0]
+
+
+def teacher_inputs(s: Tensor, a: Tensor, lag: Tensor, hop: int, noise: float = 0.0,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Network inputs and targets of a whole (pre-emphasised) waveform.
 
     Parameters
@@ -162,6 +189,9 @@ def teacher_inputs(s: Tensor, a: Tensor, lag: Tensor, hop: int) -> tuple[Tensor,
         Per-frame LPC (:meth:`LinearPrediction.frame_lpc`).
     lag : Tensor [shape=(B, T)]
         Per-frame pitch period in samples.
+    noise : float
+        With ``noise > 0`` the inputs come from :func:`noisy_history` and the target is
+        what takes the noisy prediction back to the clean sample, ``s[n] - p~[n]``.
 
     Returns
     -------
@@ -171,10 +201,13 @@ def teacher_inputs(s: Tensor, a: Tensor, lag: Tensor, hop: int) -> tuple[Tensor,
         The excitation ``s[n] - p[n]`` (the target).
     """
     B, N = s.shape
-    T, p = a.shape[1], a.shape[2]
+    T = a.shape[1]
     f = sample_frames(T, hop, s.device)
-    past = torch.nn.functional.pad(s, (p, 0)).unfold(1, p + 1, 1)[..., :p].flip(-1)   # s[n-1] .. s[n-p]
-    pred = -(past * a[:, f]).sum(-1)
+    a_samples = a[:, f]
+    clean = s
+    if noise > 0:
+        s = noisy_history(s, a_samples, noise, generator)
+    pred = _predict(s, a_samples)
     e = s - pred
     e_prev = torch.nn.functional.pad(e, (1, 0))[:, :N]
     lag_s = lag[:, f]
@@ -188,7 +221,7 @@ def teacher_inputs(s: Tensor, a: Tensor, lag: Tensor, hop: int) -> tuple[Tensor,
         return e_pad.gather(1, (i + 1).clamp(min=0))
     e_lag = at(i0) * (1 - frac) + at(i0 - 1) * frac
     s_prev = torch.nn.functional.pad(s, (1, 0))[:, :N]
-    return torch.stack([s_prev, pred, e_prev, e_lag], -1).float(), e
+    return torch.stack([s_prev, pred, e_prev, e_lag], -1).float(), clean - pred
 
 
 class ExcitationState:

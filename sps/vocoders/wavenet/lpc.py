@@ -45,13 +45,16 @@ class LPCWaveNet(WaveNet):
         Frames at the start of every training segment left out of the loss.
     temperature, voiced_temperature : float
         Default sampling temperatures of unvoiced and voiced frames.
+    input_noise : float
+        Training only: the inputs come from a history whose excitation was moved by
+        Gaussian noise of this many mu-law classes (LPCNet's noise injection; 0: off).
     """
 
     def __init__(self, cond_dim: int, features: dict, *, hop_length: int = 80, residual_channels: int = 64,
                  skip_channels: int = 128, layers: int = 10, max_dilation: int = 256, cond_channels: int = 64,
                  upsample_scales=(4, 4, 5), use_embed_tanh: bool = True, order: int = 16,
                  preemphasis: float = 0.85, lag_window_hz: float = 50.0, context_frames: int = 4,
-                 temperature: float = 1.0, voiced_temperature: float = 0.7):
+                 temperature: float = 1.0, voiced_temperature: float = 0.7, input_noise: float = 0.0):
         super().__init__(cond_dim, hop_length=hop_length, out_channels=N_CLASSES,
                          residual_channels=residual_channels, skip_channels=skip_channels, layers=layers,
                          max_dilation=max_dilation, cond_channels=cond_channels, upsample_scales=upsample_scales,
@@ -62,6 +65,7 @@ class LPCWaveNet(WaveNet):
                                    lag_window_hz=lag_window_hz)
         self.context_frames = int(context_frames)
         self.temperature, self.voiced_temperature = float(temperature), float(voiced_temperature)
+        self.input_noise = float(input_noise)
 
     def set_conditioning(self, mean, std) -> None:
         """The statistics the conditioning is normalised with (to de-normalise mgc and lf0)."""
@@ -79,7 +83,8 @@ class LPCWaveNet(WaveNet):
     def excitation_logits(self, s: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
         """Teacher-forced logits ``(B, N, 256)`` and target classes ``(B, N)`` of the
         pre-emphasised waveform ``s (B, N)``."""
-        inputs, e = teacher_inputs(s, self.lp.frame_lpc(cond).double(), self.lp.frame_lag(cond), self.hop_length)
+        inputs, e = teacher_inputs(s, self.lp.frame_lpc(cond).double(), self.lp.frame_lag(cond), self.hop_length,
+                                   noise=self.input_noise if self.training else 0.0)
         x = self.embed_excitation(mu_law_encode(inputs, N_CLASSES))
         return self.stack(x, self.conditioning(cond)), mu_law_encode(e.float(), N_CLASSES)
 

@@ -61,18 +61,22 @@ class LPCWaveRNN(nn.Module):
         the pitch history (not in the loss).
     temperature, voiced_temperature : float
         Default sampling temperatures of unvoiced and voiced frames.
+    input_noise : float
+        Training only: the inputs come from a history whose excitation was moved by
+        Gaussian noise of this many mu-law classes (LPCNet's noise injection; 0: off).
     """
 
     def __init__(self, cond_dim: int, features: dict, hidden: int = 384, cond_channels: int = 128,
                  cond_kernel: int = 3, hop_length: int = 80, order: int = 16, preemphasis: float = 0.85,
                  lag_window_hz: float = 50.0, context_frames: int = 4, temperature: float = 1.0,
-                 voiced_temperature: float = 0.7):
+                 voiced_temperature: float = 0.7, input_noise: float = 0.0):
         super().__init__()
         if cond_kernel % 2 == 0 or hidden < 2:
             raise ValueError(f"cond_kernel must be odd and hidden >= 2, got {cond_kernel}, {hidden}")
         self.cond_dim, self.hidden, self.hop_length = cond_dim, hidden, hop_length
         self.context_frames = int(context_frames)
         self.temperature, self.voiced_temperature = float(temperature), float(voiced_temperature)
+        self.input_noise = float(input_noise)
         self.lp = LinearPrediction(cond_dim, features, order=order, preemphasis=preemphasis,
                                    lag_window_hz=lag_window_hz)
         H, D = hidden, cond_channels
@@ -137,7 +141,8 @@ class LPCWaveRNN(nn.Module):
 
     def excitation_logits(self, s: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`logits` of the pre-emphasised waveform ``s (B, N)`` itself."""
-        inputs, e = teacher_inputs(s, self.lp.frame_lpc(cond).double(), self.lp.frame_lag(cond), self.hop_length)
+        inputs, e = teacher_inputs(s, self.lp.frame_lpc(cond).double(), self.lp.frame_lag(cond), self.hop_length,
+                                   noise=self.input_noise if self.training else 0.0)
         q = mu_law_encode(inputs, N_CLASSES)                           # (B, N, 4)
         xi = self.sample_projection(self.frame_projection(cond))
         for i in range(q.shape[-1]):
