@@ -80,3 +80,28 @@ def test_bad_shapes_are_errors():
 def test_nanmean():
     assert nanmean([1.0, float("nan"), 3.0]) == 2.0
     assert math.isnan(nanmean([float("nan")]))
+
+
+def test_dtw_path_is_the_least_cost_alignment():
+    """Against a brute-force dynamic programme; a time-stretched copy aligns with cost 0."""
+    from sps.metrics import dtw_path
+    rng = np.random.default_rng(0)
+
+    def brute(x, y):
+        c = np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1))
+        D = np.full(c.shape, np.inf)
+        for i in range(len(x)):
+            for j in range(len(y)):
+                prev = [D[i - 1, j] if i else np.inf, D[i, j - 1] if j else np.inf,
+                        D[i - 1, j - 1] if i and j else np.inf]
+                D[i, j] = c[i, j] + (0.0 if i == j == 0 else min(prev))
+        return D[-1, -1]
+    for N, M in [(5, 7), (12, 9), (1, 4), (25, 31)]:
+        x, y = rng.normal(size=(N, 3)), rng.normal(size=(M, 3))
+        ix, iy = dtw_path(x, y)
+        assert ix[0] == iy[0] == 0 and ix[-1] == N - 1 and iy[-1] == M - 1
+        assert np.all(np.diff(ix) >= 0) and np.all(np.diff(iy) >= 0) and np.all(np.diff(ix) + np.diff(iy) >= 1)
+        assert np.sqrt(((x[ix] - y[iy]) ** 2).sum(-1)).sum() == pytest.approx(brute(x, y))
+    x = rng.normal(size=(20, 4))
+    ix, iy = dtw_path(x, np.repeat(x, 2, axis=0))      # every frame twice: a perfect match
+    assert np.allclose(x[ix], np.repeat(x, 2, axis=0)[iy])

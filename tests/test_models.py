@@ -226,7 +226,9 @@ def test_end_to_end_tiny(tmp_path):
     assert set(model["utterances"]) == set(utts)
     assert 0 < copy["mean"]["mcd_db"] < model["mean"]["mcd_db"]  # copy synthesis is the ceiling
     assert "duration_rmse_frames" in read_json(exp / "eval" / "dur" / "eval" / "metrics.json")["mean"]
-    assert not (exp / "eval" / "ac_durpred").exists()  # predicted durations: not comparable frame by frame
+    durpred = read_json(exp / "eval" / "ac_durpred" / "eval" / "metrics.json")   # predicted durations:
+    assert durpred["alignment"] == "dtw" and model["alignment"] == "frames"        # DTW-aligned scores
+    assert 0 < durpred["mean"]["mcd_db"] < 20
 
     report.run(StageContext(exp, {}))
     page = (exp / "eval" / "report.html").read_text()

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 __all__ = ["mcd", "bap_distortion", "f0_rmse", "f0_corr", "vuv_error", "duration_rmse",
-           "MCD_CONST", "nanmean"]
+           "MCD_CONST", "nanmean", "dtw_path"]
 
 #: (10 / ln 10) * sqrt(2): mel-cepstral distance -> dB
 MCD_CONST = 10.0 / math.log(10.0) * math.sqrt(2.0)
@@ -200,3 +200,6 @@ def nanmean(values) -> float:
     v = np.asarray([x for x in values if x is not None], dtype=np.float64)
     v = v[np.isfinite(v)]
     return float(v.mean()) if len(v) else math.nan
+
+
+from sps.metrics.dtw import dtw_path  # noqa: E402 - re-exported

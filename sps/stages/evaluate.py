@@ -3,9 +3,10 @@
 Every system under ``synth/*/<split>/`` is compared frame by frame with the natural
 parameters of ``dump/<split>/out_acoustic``: the generated static features
 ``<utt>.npy`` when present (acoustic models), else the WORLD analysis of
-``<utt>.wav`` (WORLD copy synthesis, neural vocoders). Comparing frames one to one
-needs natural durations, so systems are synthesized with ``durations: oracle``; a
-system whose lengths differ by more than a few frames is skipped with a warning.
+``<utt>.wav`` (WORLD copy synthesis, neural vocoders). Systems synthesized with natural
+durations (``durations: oracle``) are compared frame by frame; systems with predicted
+durations (full TTS) are first aligned to natural speech by DTW of the mel-cepstra, as
+Merlin and nnmnkwii report them.
 A duration model, when configured, is scored by its duration RMSE on the split.
 
 Config (``conf/eval.yaml`` or the synth config)::
@@ -31,7 +32,7 @@ import numpy as np
 from sps.config import bind
 from sps.features import lf0_to_f0
 from sps.io import load_array, read_json, read_wav, write_json
-from sps.metrics import bap_distortion, duration_rmse, f0_corr, f0_rmse, mcd, nanmean, vuv_error
+from sps.metrics import bap_distortion, dtw_path, duration_rmse, f0_corr, f0_rmse, mcd, nanmean, vuv_error
 from sps.spec import split_streams, static_columns
 from sps.stages.experiment import Experiment
 from sps.stages.runner import StageContext
@@ -40,7 +41,7 @@ from sps.vocoders import world
 
 logger = logging.getLogger(__name__)
 
-#: frames by which generated and natural lengths may differ (trimmed); more: not comparable
+#: frames by which generated and natural lengths may differ and still count as frame-aligned
 MAX_MISMATCH = 5
 #: (metrics.json key, table header, format)
 COLUMNS = [("mcd_db", "MCD (dB)", "{:.2f}"), ("bap_db", "BAP (dB)", "{:.3f}"),
@@ -81,30 +82,46 @@ def generated_static(exp: Experiment, system: str, split: str, utt: str, source:
     return static
 
 
+def dtw_align(natural: np.ndarray, generated: np.ndarray, spec: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of both paired along the DTW path of their mel-cepstra (``c0`` left out)."""
+    mgc = split_streams(natural, spec)["mgc"].shape[1]
+    ix, iy = dtw_path(natural[:, 1:mgc], generated[:, 1:mgc])
+    return natural[ix], generated[iy]
+
+
 def evaluate_system(exp: Experiment, system: str, split: str = "eval", source: str = "auto") -> dict | None:
-    """Metrics of ``synth/<system>/<split>`` against natural speech (None if not comparable)."""
+    """Metrics of ``synth/<system>/<split>`` against natural speech (None if nothing to compare).
+
+    Frames are compared one to one when every utterance has the natural length (to
+    within :data:`MAX_MISMATCH` frames: natural durations); otherwise (predicted
+    durations) every utterance is first aligned to natural speech by DTW of the
+    mel-cepstra (``alignment`` in the result says which).
+    """
     spec = exp.spec("out_acoustic")
     cols = static_columns(spec)
     sdir = exp.synth_dir(system, split)
-    per_utt, used_source = {}, set()
+    pairs, used_source = {}, set()
     for utt in exp.utterances(split):
         if not (sdir / f"{utt}.wav").exists() and not (sdir / f"{utt}.npy").exists():
             continue
         natural = load_array(exp.dump_path(split, "out_acoustic", utt))[:, cols]
-        gen = generated_static(exp, system, split, utt, source)
+        pairs[utt] = (natural, generated_static(exp, system, split, utt, source))
         used_source.add("features" if source != "audio" and (sdir / f"{utt}.npy").exists() else "audio")
-        if abs(len(gen) - len(natural)) > MAX_MISMATCH:
-            logger.warning("eval: %s/%s has %d frames, natural speech %d: not synthesized with natural "
-                           "durations, system skipped", system, utt, len(gen), len(natural))
-            return None
-        T = min(len(gen), len(natural))
-        per_utt[utt] = acoustic_metrics(natural[:T], gen[:T], spec)
-    if not per_utt:
+    if not pairs:
         return None
+    dtw = any(abs(len(g) - len(n)) > MAX_MISMATCH for n, g in pairs.values())
+    per_utt = {}
+    for utt, (natural, gen) in pairs.items():
+        if dtw:
+            natural, gen = dtw_align(natural, gen, spec)
+        else:
+            T = min(len(gen), len(natural))
+            natural, gen = natural[:T], gen[:T]
+        per_utt[utt] = acoustic_metrics(natural, gen, spec)
     keys = [k for k, _, _ in COLUMNS if k in next(iter(per_utt.values()))]
     return {"system": system, "split": split, "source": "+".join(sorted(used_source)),
-            "num_utterances": len(per_utt), "mean": {k: nanmean(v[k] for v in per_utt.values()) for k in keys},
-            "utterances": per_utt}
+            "alignment": "dtw" if dtw else "frames", "num_utterances": len(per_utt),
+            "mean": {k: nanmean(v[k] for v in per_utt.values()) for k in keys}, "utterances": per_utt}
 
 
 def evaluate_duration_model(exp: Experiment, model: str, split: str = "eval") -> dict:

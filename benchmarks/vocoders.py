@@ -1,0 +1,88 @@
+"""Generation speed of the LPC vocoders: C kernels against the eager PyTorch loop.
+
+For the recipe sizes of ``conf/wavernn.yaml`` (LPC WaveRNN) and ``conf/wavenet.yaml``
+(LPC WaveNet), measures output samples per second of
+
+* ``eager``: the per-sample PyTorch loop (the reference the kernels are tested against),
+  a few hundred steps (its steady state);
+* ``native``: the C kernel, one stream on one thread, and ``--batch`` streams on all
+  threads;
+
+and prints the real-time factor at 16 kHz and the speed-up over the eager loop of the
+same configuration. Weights are random: speed does not depend on them.
+
+    python benchmarks/vocoders.py
+    python benchmarks/vocoders.py --seconds 4 --batch 8
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from sps.config import load_config  # noqa: E402
+from sps.vocoders import build_vocoder  # noqa: E402
+
+SR, HOP, COND_DIM = 16000, 80, 63
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+FEATURES = {"sample_rate": SR, "alpha": 0.42, "mgc": [0, 60], "lf0": 60, "vuv": 61}
+
+
+def model_of(conf: str, overrides: dict):
+    cfg = load_config(os.path.join(ROOT, "recipes", "slt_festival", "conf", conf))
+    options = {**cfg["model"], **overrides, "features": FEATURES}
+    torch.manual_seed(0)
+    m = build_vocoder(cfg["vocoder"], options, COND_DIM)
+    mean, std = torch.zeros(COND_DIM), torch.full((COND_DIM,), 0.5)
+    mean[60], std[60], mean[61] = 5.3, 0.2, 0.6
+    m.set_conditioning(mean, std)
+    return cfg["vocoder"], m.eval()
+
+
+def rate(model, B: int, seconds: float, backend: str, threads: int | None = None, **kw) -> float:
+    T = max(2, int(seconds * SR / HOP))
+    cond = torch.randn(B, T, COND_DIM)
+    u = torch.rand(B, T * HOP, generator=torch.Generator().manual_seed(1))
+    if threads:
+        kw["threads"] = threads
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        model.generate(cond, uniforms=u, backend=backend, **kw)
+        best = min(best, time.perf_counter() - t0)
+    return B * T * HOP / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=2.0, help="audio per measurement of the kernels")
+    ap.add_argument("--eager-seconds", type=float, default=0.05, help="audio per measurement of the eager loop")
+    ap.add_argument("--batch", type=int, default=4)
+    args = ap.parse_args()
+    threads = torch.get_num_threads()
+    print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, {threads} threads, load {os.getloadavg()[0]:.1f}")
+    print(f"{'model':<34} {'streams':>7} {'eager':>10} {'native':>10} {'speed-up':>9} {'x real time':>12}")
+    for conf, extra in (("wavernn.yaml", {}), ("wavernn.yaml", {"precision": "bfloat16"}), ("wavenet.yaml", {})):
+        name, model = model_of(conf, {})
+        label = f"{name} ({conf}{', bf16' if extra else ''})"
+        for B in (1, args.batch):
+            torch.set_num_threads(1)
+            eager = rate(model, B, args.eager_seconds, "torch", **extra)
+            torch.set_num_threads(threads)
+            if name == "wavenet_lpc":
+                fast = rate(model, B, args.seconds, "native", threads=1 if B == 1 else threads, **extra)
+            else:
+                os.environ["SPS_THREADS"] = "1" if B == 1 else str(threads)
+                fast = rate(model, B, args.seconds, "native", **extra)
+                del os.environ["SPS_THREADS"]
+            print(f"{label:<34} {B:>7} {eager:>10,.0f} {fast:>10,.0f} {fast / eager:>8.1f}x {fast / SR:>11.2f}x",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
