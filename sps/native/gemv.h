@@ -92,9 +92,75 @@ static void NAME(const void *Wv, const float *bias, int M, int K, const float *X
 DEFINE_GEMV(gemv_f32, float, ld2_f32, F32)
 DEFINE_GEMV(gemv_bf16, uint16_t, ld2_bf16, sps_bf16)
 
+/* ---- block-sparse products: blocks of 16 consecutive outputs of one input (16 x 1).
+   Block-CSR: block row r (outputs 16 r .. 16 r + 15) holds blocks ptr[r] .. ptr[r+1] - 1,
+   block j multiplies input idx[j] with the 16 weights val[16 j .. 16 j + 15] (float32, or
+   bf16 with word i holding outputs i and 8 + i like the dense packing). Eight-lane
+   vectors whatever the machine, so one block is two vectors. */
+typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
+typedef uint32_t v8u __attribute__((vector_size(32), aligned(4), may_alias));
+#define SP_BLOCK 16
+
+static inline void sp_ld_f32(const float *p, v8f *a, v8f *b) { *a = *(const v8f *)p; *b = *(const v8f *)(p + 8); }
+static inline void sp_ld_bf16(const uint16_t *p, v8f *a, v8f *b) {
+    const v8u u = *(const v8u *)p;
+    *a = (v8f)(u << 16);
+    *b = (v8f)(u & 0xFFFF0000u);
+}
+
+#define DEFINE_SPGEMV(NAME, WT, LD)                                                    \
+static void NAME(const int32_t *ptr, const int32_t *idx, const WT *val, const float *bias, \
+                 int M, const float *X, int ldx, int nb, float *Y, int ldy) {          \
+    for (int b0 = 0; b0 < nb; b0 += 4) {                                               \
+        const int nr = nb - b0 < 4 ? nb - b0 : 4;                                      \
+        for (int r = 0; r < M / SP_BLOCK; r++) {                                       \
+            v8f acc[4][2];                                                             \
+            for (int q = 0; q < 4; q++) acc[q][0] = acc[q][1] = (v8f){0};             \
+            for (int j = ptr[r]; j < ptr[r + 1]; j++) {                                \
+                v8f w0, w1;                                                            \
+                LD(val + (size_t)j * SP_BLOCK, &w0, &w1);                              \
+                const int k = idx[j];                                                  \
+                for (int q = 0; q < nr; q++) {                                         \
+                    const float xv = X[(size_t)(b0 + q) * ldx + k];                    \
+                    acc[q][0] += w0 * xv;                                              \
+                    acc[q][1] += w1 * xv;                                              \
+                }                                                                      \
+            }                                                                          \
+            for (int q = 0; q < nr; q++) {                                             \
+                float *y = Y + (size_t)(b0 + q) * ldy + r * SP_BLOCK;                  \
+                const float *bi = bias + r * SP_BLOCK;                                 \
+                for (int c = 0; c < 8; c++) {                                          \
+                    y[c] = acc[q][0][c] + bi[c];                                       \
+                    y[8 + c] = acc[q][1][c] + bi[8 + c];                               \
+                }                                                                      \
+            }                                                                          \
+        }                                                                              \
+    }                                                                                  \
+}
+DEFINE_SPGEMV(spgemv_f32, float, sp_ld_f32)
+DEFINE_SPGEMV(spgemv_bf16, uint16_t, sp_ld_bf16)
+
 #pragma GCC pop_options
 
 typedef void (*gemv_fn)(const void *, const float *, int, int, const float *, int, int,
                         float *, int);
+
+/* A weight matrix as the kernels take it: dense (packed, see above) or block-sparse. */
+typedef struct {
+    int sparse, bf16;
+    const void *w;                      /* dense: packed weights; sparse: block values */
+    const int32_t *ptr, *idx;           /* sparse only */
+} sps_mat;
+
+/* Y = bias + W X for nb rows: M outputs, K inputs. */
+static inline void mat_gemv(const sps_mat *m, const float *bias, int M, int K, const float *X,
+                            int ldx, int nb, float *Y, int ldy) {
+    if (m->sparse) {
+        if (m->bf16) spgemv_bf16(m->ptr, m->idx, (const uint16_t *)m->w, bias, M, X, ldx, nb, Y, ldy);
+        else spgemv_f32(m->ptr, m->idx, (const float *)m->w, bias, M, X, ldx, nb, Y, ldy);
+    } else {
+        (m->bf16 ? gemv_bf16 : gemv_f32)(m->w, bias, M, K, X, ldx, nb, Y, ldy);
+    }
+}
 
 #endif

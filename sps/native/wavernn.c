@@ -34,12 +34,12 @@ static void half_step(int H, int lo, int hi, const float *restrict x,
     }
 }
 
-int wavernn_run(int bf16, int S, int N, int H, int hop, int T2, const float *P,
-                const float *Ix, const float *bias, const void *R, const void *O1,
-                const float *b1, const void *O2, const float *b2, const void *O3,
-                const float *b3, const void *O4, const float *b4, const float *U,
+/* mats: R (packed H x 3H, i.e. W^T), O1, O2, O3, O4: dense (packed) or block-sparse. */
+int wavernn_run(int S, int N, int H, int hop, int T2, const float *P,
+                const float *Ix, const float *bias, const sps_mat *mats,
+                const float *b1, const float *b2, const float *b3, const float *b4, const float *U,
                 float inv_temp, int64_t *out, int nthreads) {
-    gemv_fn gemv = bf16 ? gemv_bf16 : gemv_f32;
+    const sps_mat *R = mats, *O1 = mats + 1, *O2 = mats + 2, *O3 = mats + 3, *O4 = mats + 4;
     const int G = 3 * H, H2 = H / 2, nblk = (S + 3) / 4;
     int failed = 0;
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(|:failed)
@@ -55,7 +55,7 @@ int wavernn_run(int bf16, int S, int N, int H, int hop, int T2, const float *P,
             const int k0 = (int)pk;
             const float a = (float)(p - pk);
             if (k0 + 1 >= T2) { failed |= SPS_EINVAL; break; }
-            gemv(R, zero, G, H, h, H, nb, rh, G);
+            mat_gemv(R, zero, G, H, h, H, nb, rh, G);
             for (int b = 0; b < nb; b++) {
                 const float *p0 = P + ((size_t)(s0 + b) * T2 + k0) * G, *p1 = p0 + G;
                 const float xc = prev[2 * b], xf = prev[2 * b + 1];
@@ -68,9 +68,9 @@ int wavernn_run(int bf16, int S, int N, int H, int hop, int T2, const float *P,
                 }
                 half_step(H, 0, H2, xb, rh + (size_t)b * G, h + (size_t)b * H);
             }
-            gemv(O1, b1, H2, H2, h, H, nb, a1, H2);
+            mat_gemv(O1, b1, H2, H2, h, H, nb, a1, H2);
             for (int j = 0; j < nb * H2; j++) a1[j] = a1[j] > 0.f ? a1[j] : 0.f;
-            gemv(O2, b2, NCLS, H2, a1, H2, nb, lg, NCLS);
+            mat_gemv(O2, b2, NCLS, H2, a1, H2, nb, lg, NCLS);
             for (int b = 0; b < nb; b++) {
                 const size_t o = ((size_t)(s0 + b) * N + t) * 2;
                 const int c = sps_sample(lg + b * NCLS, NCLS, inv_temp, U[o]);
@@ -82,9 +82,9 @@ int wavernn_run(int bf16, int S, int N, int H, int hop, int T2, const float *P,
                     for (int i = g * H + H2; i < (g + 1) * H; i++) xb[i] = xb[i] + Ix[3 * i + 2] * cur;
                 half_step(H, H2, H, xb, rh + (size_t)b * G, h + (size_t)b * H);
             }
-            gemv(O3, b3, H2, H2, h + H2, H, nb, a1, H2);
+            mat_gemv(O3, b3, H2, H2, h + H2, H, nb, a1, H2);
             for (int j = 0; j < nb * H2; j++) a1[j] = a1[j] > 0.f ? a1[j] : 0.f;
-            gemv(O4, b4, NCLS, H2, a1, H2, nb, lg, NCLS);
+            mat_gemv(O4, b4, NCLS, H2, a1, H2, nb, lg, NCLS);
             for (int b = 0; b < nb; b++) {
                 const size_t o = ((size_t)(s0 + b) * N + t) * 2 + 1;
                 const int f = sps_sample(lg + b * NCLS, NCLS, inv_temp, U[o]);
@@ -175,15 +175,14 @@ int gru_backward(int B, int N, int H, const float *dout, const float *R, const f
 /* ---- LPC WaveRNN generation (sps/vocoders/wavernn/lpc.py): a GRU over the summed input
    embeddings of the excitation inputs plus the interpolated frame projection, one
    256-way softmax over the mu-law excitation. S rows, N = T * hop samples each.
-   P (S, T, 3H) frame projections; E (4, 256, 3H) input embeddings; RT (H x 3H packed),
-   O1 (256 x H packed) b1, O2 (256 x 256 packed) b2; A (S, T, p) LPC; LAG (S, T);
-   ITEMP (S, T) inverse sampling temperatures; U (S, N) uniforms; HL ring length (power
+   P (S, T, 3H) frame projections; E (4, 256, 3H) input embeddings; A (S, T, p) LPC; LAG (S, T);
+   ITEMP (S, T) inverse sampling temperatures; mats: R, O1, O2 (dense packed or block-sparse); U (S, N) uniforms; HL ring length (power
    of two). Outputs: out_s (S, N) pre-emphasised samples, out_q (S, N) classes. */
-int wavernn_lpc_run(int bf16, int S, int T, int hop, int H, int p, int HL, const float *P,
-                    const float *E, const void *RT, const void *O1, const float *b1,
-                    const void *O2, const float *b2, const float *A, const float *LAG,
-                    const float *ITEMP, const float *U, float *out_s, int64_t *out_q, int nthreads) {
-    gemv_fn gemv = bf16 ? gemv_bf16 : gemv_f32;
+int wavernn_lpc_run(int S, int T, int hop, int H, int p, int HL, const float *P,
+                    const float *E, const sps_mat *mats, const float *b1, const float *b2,
+                    const float *A, const float *LAG, const float *ITEMP, const float *U,
+                    float *out_s, int64_t *out_q, int nthreads) {
+    const sps_mat *RT = mats, *O1 = mats + 1, *O2 = mats + 2;
     const int G = 3 * H, nblk = (S + 3) / 4;
     const int64_t N = (int64_t)T * hop;
     if (S < 1 || T < 1 || hop < 1 || p < 1 || (HL & (HL - 1))) return SPS_EINVAL;
@@ -207,7 +206,7 @@ int wavernn_lpc_run(int bf16, int S, int T, int hop, int H, int p, int HL, const
             const float fr = (float)(n - (int64_t)k0 * hop) / (float)hop;
             int f = (int)((n + hop / 2) / hop);
             f = f < T ? f : T - 1;
-            gemv(RT, zero, G, H, h, H, nb, rh, G);
+            mat_gemv(RT, zero, G, H, h, H, nb, rh, G);
             for (int b = 0; b < nb; b++) {
                 const size_t row = (size_t)(s0 + b);
                 const float *p0 = P + (row * T + k0) * G, *p1 = P + (row * T + k1) * G;
@@ -221,9 +220,9 @@ int wavernn_lpc_run(int bf16, int S, int T, int hop, int H, int p, int HL, const
                 }
                 half_step(H, 0, H, xb, rh + (size_t)b * G, h + (size_t)b * H);
             }
-            gemv(O1, b1, NCLS, H, h, H, nb, a1, NCLS);
+            mat_gemv(O1, b1, NCLS, H, h, H, nb, a1, NCLS);
             for (int j = 0; j < nb * NCLS; j++) a1[j] = a1[j] > 0.f ? a1[j] : 0.f;
-            gemv(O2, b2, NCLS, NCLS, a1, NCLS, nb, lg, NCLS);
+            mat_gemv(O2, b2, NCLS, NCLS, a1, NCLS, nb, lg, NCLS);
             for (int b = 0; b < nb; b++) {
                 const size_t row = (size_t)(s0 + b), o = row * N + n;
                 const int c = sps_sample(lg + b * NCLS, NCLS, ITEMP[row * T + f], U[o]);

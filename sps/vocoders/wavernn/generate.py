@@ -59,13 +59,14 @@ class GenWeights:
     O4: Tensor
     b4: Tensor
     bf16: bool = False
-    _packed: list = field(default_factory=list, repr=False)  # C layout, see native.pack
+    sparse: bool | None = None   # None: block-sparse layout for matrices under 60 % dense
+    _packed: list = field(default_factory=list, repr=False)  # C layout, see native.matrices
 
     def matrices(self) -> list[Tensor]:
         return [self.R, self.O1, self.O2, self.O3, self.O4]
 
 
-def gen_weights(model, precision: str = "float32", device=None) -> GenWeights:
+def gen_weights(model, precision: str = "float32", device=None, sparse: bool | None = None) -> GenWeights:
     """Collect a model's weights for generation.
 
     Parameters
@@ -88,7 +89,7 @@ def gen_weights(model, precision: str = "float32", device=None) -> GenWeights:
         H=m.hidden, Ix=get(m.I * m.mask), bias=get(m.bias), R=get(m.R, True),
         O1=get(m.O1.weight, True), b1=get(m.O1.bias), O2=get(m.O2.weight, True),
         b2=get(m.O2.bias), O3=get(m.O3.weight, True), b3=get(m.O3.bias),
-        O4=get(m.O4.weight, True), b4=get(m.O4.bias), bf16=bf16)
+        O4=get(m.O4.weight, True), b4=get(m.O4.bias), bf16=bf16, sparse=sparse)
 
 
 # ----------------------------------------------------------------------- the step
@@ -305,7 +306,7 @@ def run_bytes(w: GenWeights, P: Tensor, u: Tensor, hop: int, temperature: float,
 def generate(model, cond: Tensor, lengths=None, temperature: float = 1.0, *, fold: bool = False,
              fold_frames: int = 100, overlap_frames: int = 4, warmup_frames: int = 8,
              backend: str = "auto", precision: str = "float32",
-             generator: torch.Generator | None = None) -> Tensor:
+             generator: torch.Generator | None = None, sparse: bool | None = None) -> Tensor:
     """See :meth:`sps.vocoders.wavernn.WaveRNN.generate`."""
     B, T, _ = cond.shape
     hop = model.hop_length
@@ -314,7 +315,7 @@ def generate(model, cond: Tensor, lengths=None, temperature: float = 1.0, *, fol
     lengths = [T] * B if lengths is None else [int(n) for n in lengths]
     if len(lengths) != B or min(lengths) < 1 or max(lengths) > T:
         raise ValueError(f"lengths {lengths} do not fit cond of shape {tuple(cond.shape)}")
-    w = gen_weights(model, precision, cond.device)
+    w = gen_weights(model, precision, cond.device, sparse)
     proj = model.cond_projection(cond).float()                     # (B, T, 3H)
     wav = torch.zeros(B, T * hop, device=cond.device)
     if not fold:

@@ -161,7 +161,7 @@ class LPCWaveRNN(nn.Module):
     def generate(self, cond: Tensor, lengths: Tensor | list | None = None, temperature: float | None = None,
                  *, voiced_temperature: float | None = None, generator: torch.Generator | None = None,
                  backend: str = "auto", precision: str = "float32", uniforms: Tensor | None = None,
-                 return_excitation: bool = False) -> Tensor:
+                 sparse: bool | None = None, return_excitation: bool = False) -> Tensor:
         """Sample a waveform.
 
         Parameters
@@ -179,6 +179,8 @@ class LPCWaveRNN(nn.Module):
         precision : {"float32", "bfloat16"}
             Recurrent and output matrices rounded to bfloat16 (the C kernel stores them
             so, halving its memory traffic); arithmetic stays float32.
+        sparse : bool, optional
+            Block-sparse layout in the C kernel (None: for pruned matrices).
         uniforms : Tensor [shape=(B, T * hop)], optional
             The draws themselves.
         return_excitation : bool
@@ -213,7 +215,7 @@ class LPCWaveRNN(nn.Module):
         u = uniforms.to(cond.device).float()
         if backend == "native":
             from . import native
-            s, q = native.run_lpc(self, P, a, lag, temp, u, precision=precision)
+            s, q = native.run_lpc(self, P, a, lag, temp, u, precision=precision, sparse=sparse)
         else:
             s, q = self._run_reference(P, a, lag, temp, u, precision)
         wav = deemphasis(s.double(), self.lp.preemphasis).float() if self.lp.preemphasis else s

@@ -160,7 +160,7 @@ class WaveRNN(nn.Module):
                  temperature: float = 1.0, *, fold: bool = False, fold_frames: int = 100,
                  overlap_frames: int = 4, warmup_frames: int = 8,
                  backend: str = "auto", precision: str = "float32",
-                 generator: torch.Generator | None = None) -> Tensor:
+                 generator: torch.Generator | None = None, sparse: bool | None = None) -> Tensor:
         """Sample a waveform.
 
         Parameters
@@ -187,6 +187,10 @@ class WaveRNN(nn.Module):
             CPU generator of the pre-drawn uniform numbers (two per sample, drawn
             on CPU and moved to the device, so a seed gives the same draws on
             every device and backend).
+        sparse : bool, optional
+            The C kernel reads the matrices in a block-sparse layout (16 x 1 blocks,
+            zero blocks skipped); None: for matrices with under 60 % of their blocks
+            non-zero (a pruned model), else dense.
 
         Returns
         -------
@@ -196,7 +200,7 @@ class WaveRNN(nn.Module):
         return _gen.generate(self, cond, lengths, temperature, fold=fold,
                              fold_frames=fold_frames, overlap_frames=overlap_frames,
                              warmup_frames=warmup_frames, backend=backend,
-                             precision=precision, generator=generator)
+                             precision=precision, generator=generator, sparse=sparse)
 
 
 @torch.no_grad()

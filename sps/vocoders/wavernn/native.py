@@ -48,6 +48,67 @@ def pack(m: torch.Tensor, bf16: bool, vl: int) -> torch.Tensor:
     return torch.cat([head, t[:, full:]], 1).contiguous()
 
 
+class SpsMat(ctypes.Structure):
+    """``sps_mat`` of ``sps/native/gemv.h``: a dense (packed) or block-sparse matrix."""
+    _fields_ = [("sparse", ctypes.c_int), ("bf16", ctypes.c_int), ("w", ctypes.c_void_p),
+                ("ptr", ctypes.c_void_p), ("idx", ctypes.c_void_p)]
+
+
+#: rows of one block of the block-sparse layout (16 consecutive outputs of one input)
+SP_BLOCK = 16
+
+
+def block_csr(m: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Block-CSR of a matrix ``(M, K)`` for 16 x 1 blocks: a block is kept when any of its
+    16 weights is non-zero.
+
+    Returns ``ptr (M / 16 + 1,)`` and ``idx (nnz,)`` int32, and the values ``(nnz, 16)``
+    (float32, or bf16 bit patterns as int16 with word ``i`` holding outputs ``i`` and
+    ``8 + i``, as the kernel widens them).
+    """
+    w = m.detach().float()
+    M, K = w.shape
+    if M % SP_BLOCK:
+        raise ValueError(f"block-sparse layout needs a multiple of {SP_BLOCK} rows, got {M}")
+    blocks = w.reshape(M // SP_BLOCK, SP_BLOCK, K).transpose(1, 2)          # (M/16, K, 16)
+    keep = blocks.ne(0).any(-1)                                             # (M/16, K)
+    ptr = torch.cat([torch.zeros(1, dtype=torch.int64), keep.sum(1).cumsum(0)]).to(torch.int32)
+    idx = keep.nonzero()[:, 1].to(torch.int32).contiguous()
+    val = blocks[keep]                                                      # (nnz, 16), row-major order
+    if bf16:
+        val = val.bfloat16().view(torch.int16).reshape(-1, 2, 8).transpose(1, 2).reshape(-1, 16)
+    return ptr.contiguous(), idx, val.contiguous()
+
+
+def block_density(m: torch.Tensor) -> float:
+    """Fraction of the 16 x 1 blocks of ``m`` with a non-zero weight (1.0 when the rows do
+    not split into blocks)."""
+    M, K = m.shape
+    if M % SP_BLOCK:
+        return 1.0
+    return float(m.detach().reshape(M // SP_BLOCK, SP_BLOCK, K).ne(0).any(1).float().mean())
+
+
+def matrices(weights: list[torch.Tensor], bf16: bool, sparse: bool | None, vl: int):
+    """Kernel descriptors of ``weights`` (each ``(M, K)``): ``(array of SpsMat, buffers)``.
+
+    ``sparse`` None decides per matrix: block-sparse when under 60 % of its blocks are
+    non-zero. The buffers must outlive the kernel call.
+    """
+    descs, keep = [], []
+    for w in weights:
+        use_sparse = (block_density(w) < 0.6 and w.shape[0] % SP_BLOCK == 0) if sparse is None else sparse
+        if use_sparse:
+            ptr, idx, val = block_csr(w, bf16)
+            keep += [ptr, idx, val]
+            descs.append(SpsMat(1, int(bf16), native.ptr(val), native.ptr(ptr), native.ptr(idx)))
+        else:
+            packed = pack(w, bf16, vl)
+            keep.append(packed)
+            descs.append(SpsMat(0, int(bf16), native.ptr(packed), None, None))
+    return (SpsMat * len(descs))(*descs), keep
+
+
 def default_threads(rows: int) -> int:
     """OpenMP threads for ``rows`` independent rows (blocks of four per thread)."""
     return native.threads(-(-rows // 4), 1 << 40)
@@ -83,19 +144,18 @@ def run(w, P: torch.Tensor, u: torch.Tensor, hop: int, temperature: float = 1.0,
     u = u.detach().float().contiguous()
     out = torch.empty(S, N, 2, dtype=torch.int64)
     if not w._packed:
-        vl = lib.wavernn_vector_length()
-        w._packed = [pack(m, w.bf16, vl) for m in w.matrices()]
-    mats = w._packed
+        w._packed = list(matrices(w.matrices(), w.bf16, w.sparse, lib.wavernn_vector_length()))
+    mats = w._packed[0]
     p = native.ptr
-    native.check(lib.wavernn_run(int(w.bf16), S, N, w.H, hop, T2, p(P), p(w.Ix), p(w.bias),
-                                 p(mats[0]), p(mats[1]), p(w.b1), p(mats[2]), p(w.b2), p(mats[3]),
-                                 p(w.b3), p(mats[4]), p(w.b4), p(u), 1.0 / temperature, p(out),
+    native.check(lib.wavernn_run(S, N, w.H, hop, T2, p(P), p(w.Ix), p(w.bias), mats, p(w.b1), p(w.b2),
+                                 p(w.b3), p(w.b4), p(u), 1.0 / temperature, p(out),
                                  threads or default_threads(S)), "wavernn_run")
     return out
 
 
 def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: torch.Tensor,
-            u: torch.Tensor, precision: str = "float32", threads: int | None = None):
+            u: torch.Tensor, precision: str = "float32", threads: int | None = None,
+            sparse: bool | None = None):
     """LPC WaveRNN sampling with the C kernel.
 
     Parameters
@@ -117,21 +177,21 @@ def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: to
     hop, H, p = model.hop_length, model.hidden, a.shape[-1]
     N = T * hop
     vl = lib.wavernn_vector_length()
-    key = (bf16, vl)
+    key = (bf16, vl, sparse)
     cache = model.__dict__.setdefault("_packed", {})
     if cache.get("key") != key or cache.get("version") != model._weights_version():
-        cache.update(key=key, version=model._weights_version(), mats=[
-            pack(m, bf16, vl) for m in (model.R, model.O1.weight, model.O2.weight)],
-            E=model.embed.detach().float().contiguous(), b1=model.O1.bias.detach().float().contiguous(),
-            b2=model.O2.bias.detach().float().contiguous())
+        cache.update(key=key, version=model._weights_version(),
+                     mats=matrices([model.R, model.O1.weight, model.O2.weight], bf16, sparse, vl),
+                     E=model.embed.detach().float().contiguous(), b1=model.O1.bias.detach().float().contiguous(),
+                     b2=model.O2.bias.detach().float().contiguous())
     c = cache
     P, a, lag, u = (t.detach().float().contiguous() for t in (P, a, lag, u))
     itemp = (1.0 / temp).float().contiguous()
     s = torch.empty(S, N)
     q = torch.empty(S, N, dtype=torch.int64)
     ptr = native.ptr
-    native.check(lib.wavernn_lpc_run(int(bf16), S, T, hop, H, p, ring_length(p, model.lp.max_lag), ptr(P),
-                                     ptr(c["E"]), ptr(c["mats"][0]), ptr(c["mats"][1]), ptr(c["b1"]),
-                                     ptr(c["mats"][2]), ptr(c["b2"]), ptr(a), ptr(lag), ptr(itemp), ptr(u),
-                                     ptr(s), ptr(q), threads or default_threads(S)), "wavernn_lpc_run")
+    native.check(lib.wavernn_lpc_run(S, T, hop, H, p, ring_length(p, model.lp.max_lag), ptr(P),
+                                     ptr(c["E"]), c["mats"][0], ptr(c["b1"]), ptr(c["b2"]), ptr(a),
+                                     ptr(lag), ptr(itemp), ptr(u), ptr(s), ptr(q),
+                                     threads or default_threads(S)), "wavernn_lpc_run")
     return s, q

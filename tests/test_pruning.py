@@ -1,0 +1,139 @@
+"""Gradual block pruning and the block-sparse generation kernels."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sps.vocoders.pruning import GradualPruning, block_mask, cubic_sparsity
+from sps.vocoders.wavernn import WaveRNN
+from sps.vocoders.wavernn import native
+
+needs_native = pytest.mark.skipif(native.library() is None, reason="no C compiler (or SPS_NO_NATIVE=1)")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_cubic_schedule():
+    assert cubic_sparsity(0, 0.9, 10, 110) == 0.0 and cubic_sparsity(110, 0.9, 10, 110) == 0.9
+    assert cubic_sparsity(500, 0.9, 10, 110) == 0.9
+    assert cubic_sparsity(60, 0.9, 10, 110) == pytest.approx(0.9 * (1 - 0.5 ** 3))
+    s = [cubic_sparsity(t, 0.95, 0, 100) for t in range(101)]
+    assert all(b >= a for a, b in zip(s, s[1:]))                          # monotonic
+
+
+@pytest.mark.parametrize("block", [(16, 1), (4, 4)])
+def test_block_mask_keeps_the_largest_blocks(block):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 32, generator=g)
+    m = block_mask(w, 0.75, block)
+    br, bc = block
+    blocks = m.reshape(64 // br, br, 32 // bc, bc)
+    assert torch.all((blocks == blocks[:, :1, :, :1]))                     # whole blocks
+    kept = blocks[:, 0, :, 0]
+    assert kept.sum() == round(0.25 * kept.numel())
+    norms = w.reshape(64 // br, br, 32 // bc, bc).square().sum((1, 3))
+    assert norms[kept == 1].min() >= norms[kept == 0].max()               # brute force: the largest kept
+
+
+def test_block_csr_round_trip():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(48, 20, generator=g) * block_mask(torch.randn(48, 20, generator=g), 0.7, (16, 1))
+    ptr, idx, val = native.block_csr(w, bf16=False)
+    dense = torch.zeros_like(w)
+    for r in range(48 // 16):
+        for j in range(int(ptr[r]), int(ptr[r + 1])):
+            dense[16 * r:16 * r + 16, int(idx[j])] = val[j]
+    assert torch.equal(dense, w)
+    assert native.block_density(w) == pytest.approx(len(idx) / (3 * 20))
+
+
+def _pruned_wavernn(H=64, sparsity=0.85, block=(16, 1)):
+    torch.manual_seed(0)
+    m = WaveRNN(5, hidden=H, cond_channels=8, cond_kernel=3, hop_length=10).eval()
+    with torch.no_grad():
+        for w in (m.R, m.O1.weight, m.O2.weight, m.O3.weight, m.O4.weight):
+            w.mul_(block_mask(w, sparsity, block))
+        m.O2.weight.mul_(6)
+        m.O4.weight.mul_(6)
+    return m
+
+
+@needs_native
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+@pytest.mark.parametrize("fold", [False, True])
+def test_sparse_kernel_matches_dense_draw_for_draw(precision, fold):
+    m = _pruned_wavernn()
+    cond = torch.randn(3, 12, 5)
+    kw = dict(backend="native", precision=precision, fold=fold, fold_frames=4, warmup_frames=2, overlap_frames=1)
+    dense = m.generate(cond, generator=torch.Generator().manual_seed(7), sparse=False, **kw)
+    sparse = m.generate(cond, generator=torch.Generator().manual_seed(7), sparse=True, **kw)
+    auto = m.generate(cond, generator=torch.Generator().manual_seed(7), **kw)
+    assert torch.equal(dense, sparse) and torch.equal(sparse, auto)
+    ref = m.generate(cond, generator=torch.Generator().manual_seed(7), backend="torch", precision=precision,
+                     fold=fold, fold_frames=4, warmup_frames=2, overlap_frames=1)
+    assert (ref == sparse).float().mean() > 0.99
+
+
+@needs_native
+def test_sparse_kernel_serves_the_lpc_wavernn():
+    from sps.vocoders import build_vocoder
+    torch.manual_seed(0)
+    feats = {"sample_rate": 8000, "alpha": 0.31, "mgc": [0, 6], "lf0": 6, "vuv": 7}
+    m = build_vocoder("wavernn_lpc", {"features": feats, "hidden": 32, "cond_channels": 8, "hop_length": 20,
+                                      "order": 4}, 9).eval()
+    with torch.no_grad():
+        for w in (m.R, m.O1.weight, m.O2.weight):
+            w.mul_(block_mask(w, 0.8, (16, 1)))
+        m.O2.weight.mul_(6)
+    cond = torch.randn(2, 6, 9)
+    u = torch.rand(2, 120, generator=torch.Generator().manual_seed(2))
+    a = m.generate(cond, uniforms=u, backend="native", sparse=False)
+    b = m.generate(cond, uniforms=u, backend="native", sparse=True)
+    assert torch.equal(a, b)
+
+
+class _Data(torch.utils.data.Dataset):
+    def __init__(self, n=12):
+        g = torch.Generator().manual_seed(3)
+        self.items = [(torch.rand(40, generator=g) * 0.4 - 0.2, torch.randn(4, 5, generator=g)) for _ in range(n)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def _collate(items):
+    return {"wav": torch.stack([w for w, _ in items]), "cond": torch.stack([c for _, c in items])}
+
+
+def _fit(out_dir, max_steps, resume=False):
+    from sps.train import fit
+    torch.manual_seed(0)
+    m = WaveRNN(5, hidden=32, cond_channels=8, cond_kernel=3, hop_length=10)
+    hook = GradualPruning({"R": m.R, "O1": m.O1.weight}, target=0.75, start=2, end=8, every=2)
+    cfg = dict(batch_size=4, lr=1e-2, max_steps=max_steps, checkpoint_every=5, plot=False, log_every=1,
+               bucket=False, device="cpu")
+    fit(m, lambda model, b: model.loss(b["wav"], b["cond"]), _Data(), None, out_dir, cfg, collate_fn=_collate,
+        resume=resume, hooks=[hook])
+    return m, hook
+
+
+def test_gradual_pruning_reaches_the_target_and_resumes_exactly(tmp_path):
+    full, hook = _fit(tmp_path / "a", 12)
+    for w in (full.R, full.O1.weight):
+        assert native.block_density(w) == pytest.approx(0.25, abs=0.01)     # 75 % of the blocks are zero
+    # interrupted at step 5 (mid-schedule), resumed: the same weights and masks
+    _fit(tmp_path / "b", 5)
+    resumed, hook_b = _fit(tmp_path / "b", 12, resume=True)
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert all(torch.equal(hook.masks[k], hook_b.masks[k]) for k in hook.masks)
