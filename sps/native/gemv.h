@@ -94,18 +94,17 @@ DEFINE_GEMV(gemv_bf16, uint16_t, ld2_bf16, sps_bf16)
 
 /* ---- block-sparse products: blocks of 16 consecutive outputs of one input (16 x 1).
    Block-CSR: block row r (outputs 16 r .. 16 r + 15) holds blocks ptr[r] .. ptr[r+1] - 1,
-   block j multiplies input idx[j] with the 16 weights val[16 j .. 16 j + 15] (float32, or
-   bf16 with word i holding outputs i and 8 + i like the dense packing). Eight-lane
-   vectors whatever the machine, so one block is two vectors. */
-typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
-typedef uint32_t v8u __attribute__((vector_size(32), aligned(4), may_alias));
+   block j multiplies input idx[j] with the 16 weights val[16 j .. 16 j + 15] (float32 or
+   bf16, in output order). A block is one 16-lane vector (one AVX-512 register, two AVX2
+   ones). */
+typedef float v16f __attribute__((vector_size(64), aligned(4), may_alias));
+typedef uint16_t v16h __attribute__((vector_size(32), aligned(2), may_alias));
+typedef uint32_t v16u __attribute__((vector_size(64)));
 #define SP_BLOCK 16
 
-static inline void sp_ld_f32(const float *p, v8f *a, v8f *b) { *a = *(const v8f *)p; *b = *(const v8f *)(p + 8); }
-static inline void sp_ld_bf16(const uint16_t *p, v8f *a, v8f *b) {
-    const v8u u = *(const v8u *)p;
-    *a = (v8f)(u << 16);
-    *b = (v8f)(u & 0xFFFF0000u);
+static inline v16f sp_ld_f32(const float *p) { return *(const v16f *)p; }
+static inline v16f sp_ld_bf16(const uint16_t *p) {
+    return (v16f)(__builtin_convertvector(*(const v16h *)p, v16u) << 16);
 }
 
 #define DEFINE_SPGEMV(NAME, WT, LD)                                                    \
@@ -114,25 +113,16 @@ static void NAME(const int32_t *ptr, const int32_t *idx, const WT *val, const fl
     for (int b0 = 0; b0 < nb; b0 += 4) {                                               \
         const int nr = nb - b0 < 4 ? nb - b0 : 4;                                      \
         for (int r = 0; r < M / SP_BLOCK; r++) {                                       \
-            v8f acc[4][2];                                                             \
-            for (int q = 0; q < 4; q++) acc[q][0] = acc[q][1] = (v8f){0};             \
+            v16f acc[4] = {{0}, {0}, {0}, {0}};                                        \
             for (int j = ptr[r]; j < ptr[r + 1]; j++) {                                \
-                v8f w0, w1;                                                            \
-                LD(val + (size_t)j * SP_BLOCK, &w0, &w1);                              \
+                const v16f w = LD(val + (size_t)j * SP_BLOCK);                         \
                 const int k = idx[j];                                                  \
-                for (int q = 0; q < nr; q++) {                                         \
-                    const float xv = X[(size_t)(b0 + q) * ldx + k];                    \
-                    acc[q][0] += w0 * xv;                                              \
-                    acc[q][1] += w1 * xv;                                              \
-                }                                                                      \
+                for (int q = 0; q < nr; q++) acc[q] += w * X[(size_t)(b0 + q) * ldx + k]; \
             }                                                                          \
             for (int q = 0; q < nr; q++) {                                             \
                 float *y = Y + (size_t)(b0 + q) * ldy + r * SP_BLOCK;                  \
                 const float *bi = bias + r * SP_BLOCK;                                 \
-                for (int c = 0; c < 8; c++) {                                          \
-                    y[c] = acc[q][0][c] + bi[c];                                       \
-                    y[8 + c] = acc[q][1][c] + bi[8 + c];                               \
-                }                                                                      \
+                for (int c = 0; c < SP_BLOCK; c++) y[c] = acc[q][c] + bi[c];           \
             }                                                                          \
         }                                                                              \
     }                                                                                  \

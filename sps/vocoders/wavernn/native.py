@@ -63,8 +63,7 @@ def block_csr(m: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, torch.Tensor, 
     16 weights is non-zero.
 
     Returns ``ptr (M / 16 + 1,)`` and ``idx (nnz,)`` int32, and the values ``(nnz, 16)``
-    (float32, or bf16 bit patterns as int16 with word ``i`` holding outputs ``i`` and
-    ``8 + i``, as the kernel widens them).
+    in output order (float32, or the bf16 bit patterns as int16).
     """
     w = m.detach().float()
     M, K = w.shape
@@ -76,7 +75,7 @@ def block_csr(m: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, torch.Tensor, 
     idx = keep.nonzero()[:, 1].to(torch.int32).contiguous()
     val = blocks[keep]                                                      # (nnz, 16), row-major order
     if bf16:
-        val = val.bfloat16().view(torch.int16).reshape(-1, 2, 8).transpose(1, 2).reshape(-1, 16)
+        val = val.bfloat16().view(torch.int16)
     return ptr.contiguous(), idx, val.contiguous()
 
 
