@@ -51,6 +51,7 @@ from sps.stages.runner import StageContext, StageSummary, select_shard
 from sps.train import TrainConfig, fit, load_checkpoint, seed_everything
 from sps.vocoders import build_vocoder, get_vocoder
 from sps.vocoders.conditioning import Conditioning
+from sps.vocoders.pruning import PruningConfig, pruning_hook
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class VocoderTrainConfig(TrainConfig):
     """Training options of a vocoder: :class:`~sps.train.TrainConfig` plus the segment length."""
     segment_frames: int = 40      # teacher-forced segments of this many frames
     bucket: bool = False          # segments have one length
+    prune: PruningConfig = field(default_factory=PruningConfig)   # gradual block pruning (WaveRNN)
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,12 @@ def train(ctx: StageContext) -> dict:
     out_dir = exp.model_dir(cfg.model_name)
     logger.info("training %s (%d parameters) on %d utterances -> %s", cfg.vocoder,
                 sum(p.numel() for p in model.parameters()), len(train_set), out_dir)
+    hook = pruning_hook(model, cfg.train.prune)
+    if hook is not None:
+        logger.info("pruning %s to %.0f %% zero %d x %d blocks over steps %d..%d", ", ".join(hook.params),
+                    100 * hook.target, *hook.block, hook.start, hook.end)
     return fit(model, loss_step, train_set, valid_set, out_dir, cfg.train, collate_fn=collate_segments,
-               resume=not ctx.force, metadata=metadata)
+               resume=not ctx.force, metadata=metadata, hooks=[hook] if hook else [])
 
 
 def load_vocoder(exp: Experiment, name: str, cond: Conditioning, device: torch.device):

@@ -18,7 +18,9 @@ silently ignored learning rate is worse than a refusal).
 
 Hooks (``hooks=[...]``) are objects with any of ``on_step_end(trainer)``,
 ``on_epoch_end(trainer)`` and ``on_validate(trainer, loss)``; they may also hold state
-that must survive a resume through ``state_dict()`` / ``load_state_dict(d)``.
+that must survive a resume through ``state_dict()`` / ``load_state_dict(d)``, and keep
+a model out of ``best.pt`` while ``may_be_best(trainer)`` is False (gradual pruning:
+until the target sparsity is reached).
 """
 from __future__ import annotations
 
@@ -560,7 +562,8 @@ class Trainer:
                     logger.info("step %d epoch %d: train %.4f valid %.4f", st.step, rec["epoch"],
                                 epoch_mean, valid_loss)
                     self._call_hooks("on_validate", valid_loss)
-                    if valid_loss < st.best_valid:
+                    eligible = all(h.may_be_best(self) for h in self.hooks if hasattr(h, "may_be_best"))
+                    if eligible and valid_loss < st.best_valid:
                         st.best_valid = valid_loss
                         self.save("best.pt")
                 if end_of_epoch:

@@ -18,6 +18,8 @@ checkpoint, restored on resume).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -56,6 +58,53 @@ def block_mask(weight: Tensor, sparsity: float, block: tuple[int, int]) -> Tenso
         order = torch.argsort(norms.reshape(-1), stable=True)
         keep.view(-1)[order[:drop]] = 0.0
     return keep.repeat_interleave(br, 0).repeat_interleave(bc, 1).to(weight.dtype)
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """Section ``train.prune`` of a vocoder config (``target: 0``: no pruning).
+
+    ``matrices`` names entries of the model's ``prunable()`` (null: all of them).
+    """
+    target: float = 0.0
+    start: int = 0
+    end: int = 0
+    every: int = 100
+    block: tuple[int, int] = (16, 1)
+    matrices: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if not 0.0 <= self.target < 1.0:
+            raise ValueError(f"prune.target must be in [0, 1), got {self.target}")
+        if self.target > 0 and (self.start < 0 or self.end < self.start or self.every < 1):
+            raise ValueError(f"prune needs 0 <= start <= end and every >= 1, got start {self.start}, "
+                             f"end {self.end}, every {self.every}")
+        if len(self.block) != 2 or min(self.block) < 1:
+            raise ValueError(f"prune.block must be two positive sizes (rows, cols), got {list(self.block)}")
+
+
+def pruning_hook(model: nn.Module, cfg: PruningConfig) -> "GradualPruning | None":
+    """The :class:`GradualPruning` hook of ``cfg`` for ``model`` (None when ``target`` is 0).
+
+    Raises ValueError when the model has no ``prunable()`` matrices, a name of
+    ``cfg.matrices`` is not one of them, or a matrix does not split into blocks.
+    """
+    if cfg.target == 0:
+        return None
+    if not hasattr(model, "prunable"):
+        raise ValueError(f"{type(model).__name__} has no prunable matrices (train.prune needs a WaveRNN)")
+    available = model.prunable()
+    names = list(cfg.matrices) if cfg.matrices is not None else list(available)
+    for name in names:
+        if name not in available:
+            raise ValueError(f"prune.matrices: {type(model).__name__} has no prunable matrix {name!r} "
+                             f"(it has {', '.join(available)})")
+        M, K = available[name].shape
+        if M % cfg.block[0] or K % cfg.block[1]:
+            raise ValueError(f"prune.block {list(cfg.block)}: matrix {name} ({M} x {K}) does not split "
+                             f"into blocks of that shape")
+    return GradualPruning({n: available[n] for n in names}, cfg.target, cfg.start, cfg.end,
+                          cfg.every, cfg.block)
 
 
 class GradualPruning:
@@ -103,6 +152,10 @@ class GradualPruning:
 
     def on_step_end(self, trainer) -> None:
         self.update(trainer.state.step)
+
+    def may_be_best(self, trainer) -> bool:
+        """Only models at the target sparsity become ``best.pt``."""
+        return trainer.state.step >= self.end
 
     def state_dict(self) -> dict:
         return {"masks": {k: v.clone() for k, v in self.masks.items()}}
