@@ -22,28 +22,42 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ---------------------------------------------------------------- references
-def dense_mlpg(means, variances, windows, lengths=None):
+def edge_frames(windows, edge="zero_dynamic"):
+    """Frames at each end of an utterance where each window has no precision, per rule
+    (as docs/mlpg.md states them)."""
+    own = [max(left, right) for left, right, _ in windows]
+    if edge == "none":
+        return [0] * len(windows)
+    if edge == "zero_dynamic_shared":
+        return [max(own) if e > 0 else 0 for e in own]
+    return own
+
+
+def dense_mlpg(means, variances, windows, lengths=None, edge="zero_dynamic"):
     """MLPG by building W and P explicitly and a dense solve, one system at a time.
 
-    means (B, T, W*D) float64, variances broadcastable to it (or None = unit).
+    means (B, T, W*D) float64, variances broadcastable to it (or None = unit). Window
+    rows of frames the edge rule leaves out are dropped; a row's taps beyond the
+    utterance are dropped too (the trajectory is zero there).
     """
     B, T, F = means.shape
     W = len(windows)
     D = F // W
     var = torch.ones_like(means) if variances is None else torch.as_tensor(variances).expand_as(means)
     out = torch.zeros(B, T, D, dtype=torch.float64)
+    skip = edge_frames(windows, edge)
     for b in range(B):
         L = T if lengths is None else int(lengths[b])
         for d in range(D):
             rows, prec, mu = [], [], []
             for t in range(L):
                 for w, (left, right, coef) in enumerate(windows):
-                    e = max(left, right)
-                    if not e <= t < L - e:
+                    if not skip[w] <= t < L - skip[w]:
                         continue  # edge rule
                     row = torch.zeros(L, dtype=torch.float64)
                     for j, c in enumerate(coef):
-                        row[t + j - left] += c
+                        if 0 <= t + j - left < L:
+                            row[t + j - left] += c
                     rows.append(row)
                     prec.append(1 / float(var[b, t, w * D + d]))
                     mu.append(float(means[b, t, w * D + d]))
@@ -223,6 +237,112 @@ def test_unit_variance_matches_general(backend):
                                dense_mlpg(means2, None, default_windows()))
 
 
+# ---------------------------------------------------------------- edge rules
+EDGE_RULES = ["zero_dynamic", "zero_dynamic_shared", "none"]
+#: the default windows plus a wider one: the rules disagree when widths are mixed
+MIXED_WINDOWS = default_windows() + [(2, 2, [0.1, -0.3, 0.0, 0.45, -0.2])]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("edge", EDGE_RULES)
+def test_edge_rules_match_dense_solve(backend, edge):
+    gen = torch.Generator().manual_seed(20)
+    B, T, D = 3, 13, 2
+    lengths = [13, 9, 6]
+    for windows in (default_windows(), MIXED_WINDOWS):
+        F = D * len(windows)
+        means = torch.randn(B, T, F, generator=gen, dtype=torch.float64)
+        per_frame = torch.rand(B, T, F, generator=gen, dtype=torch.float64) + 0.2
+        for variances in (per_frame, per_frame[0, 0]):
+            for lens in (None, lengths):
+                got = mlpg(means, variances, windows, lens, backend=backend, edge=edge)
+                torch.testing.assert_close(got, dense_mlpg(means, variances, windows, lens, edge),
+                                           rtol=1e-9, atol=1e-9)
+        for lens in (None, lengths, None):  # the last call reuses the cached unit-variance factor
+            torch.testing.assert_close(unit_variance_mlpg(means, windows, lens, backend=backend, edge=edge),
+                                       dense_mlpg(means, None, windows, lens, edge), rtol=1e-9, atol=1e-9)
+        module = MLPG(windows, backend=backend, edge=edge)
+        torch.testing.assert_close(module(means, per_frame, lengths), mlpg(means, per_frame, windows, lengths,
+                                                                           backend=backend, edge=edge))
+        assert f"edge={edge!r}" in repr(module)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("edge", EDGE_RULES)
+def test_edge_rules_gradients(backend, edge):
+    # gradcheck covers the padded frames too: with "none" the windows of real frames
+    # reach into them, and neither the outputs nor the gradients may notice
+    gen = torch.Generator().manual_seed(21)
+    B, T, D = 2, 8, 1
+    F = D * len(MIXED_WINDOWS)
+    means = torch.randn(B, T, F, generator=gen, dtype=torch.float64, requires_grad=True)
+    var = (torch.rand(B, T, F, generator=gen, dtype=torch.float64) + 0.5).requires_grad_()
+    for lengths in (None, [8, 6]):
+        assert torch.autograd.gradcheck(
+            lambda m, v: mlpg(m, v, MIXED_WINDOWS, lengths, backend=backend, edge=edge), (means, var))
+        assert torch.autograd.gradcheck(
+            lambda m: unit_variance_mlpg(m, MIXED_WINDOWS, lengths, backend=backend, edge=edge), (means,))
+    # padded frames: zero output, zero gradient, whatever the upstream gradient there
+    m, v = means.detach().clone().requires_grad_(), var.detach().clone().requires_grad_()
+    y = mlpg(m, v, MIXED_WINDOWS, [8, 5], backend=backend, edge=edge)
+    assert torch.all(y[1, 5:] == 0)
+    y.sum().backward()
+    assert torch.all(m.grad[1, 5:] == 0) and torch.all(v.grad[1, 5:] == 0)
+    g_alone = torch.autograd.grad(mlpg(means[1:, :5], var[1:, :5], MIXED_WINDOWS, backend=backend,
+                                       edge=edge).sum(), means)[0]
+    torch.testing.assert_close(m.grad[1, :5], g_alone[1, :5])
+
+
+def test_edge_rules_differ_where_documented():
+    gen = torch.Generator().manual_seed(22)
+    T = 12
+    # consistent constant statics with zero dynamics: the rules that keep windows inside
+    # the utterance reproduce them; "none" pulls the edge frames toward the zeros outside
+    statics = torch.full((T, 1), 3.0, dtype=torch.float64)
+    means = torch.cat([statics, torch.zeros(T, 2, dtype=torch.float64)], -1)
+    ones = torch.ones(3, dtype=torch.float64)
+    for edge in ("zero_dynamic", "zero_dynamic_shared"):
+        torch.testing.assert_close(mlpg(means, ones, edge=edge), statics)
+    none = mlpg(means, ones, edge="none")
+    assert abs(float(none[0, 0]) - 3.0) > 0.5 and abs(float(none[-1, 0]) - 3.0) > 0.5
+    torch.testing.assert_close(none, dense_mlpg(means[None], ones, default_windows(), edge="none")[0])
+    # with the default windows the shared width is the own width of every dynamic window
+    m = torch.randn(2, T, 6, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(mlpg(m, ones.repeat(2), edge="zero_dynamic_shared"), mlpg(m, ones.repeat(2)))
+    # with mixed widths it is not
+    m = torch.randn(T, 8, generator=gen, dtype=torch.float64)
+    own = mlpg(m, torch.ones(8, dtype=torch.float64), MIXED_WINDOWS)
+    shared = mlpg(m, torch.ones(8, dtype=torch.float64), MIXED_WINDOWS, edge="zero_dynamic_shared")
+    assert (own - shared).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="edge must be one of zero_dynamic, zero_dynamic_shared, none"):
+        mlpg(m, torch.ones(8), MIXED_WINDOWS, edge="zeros")
+    with pytest.raises(ValueError, match="edge must be one of"):
+        MLPG(edge="nnmnkwii")
+
+
+@pytest.mark.parametrize("edge", EDGE_RULES)
+def test_generate_streams_and_mge_follow_the_edge_rule(edge):
+    gen = torch.Generator().manual_seed(23)
+    B, T = 2, 10
+    lengths = [10, 7]
+    feats = torch.randn(B, T, 17, generator=gen, dtype=torch.float64, requires_grad=True)
+    var = torch.rand(17, generator=gen, dtype=torch.float64) + 0.2
+    out = generate_streams(feats, var, SPEC, lengths, edge=edge)
+    wins = default_windows()
+    f = feats.detach()
+    ref = torch.cat([dense_mlpg(f[..., 0:9], var[0:9], wins, lengths, edge),
+                     dense_mlpg(f[..., 9:12], var[9:12], wins, lengths, edge),
+                     f[..., 12:13] * (torch.arange(T) < torch.tensor([[10], [7]]))[..., None],
+                     dense_mlpg(f[..., 13:17], var[13:17], wins[:2], lengths, edge)], -1)
+    torch.testing.assert_close(out, ref)
+    target = torch.randn(B, T, 7, generator=gen, dtype=torch.float64)
+    loss = mge_loss(feats, target, var, SPEC, lengths, edge=edge)
+    manual = (((ref - target) ** 2)[0].sum() + ((ref - target) ** 2)[1, :7].sum()) / (17 * 7)
+    torch.testing.assert_close(loss, manual)
+    loss.backward()
+    assert torch.isfinite(feats.grad).all() and torch.all(feats.grad[1, 7:] == 0)
+
+
 # ---------------------------------------------------------------- banded solver
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("K", [1, 2, 3, 5])
@@ -316,12 +436,13 @@ def test_triton_kernel_in_interpreter():
                                            ldl_solve_torch(None, rhs, shared)[1])
         means = torch.randn(2, 10, 6, generator=gen, dtype=torch.float64, requires_grad=True)
         var = (torch.rand(2, 10, 6, generator=gen, dtype=torch.float64) + 0.3).requires_grad_()
-        res = []
-        for backend in ("torch", "triton"):
-            y = mlpg(means, var, lengths=[10, 6], backend=backend)
-            res.append((y, *torch.autograd.grad(y.square().sum(), (means, var))))
-        for a, b in zip(*res):
-            torch.testing.assert_close(a, b)
+        for edge in ("zero_dynamic", "zero_dynamic_shared", "none"):
+            res = []
+            for backend in ("torch", "triton"):
+                y = mlpg(means, var, lengths=[10, 6], backend=backend, edge=edge)
+                res.append((y, *torch.autograd.grad(y.square().sum(), (means, var))))
+            for a, b in zip(*res):
+                torch.testing.assert_close(a, b)
         print("triton-ok")
     """)
     env = dict(os.environ, TRITON_INTERPRET="1",
@@ -397,6 +518,25 @@ def test_cuda_matches_cpu(dtype):
     torch.testing.assert_close(unit_variance_mlpg(gpu[0]).cpu(), unit_variance_mlpg(cpu[0]))
     with torch.autocast("cuda", dtype=torch.float16):
         assert mlpg(gpu[0], gpu[1]).dtype == dtype
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("edge", EDGE_RULES)
+def test_cuda_edge_rules_match_cpu(edge):
+    gen = torch.Generator().manual_seed(24)
+    means = torch.randn(3, 30, 16, generator=gen, dtype=torch.float64)
+    var = torch.rand(3, 30, 16, generator=gen, dtype=torch.float64) + 0.2
+    cpu = [means.clone().requires_grad_(), var.clone().requires_grad_()]
+    gpu = [t.detach().cuda().requires_grad_() for t in cpu]
+    y_cpu = mlpg(*cpu, MIXED_WINDOWS, [30, 21, 6], edge=edge)
+    y_gpu = mlpg(*gpu, MIXED_WINDOWS, torch.tensor([30, 21, 6]).cuda(), edge=edge)
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu)
+    y_cpu.square().sum().backward()
+    y_gpu.square().sum().backward()
+    for a, b in zip(cpu, gpu):
+        torch.testing.assert_close(b.grad.cpu(), a.grad)
+    torch.testing.assert_close(unit_variance_mlpg(gpu[0], MIXED_WINDOWS, edge=edge).cpu(),
+                               unit_variance_mlpg(cpu[0], MIXED_WINDOWS, edge=edge))
 
 
 # ---------------------------------------------------------------- errors

@@ -5,7 +5,7 @@ For one static dimension with frames ``t = 0 .. T-1`` and windows ``w``, MLPG so
     (W^T P W) x = W^T P mu
 
 where ``mu`` are the predicted window outputs (static, delta, ...), ``P`` the
-diagonal precisions ``1 / variance`` (zeroed by the edge rule of
+diagonal precisions ``1 / variance`` (zeroed by the edge rule ``edge`` of
 :mod:`sps.mlpg.windows`) and ``W`` maps a trajectory to its window outputs. The
 matrix is symmetric positive definite and banded, so it is factorised with the
 batched banded LDL^T of :mod:`sps.mlpg.banded`, one system per (utterance,
@@ -25,7 +25,7 @@ from . import native
 from .banded import ldl_solve, pick_backend
 from sps.spec import check_windows, default_windows
 
-from .windows import apply_windows, apply_windows_t, build_band, frame_mask
+from .windows import DEFAULT_EDGE, apply_windows, apply_windows_t, build_band, check_edge, frame_mask
 
 _UNIT_FACTORS: OrderedDict = OrderedDict()
 _UNIT_CACHE_SIZE = 16
@@ -36,9 +36,9 @@ def _factorise(band: torch.Tensor, backend: str | None) -> torch.Tensor:
     return ldl_solve(band, rhs, backend=backend)[0]
 
 
-def _unit_factor(windows, T, mask, pad, lengths, dtype, backend):
-    """Factor of ``W^T M W`` (``M`` the 0/1 edge mask): shape (B or 1, T, K, 1)."""
-    key = (windows, T, str(mask.device), dtype, backend)
+def _unit_factor(windows, T, mask, pad, lengths, dtype, backend, edge):
+    """Factor of ``W^T M W`` (``M`` the 0/1 edge mask of rule ``edge``): shape (B or 1, T, K, 1)."""
+    key = (windows, T, str(mask.device), dtype, backend, edge)
     if lengths is None and key in _UNIT_FACTORS:
         _UNIT_FACTORS.move_to_end(key)
         return _UNIT_FACTORS[key]
@@ -54,17 +54,17 @@ class _MLPGFunction(torch.autograd.Function):
     """means (B, T, W*D), variances broadcastable to it or None (unit) -> (B, T, D)."""
 
     @staticmethod
-    def forward(ctx, means, variances, windows, lengths, backend):
+    def forward(ctx, means, variances, windows, lengths, backend, edge):
         B, T, F = means.shape
         W = len(windows)
         D = F // W
         backend = pick_backend(means.device, means.dtype, backend)
-        mask, pad = frame_mask(windows, T, lengths, means.device)
+        mask, pad = frame_mask(windows, T, lengths, means.device, edge)
         factor = prec = None
         if variances is None:
-            factor = _unit_factor(windows, T, mask, pad, lengths, means.dtype, backend)
+            factor = _unit_factor(windows, T, mask, pad, lengths, means.dtype, backend, edge)
         if backend == "native":  # fused C kernel: band and right-hand side formed on the fly
-            factor, x = native.mlpg_forward(means, variances, windows, lengths, factor)
+            factor, x = native.mlpg_forward(means, variances, windows, lengths, factor, edge)
         else:
             _check_inputs(means, variances, mask, W, D)
             mu = means.reshape(B, T, W, D)
@@ -75,6 +75,8 @@ class _MLPGFunction(torch.autograd.Function):
                 prec = torch.where(mask, 1 / var, torch.zeros((), dtype=var.dtype, device=var.device))
             rhs = apply_windows_t(torch.where(mask, prec * mu, torch.zeros((), dtype=mu.dtype, device=mu.device)),
                                   windows)   # unused entries carry no weight, whatever their value
+            if pad is not None:  # a window reaching into padding (edge="none") leaves nothing there
+                rhs = rhs.masked_fill(pad.unsqueeze(-1), 0)
             x = None
             if factor is None:
                 band = build_band(prec, windows, pad)
@@ -85,7 +87,7 @@ class _MLPGFunction(torch.autograd.Function):
             if x is None:
                 _, x = ldl_solve(None, rhs, factor, backend=backend)
         ctx.save_for_backward(means, variances, prec, factor, x)
-        ctx.windows, ctx.backend, ctx.lengths = windows, backend, lengths
+        ctx.windows, ctx.backend, ctx.lengths, ctx.edge, ctx.pad = windows, backend, lengths, edge, pad
         return x
 
     @staticmethod
@@ -98,8 +100,10 @@ class _MLPGFunction(torch.autograd.Function):
         # adjoint system A lam = grad: A is symmetric, so the forward factor serves
         if ctx.backend == "native":
             grad_means, grad_var = native.mlpg_backward(grad, factor, x, means, variances, windows,
-                                                          ctx.lengths)
+                                                          ctx.lengths, ctx.edge)
         else:
+            if ctx.pad is not None:  # padded outputs are constant 0: their gradient goes nowhere
+                grad = grad.masked_fill(ctx.pad.unsqueeze(-1), 0)
             _, lam = ldl_solve(None, grad.contiguous(), factor, backend=ctx.backend)
             wlam = apply_windows(lam, windows)  # (B, T, W, D)
             grad_means = (prec * wlam).reshape(B, T, F)
@@ -111,7 +115,7 @@ class _MLPGFunction(torch.autograd.Function):
         grad_var = grad_var if need_var else None
         if grad_var is not None:
             grad_var = grad_var.sum_to_size(variances.shape)
-        return grad_means, grad_var, None, None, None
+        return grad_means, grad_var, None, None, None, None
 
 
 def _check_inputs(means, variances, mask, W: int, D: int) -> None:
@@ -151,8 +155,9 @@ def _as_lengths(lengths, B: int, T: int, device) -> torch.Tensor | None:
     return lengths
 
 
-def _run(means, variances, windows, lengths, backend):
+def _run(means, variances, windows, lengths, backend, edge=DEFAULT_EDGE):
     windows = check_windows(default_windows() if windows is None else windows)
+    check_edge(edge)
     as_numpy = isinstance(means, np.ndarray)
     means = torch.as_tensor(means)
     if variances is not None:
@@ -180,12 +185,13 @@ def _run(means, variances, windows, lengths, backend):
     work = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32
     with torch.autocast(device_type=means.device.type, enabled=False):
         v = None if variances is None else variances.to(work)
-        y = _MLPGFunction.apply(x.to(work), v, windows, lengths, backend).to(out_dtype)
+        y = _MLPGFunction.apply(x.to(work), v, windows, lengths, backend, edge).to(out_dtype)
     y = y[0] if unbatched else y
     return y.detach().numpy() if as_numpy else y
 
 
-def mlpg(means, variances, windows=None, lengths=None, *, backend: str | None = None):
+def mlpg(means, variances, windows=None, lengths=None, *, backend: str | None = None,
+         edge: str = DEFAULT_EDGE):
     """Maximum-likelihood parameter generation, batched and differentiable.
 
     Parameters
@@ -204,6 +210,14 @@ def mlpg(means, variances, windows=None, lengths=None, *, backend: str | None = 
         is 0 there; the edge rule applies at each utterance's own end.
     backend : {None, "torch", "native", "triton"}
         Banded-solver backend; see :func:`sps.mlpg.banded.pick_backend`.
+    edge : {"zero_dynamic", "zero_dynamic_shared", "none"}
+        What happens at the first and last frames of an utterance (see
+        :mod:`sps.mlpg.windows` and ``docs/mlpg.md``). ``"zero_dynamic"`` (default):
+        window ``w`` has zero precision on the first and last ``max(left_w,
+        right_w)`` frames, so no window reaches past an end.
+        ``"zero_dynamic_shared"``: every dynamic window uses the largest width of
+        all windows (current nnmnkwii). ``"none"``: every window is used at every
+        frame and the trajectory counts as zero beyond the ends (old nnmnkwii).
 
     Returns
     -------
@@ -214,28 +228,30 @@ def mlpg(means, variances, windows=None, lengths=None, *, backend: str | None = 
     """
     if variances is None:
         raise ValueError("mlpg: variances is None; use unit_variance_mlpg for unit variances")
-    return _run(means, variances, windows, lengths, backend)
+    return _run(means, variances, windows, lengths, backend, edge)
 
 
-def unit_variance_mlpg(means, windows=None, lengths=None, *, backend: str | None = None):
+def unit_variance_mlpg(means, windows=None, lengths=None, *, backend: str | None = None,
+                       edge: str = DEFAULT_EDGE):
     """MLPG with all variances equal to one (a linear map of ``means``).
 
     The system matrix then depends only on ``T``, the windows and the lengths, so
-    it is factorised once (cached across calls when ``lengths`` is None) and that
+    it is factorised once (cached across calls when ``lengths`` is None, per window
+    set, length, dtype, backend and edge rule) and that
     factor is shared by every utterance and dimension; the backward pass is one
     solve with the same factor.
 
     Parameters
     ----------
     means : Tensor or ndarray [shape=(B, T, D*W) or (T, D*W)]
-    windows, lengths, backend
+    windows, lengths, backend, edge
         As in :func:`mlpg`.
 
     Returns
     -------
     Tensor or ndarray [shape=(B, T, D) or (T, D)]
     """
-    return _run(means, None, windows, lengths, backend)
+    return _run(means, None, windows, lengths, backend, edge)
 
 
 class MLPG(nn.Module):
@@ -246,17 +262,20 @@ class MLPG(nn.Module):
     windows : list of (int, int, list of float), optional
         Default :func:`default_windows`.
     backend : {None, "torch", "native", "triton"}
+    edge : {"zero_dynamic", "zero_dynamic_shared", "none"}
+        Edge rule, as in :func:`mlpg`.
     """
 
-    def __init__(self, windows=None, backend: str | None = None):
+    def __init__(self, windows=None, backend: str | None = None, edge: str = DEFAULT_EDGE):
         super().__init__()
         self.windows = check_windows(default_windows() if windows is None else windows)
         self.backend = backend
+        self.edge = check_edge(edge)
 
     def forward(self, means, variances=None, lengths=None):
         """``means [shape=(B, T, D*W)]``, ``variances`` as in :func:`mlpg` or None
         for unit variances -> ``(B, T, D)``."""
-        return _run(means, variances, self.windows, lengths, self.backend)
+        return _run(means, variances, self.windows, lengths, self.backend, self.edge)
 
     def extra_repr(self) -> str:
-        return f"windows={list(self.windows)}"
+        return f"windows={list(self.windows)}, edge={self.edge!r}"

@@ -22,6 +22,7 @@ import torch
 from sps.spec import parse_spec, static_columns
 
 from .core import _as_lengths, mlpg, unit_variance_mlpg
+from .windows import DEFAULT_EDGE
 
 
 def _valid(lengths: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -30,7 +31,8 @@ def _valid(lengths: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return (t < lengths.reshape(-1, 1)).unsqueeze(-1).to(like.dtype)
 
 
-def generate_streams(features, variances, spec: dict, lengths=None, *, backend: str | None = None):
+def generate_streams(features, variances, spec: dict, lengths=None, *, backend: str | None = None,
+                     edge: str = DEFAULT_EDGE):
     """Static trajectories of every stream, generated with MLPG.
 
     Parameters
@@ -45,6 +47,9 @@ def generate_streams(features, variances, spec: dict, lengths=None, *, backend: 
     lengths : [shape=(B,)], optional
         Valid frames per utterance; generated padded frames are 0.
     backend : {None, "torch", "native", "triton"}
+    edge : {"zero_dynamic", "zero_dynamic_shared", "none"}
+        Edge rule of every MLPG call (see :func:`sps.mlpg.mlpg`); the widths of
+        ``"zero_dynamic_shared"`` are those of the windows a stream uses.
 
     Returns
     -------
@@ -71,9 +76,9 @@ def generate_streams(features, variances, spec: dict, lengths=None, *, backend: 
         idx = torch.tensor(cols, device=feats.device)
         means = feats.index_select(-1, idx)
         if var is None:
-            out = unit_variance_mlpg(means, windows[:nw], lengths, backend=backend)
+            out = unit_variance_mlpg(means, windows[:nw], lengths, backend=backend, edge=edge)
         else:
-            out = mlpg(means, var.index_select(-1, idx), windows[:nw], lengths, backend=backend)
+            out = mlpg(means, var.index_select(-1, idx), windows[:nw], lengths, backend=backend, edge=edge)
         for (name, _, _, _), part in zip(group, out.split([s.static_dim for s in group], -1)):
             pieces[name] = part
     result = torch.cat([pieces[s.name] for s in streams], -1)
@@ -83,7 +88,7 @@ def generate_streams(features, variances, spec: dict, lengths=None, *, backend: 
 
 
 def mge_loss(pred: torch.Tensor, target: torch.Tensor, variances, spec: dict, lengths=None, *,
-             mean=None, std=None, backend: str | None = None) -> torch.Tensor:
+             mean=None, std=None, backend: str | None = None, edge: str = DEFAULT_EDGE) -> torch.Tensor:
     """Minimum generation error: MSE between MLPG-generated and natural statics.
 
     Parameters
@@ -105,6 +110,8 @@ def mge_loss(pred: torch.Tensor, target: torch.Tensor, variances, spec: dict, le
         Normalisation statistics of ``out_acoustic``. With ``std``, the error of
         each static column is divided by its std so every stream is weighed on a
         comparable (normalised) scale.
+    backend, edge
+        As in :func:`generate_streams`.
 
     Returns
     -------
@@ -117,7 +124,7 @@ def mge_loss(pred: torch.Tensor, target: torch.Tensor, variances, spec: dict, le
             raise ValueError("mge_loss: std given without mean")
         std = torch.as_tensor(std, dtype=pred.dtype, device=pred.device)
         feats = pred * std + torch.as_tensor(mean, dtype=pred.dtype, device=pred.device)
-    gen = generate_streams(feats, variances, spec, lengths, backend=backend)
+    gen = generate_streams(feats, variances, spec, lengths, backend=backend, edge=edge)
     if gen.shape != target.shape:
         raise ValueError(f"mge_loss: target shape {tuple(target.shape)} does not match the generated "
                          f"statics {tuple(gen.shape)}")

@@ -15,7 +15,8 @@ OpenMP spreads the chunks over threads.
 * ``mlpg_bwd``: the adjoint solve ``A lam = g`` with the forward factor, then the
   gradients ``P W lam`` (means) and ``-p^2 (W lam) (mu - W x)`` (variances).
 The window algebra comes from the tables of :func:`sps.mlpg.windows.taps` and
-:func:`sps.mlpg.windows.band_terms`, shared with the PyTorch path.
+:func:`sps.mlpg.windows.band_terms`, and the per-window edge table from
+:func:`sps.mlpg.windows.edge_widths`, all shared with the PyTorch path.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import torch
 
 from sps import native
 
-from .windows import band_terms, bandwidth, taps
+from .windows import DEFAULT_EDGE, band_terms, bandwidth, edge_widths, taps
 
 _I = ctypes.c_int64
 
@@ -87,11 +88,11 @@ def ldl_solve(band, rhs, factor):
 
 
 @lru_cache(maxsize=64)
-def _tables(windows):
+def _tables(windows, edge_rule: str = DEFAULT_EDGE):
     def arr(ctype, values):
         return (ctype * max(1, len(values)))(*values)
     bt, tp = band_terms(windows), taps(windows)
-    edge = arr(_I, [max(left, right) for left, right, _ in windows])
+    edge = arr(_I, list(edge_widths(windows, edge_rule)))
     shifts = [s for _, s, _ in tp]
     return (edge, len(bt), arr(_I, [e[0] for e in bt]), arr(_I, [e[1] for e in bt]),
             arr(_I, [e[2] for e in bt]), arr(ctypes.c_double, [e[3] for e in bt]),
@@ -117,7 +118,7 @@ def _prep(means, variances, lengths):
             None if ln is None else native.ptr(ln)), (var, ln)
 
 
-def mlpg_forward(means, variances, windows, lengths, factor=None):
+def mlpg_forward(means, variances, windows, lengths, factor=None, edge: str = DEFAULT_EDGE):
     """Fused MLPG forward on CPU.
 
     Parameters
@@ -128,6 +129,8 @@ def mlpg_forward(means, variances, windows, lengths, factor=None):
     lengths : Tensor [shape=(B,)] or None
     factor : Tensor [shape=(B or 1, T, K, D or 1)], optional
         Reuse this factor instead of factorising.
+    edge : str
+        Edge rule (:func:`sps.mlpg.windows.edge_widths`).
 
     Returns
     -------
@@ -147,7 +150,7 @@ def mlpg_forward(means, variances, windows, lengths, factor=None):
     x = torch.empty(B, T, D, dtype=means.dtype)
     bad = torch.full((2,), -1, dtype=torch.int64)   # [input entry, pivot]
     _call("mlpg_fwd", means.dtype, *args, native.ptr(factor), _strides(factor), int(factorize),
-          native.ptr(x), B, T, W, D, K, _chunk(D), *_tables(windows), native.ptr(bad),
+          native.ptr(x), B, T, W, D, K, _chunk(D), *_tables(windows, edge), native.ptr(bad),
           _threads(B, D, T * K * W), bad=bad, describe=lambda i: describe_bad(i, means, variances, W, D))
     return factor, x
 
@@ -169,7 +172,7 @@ def describe_bad(i: int, means: torch.Tensor, variances: torch.Tensor | None, W:
     return f"mlpg: the system of {where} is not positive definite"
 
 
-def mlpg_backward(grad, factor, x, means, variances, windows, lengths):
+def mlpg_backward(grad, factor, x, means, variances, windows, lengths, edge: str = DEFAULT_EDGE):
     """Fused MLPG backward on CPU: the adjoint solve with ``factor`` and the gradients.
 
     Returns ``(grad_means, grad_var)``, both of shape (B, T, W*D); ``grad_var`` is
@@ -185,7 +188,7 @@ def mlpg_backward(grad, factor, x, means, variances, windows, lengths):
     lam = torch.empty(B, T, D, dtype=means.dtype)
     gmu = torch.empty(B, T, F, dtype=means.dtype)
     gvar = torch.empty(B, T, F, dtype=means.dtype) if variances is not None else None
-    tables = _tables(windows)
+    tables = _tables(windows, edge)
     _call("mlpg_bwd", means.dtype,
           native.ptr(grad), native.ptr(factor), _strides(factor), native.ptr(x), *args,
           native.ptr(lam), native.ptr(gmu), None if gvar is None else native.ptr(gvar),

@@ -7,12 +7,25 @@ windows over ``D`` static dimensions is stored window-major,
 ``[window 0 (D) | window 1 (D) | ...]``, so feature column ``w * D + d`` holds
 window ``w`` of dimension ``d``.
 
-Edge rule: window ``w`` gets zero precision at the first and last
-``max(left_w, right_w)`` frames of every utterance (its own length when a batch is
-padded), so no window ever reaches outside the utterance and edge frames are not
-pulled toward zero. Padded frames (``t >= length``) have zero precision in every
-window and a unit diagonal in the system matrix, which makes their solution 0 and
-decouples them from the real frames.
+Edge rules (``edge=``; :func:`edge_widths` is the one place they are turned into
+numbers, for the PyTorch path and the C kernel alike): window ``w`` gets zero
+precision at the first and last ``e_w`` frames of every utterance (its own length
+when a batch is padded), with
+
+* ``"zero_dynamic"`` (default): ``e_w = max(left_w, right_w)``, so no window ever
+  reaches outside the utterance and edge frames are not pulled toward zero;
+* ``"zero_dynamic_shared"``: one width for every dynamic window (one with
+  ``max(left, right) > 0``), the largest ``max(left, right)`` of all windows;
+  windows of width 0 keep ``e_w = 0`` (current nnmnkwii);
+* ``"none"``: ``e_w = 0``: every window is used at every frame and reaches past the
+  ends, where the trajectory counts as zero (old nnmnkwii, bandmat's window
+  matrices).
+
+Padded frames (``t >= length``) have zero precision in every window; their rows
+and columns of the system matrix are replaced by those of the identity and their
+right-hand side by 0, which makes their solution 0 and decouples them from the real
+frames (with ``"none"`` a window at a real frame may reach into them: the
+trajectory there counts as zero, as beyond the end of an utterance alone).
 
 All tensors here are internal layouts: observations ``(B, T, W, D)``, statics
 ``(B, T, D)``, band ``(B, T, K, D)`` in row form ``band[b, t, k, d] = A[t, t-k]`` of
@@ -26,6 +39,42 @@ import torch
 
 from sps.spec import Window
 
+#: edge rules of :func:`edge_widths` (see the module docstring)
+EDGE_RULES = ("zero_dynamic", "zero_dynamic_shared", "none")
+DEFAULT_EDGE = "zero_dynamic"
+
+
+def check_edge(edge: str) -> str:
+    """``edge`` if it is one of :data:`EDGE_RULES`, else a ``ValueError`` listing them."""
+    if edge not in EDGE_RULES:
+        raise ValueError(f"mlpg: edge must be one of {', '.join(EDGE_RULES)}; got {edge!r}")
+    return edge
+
+
+@lru_cache(maxsize=64)
+def edge_widths(windows: tuple[Window, ...], edge: str = DEFAULT_EDGE) -> tuple[int, ...]:
+    """Frames at each end of an utterance where each window has zero precision.
+
+    Parameters
+    ----------
+    windows : tuple of (left, right, coefficients)
+    edge : {"zero_dynamic", "zero_dynamic_shared", "none"}
+
+    Returns
+    -------
+    tuple of int, length W
+        ``e_w``: window ``w`` is used at frame ``t`` of an utterance of ``L`` frames
+        when ``e_w <= t < L - e_w``.
+    """
+    own = [max(left, right) for left, right, _ in windows]
+    check_edge(edge)
+    if edge == "none":
+        return (0,) * len(windows)
+    if edge == "zero_dynamic_shared":
+        widest = max(own)
+        return tuple(widest if e > 0 else 0 for e in own)
+    return tuple(own)
+
 
 def bandwidth(windows: tuple[Window, ...]) -> int:
     """Number of sub-diagonals of ``W^T P W``: ``max(left + right)``."""
@@ -33,8 +82,9 @@ def bandwidth(windows: tuple[Window, ...]) -> int:
 
 
 def frame_mask(windows: tuple[Window, ...], T: int, lengths: torch.Tensor | None,
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Which (frame, window) pairs carry precision, after the edge rule.
+               device: torch.device, edge: str = DEFAULT_EDGE) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Which (frame, window) pairs carry precision, after the edge rule ``edge``
+    (:func:`edge_widths`) and padding.
 
     Returns
     -------
@@ -45,10 +95,7 @@ def frame_mask(windows: tuple[Window, ...], T: int, lengths: torch.Tensor | None
     """
     t = torch.arange(T, device=device)
     end = torch.full((1, 1), T, device=device) if lengths is None else lengths.view(-1, 1)
-    cols = []
-    for left, right, _ in windows:
-        e = max(left, right)
-        cols.append((t >= e) & (t < end - e))
+    cols = [(t >= e) & (t < end - e) for e in edge_widths(windows, edge)]
     mask = torch.stack(cols, -1).unsqueeze(-1)
     pad = None if lengths is None else t >= end
     return mask, pad
@@ -87,7 +134,8 @@ def build_band(prec: torch.Tensor, windows: tuple[Window, ...],
     prec : Tensor [shape=(B, T, W, D)]
         Precisions, already zero where the edge rule or padding applies.
     pad : Tensor [shape=(B, T), dtype=bool], optional
-        Padded frames: they get a unit diagonal.
+        Padded frames: their rows become rows of the identity (as do their columns,
+        which in row form are entries of the rows of later padded frames).
 
     Returns
     -------
@@ -99,8 +147,10 @@ def build_band(prec: torch.Tensor, windows: tuple[Window, ...],
         if abs(s) < T:
             lo, hi = max(0, s), min(T, T + s)
             band[:, lo:hi, k].add_(prec[:, lo - s:hi - s, w], alpha=r)
-    if pad is not None:
-        band[:, :, 0] += pad.to(band.dtype).unsqueeze(-1)
+    if pad is not None:  # padding is a suffix: a padded row couples only to real or padded frames before it
+        unit = torch.zeros(band.shape[2], dtype=band.dtype, device=band.device)
+        unit[0] = 1
+        band = torch.where(pad[:, :, None, None], unit[:, None], band)
     return band
 
 

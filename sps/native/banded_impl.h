@@ -173,13 +173,14 @@ int FN(mlpg_fwd)(const REAL *mu, const int64_t *sm, const REAL *var, const int64
                     REAL rr = (REAL)bt_r[e], *a = A[bt_k[e]];
                     for (int64_t c = 0; c < n; c++) a[c] += rr * p[c];
                 }
-                if (t >= L)
-                    for (int64_t c = 0; c < n; c++) A[0][c] += 1;
+                if (t >= L)  /* padded frame: a row of the identity, whatever reaches into it */
+                    for (int64_t k = 0; k < K; k++)
+                        for (int64_t c = 0; c < n; c++) A[k][c] = k == 0;
                 int64_t c = FN(factor_row)(A, u, F0, sf[1], sf[2], sf[3], t, K, n);
                 if (c >= 0) FN(note_bad)(bad + 1, (b * T + t) * W * D + i0 + c);
             }
             for (int64_t c = 0; c < n; c++) r[c] = 0;
-            for (int64_t e = 0; e < ntap; e++) {
+            for (int64_t e = 0; e < ntap && t < L; e++) {  /* padded frames: right-hand side 0 */
                 int64_t f = t - tp_s[e];
                 if (f < 0 || f >= T) continue;
                 const REAL *q = pm[f % R][tp_w[e]];
@@ -194,7 +195,8 @@ int FN(mlpg_fwd)(const REAL *mu, const int64_t *sm, const REAL *var, const int64
 }
 
 /* MLPG backward: solve A lam = g with the forward factor (strides sf), then
-   gmu = P W lam and gvar = -p^2 (W lam) (mu - W x). g, x, lam: (B, T, D) contiguous;
+   gmu = P W lam and gvar = -p^2 (W lam) (mu - W x); g counts as 0 on padded frames (their
+   outputs are constant). g, x, lam: (B, T, D) contiguous;
    mu/var/len as in mlpg_fwd; gmu, gvar: (B, T, W*D) contiguous (gvar unused when
    var is NULL). */
 int FN(mlpg_bwd)(const REAL *g, const REAL *fac, const int64_t *sf, const REAL *x,
@@ -210,9 +212,11 @@ int FN(mlpg_bwd)(const REAL *g, const REAL *fac, const int64_t *sf, const REAL *
         int64_t n = D - i0 < ch ? D - i0 : ch;
         int64_t L = len ? len[b] : T;
         const REAL *F0 = fac + b * sf[0] + i0 * sf[3];
-        REAL *l0 = lam + b * T * D + i0, wl[CH], wx[CH];
+        REAL *l0 = lam + b * T * D + i0, wl[CH], wx[CH], zero[CH];
+        for (int64_t c = 0; c < n; c++) zero[c] = 0;
         for (int64_t t = 0; t < T; t++)
-            FN(forward_sub)(F0, sf[1], sf[2], sf[3], l0, D, 1, g + (b * T + t) * D + i0, t, K, n);
+            FN(forward_sub)(F0, sf[1], sf[2], sf[3], l0, D, 1, t < L ? g + (b * T + t) * D + i0 : zero,
+                            t, K, n);
         FN(back_sub)(F0, sf[1], sf[2], sf[3], l0, D, 1, T, K, n);
         for (int64_t t = 0; t < T; t++) {
             for (int64_t w = 0; w < W; w++) {
@@ -225,7 +229,8 @@ int FN(mlpg_bwd)(const REAL *g, const REAL *fac, const int64_t *sf, const REAL *
                 }
                 for (int64_t c = 0; c < n; c++) wl[c] = wx[c] = 0;
                 for (int64_t e = 0; e < ntap; e++) {
-                    if (tp_w[e] != w) continue;
+                    /* beyond the ends (edge rule "none") lam and x are 0 */
+                    if (tp_w[e] != w || t + tp_s[e] < 0 || t + tp_s[e] >= T) continue;
                     const REAL *lt = l0 + (t + tp_s[e]) * D, *xt = x + (b * T + t + tp_s[e]) * D + i0;
                     REAL cc = (REAL)tp_c[e];
                     for (int64_t c = 0; c < n; c++) { wl[c] += cc * lt[c]; wx[c] += cc * xt[c]; }
