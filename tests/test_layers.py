@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / "sps"
 LAYERS = [
     ("base", ["sps.io", "sps.spec", "sps.native", "sps.config", "sps.backend"]),
     ("core", ["sps.frontend", "sps.features", "sps.mlpg", "sps.dsp", "sps.metrics"]),
-    ("models", ["sps.models", "sps.vocoders", "sps.train"]),
+    ("models", ["sps.models", "sps.vocoders", "sps.train", "sps.compat"]),
     ("synthesis", ["sps.synthesis"]),
     ("stages", ["sps.stages"]),
     ("cli", ["sps.cli"]),
@@ -138,5 +138,5 @@ def test_library_imports_without_audio_libraries():
     import sys
     code = ("import sys; sys.modules['pyworld'] = None; sys.modules['pysptk'] = None\n"
             "import sps.mlpg, sps.dsp, sps.models, sps.vocoders, sps.vocoders.wavenet, sps.vocoders.wavernn, "
-            "sps.train, sps.spec, sps.native, sps.backend, sps.features\n")
+            "sps.train, sps.spec, sps.native, sps.backend, sps.features, sps.compat.nnmnkwii\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT.parent)
