@@ -85,6 +85,36 @@ def test_default_windows_agree_with_mlpg():
         [(l, r, list(map(float, c))) for l, r, c in default_windows()]
 
 
+def test_delta_features_zero_padding_hand_computed():
+    # frames beyond the ends are 0 (nnmnkwii) instead of the edge frame repeated
+    x = np.array([[1.0, 10.0], [2.0, 20.0], [4.0, 40.0], [7.0, 70.0]])
+    windows = WINDOWS + [(2, 0, [0.5, -2.0, 1.5])]
+    expected = np.array([
+        # static     delta         delta-delta     (2, 0) window
+        [1.0, 10.0,  1.0, 10.0,    0.0, 0.0,       1.5, 15.0],
+        [2.0, 20.0,  1.5, 15.0,    1.0, 10.0,      1.0, 10.0],
+        [4.0, 40.0,  2.5, 25.0,    1.0, 10.0,      2.5, 25.0],
+        [7.0, 70.0, -2.0, -20.0, -10.0, -100.0,    3.5, 35.0],
+    ])
+    np.testing.assert_allclose(delta_features(x, windows, padding="zero"), expected, atol=1e-12)
+    # the edge-padded values differ only on the edge frames
+    edge = delta_features(x, windows)
+    np.testing.assert_allclose(edge[[0, 3], 2:6], [[0.5, 5.0, 1.0, 10.0], [1.5, 15.0, -3.0, -30.0]], atol=1e-12)
+    np.testing.assert_allclose(edge[1:3, :6], expected[1:3, :6], atol=1e-12)
+    # batches, tensors and gradients
+    xb = np.stack([x, -x])
+    np.testing.assert_allclose(delta_features(xb, windows, padding="zero"), np.stack([expected, -expected]),
+                               atol=1e-12)
+    t = torch.tensor(x, requires_grad=True)
+    yt = delta_features(t, windows, padding="zero")
+    assert isinstance(yt, torch.Tensor) and yt.dtype == torch.float64
+    np.testing.assert_allclose(yt.detach().numpy(), expected, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda v: delta_features(v, windows, padding="zero"), (t,))
+    assert delta_features(x.astype(np.float32), padding="zero").dtype == np.float32
+    with pytest.raises(ValueError, match="padding must be one of edge, zero"):
+        delta_features(x, padding="reflect")
+
+
 def test_delta_features_bad_input():
     with pytest.raises(ValueError, match="coefficients"):
         delta_features(np.zeros((4, 2)), [(1, 1, [1.0, 2.0])])
