@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from sps.frontend import (DEFAULT_QUESTION_FILE, Labels, duration_features, feature_names,
                           linguistic_features, load_labels, load_questions, pattern_to_regex,
-                          positional_feature_names, text_to_labels)
-from sps.frontend.questions import QuestionSet, parse_question_line
+                          positional_feature_names, question_file, text_to_labels)
+from sps.frontend.questions import SEMANTICS, QuestionSet, parse_question_line
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS_LAB = REPO / "data" / "slt_festival" / "lab"
@@ -61,6 +61,18 @@ def merlin_match(pattern: str, label: str) -> bool:
     return htk_match(pattern if "*" in pattern else f"*{pattern}*", label)
 
 
+def semantics_match(pattern: str, label: str, semantics: str, question: str) -> bool:
+    """The three documented semantics, restated on top of the recursive HTK matcher."""
+    if semantics == "hts":                        # whole label, as written
+        return htk_match(pattern, label)
+    if semantics == "nnmnkwii" and "LL-" in question:
+        # anchored at the start (leading stars dropped); the end as in Merlin's rule
+        rest = pattern.lstrip("*")
+        end_anchored = "*" in pattern and not pattern.endswith("*")
+        return htk_match(rest if end_anchored else rest + "*", label)
+    return merlin_match(pattern, label)
+
+
 # ----------------------------------------------------------------------------------------
 # pattern semantics
 
@@ -86,6 +98,100 @@ def test_question_set_matches_brute_force(tmp_path_factory, patterns, labels):
     got = qs.evaluate(labels)
     want = np.array([[any(merlin_match(p, lab) for p in ps) for ps in patterns] for lab in labels], dtype=np.float32)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("semantics", SEMANTICS)
+@settings(max_examples=150, deadline=None)
+@given(patterns=st.lists(st.lists(st.text(pattern_chars, min_size=1, max_size=5), min_size=1, max_size=3),
+                         min_size=1, max_size=4),
+       prefixes=st.lists(st.sampled_from(["LL-", "L-", "C-LL-", "q"]), min_size=4, max_size=4),
+       labels=st.lists(st.text(alphabet, min_size=1, max_size=8), min_size=1, max_size=6))
+def test_every_semantics_matches_brute_force(tmp_path_factory, semantics, patterns, prefixes, labels):
+    # question names with and without "LL-" (only "nnmnkwii" looks at them); both
+    # evaluation paths: plain patterns become needles, "?" and inner "*" a regex scan
+    names = [f"{prefixes[i]}{i}" for i in range(len(patterns))]
+    text = "".join(f'QS "{n}" {{{",".join(ps)}}}\n' for n, ps in zip(names, patterns))
+    path = tmp_path_factory.mktemp("q") / "q.hed"
+    path.write_text(text)
+    qs = load_questions(path, semantics=semantics)
+    got = qs.evaluate(labels)
+    want = np.array([[any(semantics_match(p, lab, semantics, n) for p in ps) for n, ps in zip(names, patterns)]
+                     for lab in labels], dtype=np.float32)
+    np.testing.assert_array_equal(got, want)
+    for n, ps in zip(names, patterns):
+        for p in ps:
+            for lab in labels:
+                assert bool(re.search(pattern_to_regex(p, semantics=semantics, name=n), lab)) == \
+                    semantics_match(p, lab, semantics, n)
+
+
+# Hand-written labels (Festival layout). The first is the case of the issue: a label after
+# silence, whose LL field "sil" ends in "l".
+SEMANTICS_LABELS = [
+    "sil^hh-iy+l=ow@2_1/A:0_0_0/B:1-1-2@1-1&1-3#1-2$1-2!0-1;0-1|iy/C:1+1+2/D:0_0/E:content+1@1+2&1+1#0+1"
+    "/F:content_1/G:0_0/H:3=2@1=1|L-L%/I:0=0/J:3+2-1",
+    "l^iy-l+ow=sil@1_2/A:1_1_2/B:1-1-2@1-1&2-2#2-1$2-1!1-0;1-0|ow/C:0+0+0/D:content_1/E:content+1@2+1&1+0#1+0"
+    "/F:0_0/G:0_0/H:3=2@1=1|L-L%/I:0=0/J:3+2-1",
+    "x^x-sil+hh=iy@x_x/A:0_0_0/B:x-x-x@x-x&x-x#x-x$x-x!x-x;x-x|x/C:1+1+2/D:0_0/E:x+x@x+x&x+x#x+x"
+    "/F:content_1/G:0_0/H:x=x@1=1|0/I:3=2/J:3+2-1",
+]
+SEMANTICS_QUESTIONS = """\
+QS "LL-l" {l^}
+QS "LL-l_star" {l^*}
+QS "LL-l_both" {*l^*}
+QS "LL-l_any" {l^?}
+QS "LL-sil" {sil^*}
+QS "LL-x" {x^*}
+QS "C-iy" {*-iy+*}
+QS "R-l" {+l=}
+QS "C-sil_whole" {x^x-sil+hh=iy@x_x/A:*}
+QS "Label3" {x^x-sil+hh=iy@x_x/A:0_0_0/B:x-x-x@x-x&x-x#x-x$x-x!x-x;x-x|x/C:1+1+2/D:0_0/E:x+x@x+x&x+x#x+x/F:content_1/G:0_0/H:x=x@1=1|0/I:3=2/J:3+2-1}
+CQS "C-Phone_Pos_in_Syl_Fw" {@(\\d+)_}
+"""
+# expected answers, worked out by hand for each label (rows) and question (columns)
+SEMANTICS_EXPECTED = {
+    #             LL-l  l^*  *l^*  l^?  sil^*  x^*  C-iy  R-l  whole  Label3  pos
+    "merlin":   [[1,    0,   1,    1,   1,     0,   1,    1,   0,     0,      2],
+                 [1,    1,   1,    1,   0,     0,   0,    0,   0,     0,      1],
+                 [0,    0,   0,    0,   0,     1,   0,    0,   1,     1,     -1]],
+    "nnmnkwii": [[0,    0,   0,    0,   1,     0,   1,    1,   0,     0,      2],
+                 [1,    1,   1,    1,   0,     0,   0,    0,   0,     0,      1],
+                 [0,    0,   0,    0,   0,     1,   0,    0,   1,     1,     -1]],
+    "hts":      [[0,    0,   1,    0,   1,     0,   1,    0,   0,     0,      2],
+                 [0,    1,   1,    0,   0,     0,   0,    0,   0,     0,      1],
+                 [0,    0,   0,    0,   0,     1,   0,    0,   1,     1,     -1]],
+}
+
+
+@pytest.mark.parametrize("semantics", SEMANTICS)
+def test_semantics_on_hand_checked_labels(tmp_path, semantics):
+    path = write(tmp_path, "q.hed", SEMANTICS_QUESTIONS)
+    qs = load_questions(path, semantics=semantics)
+    assert qs.semantics == semantics and qs.dim == 11
+    np.testing.assert_array_equal(qs.evaluate(SEMANTICS_LABELS), np.array(SEMANTICS_EXPECTED[semantics], np.float32))
+    # one label at a time and in another order: the same rows
+    for i in (2, 0, 1):
+        np.testing.assert_array_equal(qs.evaluate([SEMANTICS_LABELS[i]])[0], SEMANTICS_EXPECTED[semantics][i])
+    # the default is nnmnkwii's rule: Merlin's, with LL patterns anchored
+    if semantics == "nnmnkwii":
+        np.testing.assert_array_equal(load_questions(path).evaluate(SEMANTICS_LABELS),
+                                      np.array(SEMANTICS_EXPECTED["nnmnkwii"], np.float32))
+    # a pickled set keeps its semantics
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(qs)).evaluate(SEMANTICS_LABELS),
+                                  np.array(SEMANTICS_EXPECTED[semantics], np.float32))
+
+
+def test_semantics_option_errors_and_equivalence(tmp_path):
+    path = write(tmp_path, "q.hed", SEMANTICS_QUESTIONS)
+    with pytest.raises(ValueError, match="merlin, nnmnkwii, hts.*'htk'"):
+        load_questions(path, semantics="htk")
+    qs = load_questions(path)
+    assert not qs.same_answers("merlin", "nnmnkwii") and not qs.same_answers("nnmnkwii", "hts")
+    assert qs.with_semantics("hts").semantics == "hts"
+    # the shipped files anchor or star every pattern: all three semantics read them alike
+    for name in ("festival_slt", "arctic_hts"):
+        shipped = load_questions(question_file(name))
+        assert shipped.same_answers("merlin", "nnmnkwii") and shipped.same_answers("merlin", "hts")
 
 
 @pytest.mark.parametrize("pattern, label, expected", [
@@ -256,6 +362,106 @@ def test_question_file_is_generated_by_its_script(tmp_path):
     runpy.run_path(str(REPO / "data" / "questions" / "make_questions.py"), run_name="__not_main__")["main"](
         ["make_questions.py", str(out)])
     assert out.read_text() == DEFAULT_QUESTION_FILE.read_text()
+
+
+# ----------------------------------------------------------------------------------------
+# the shipped question file for the CMU ARCTIC HTS demo's labels
+
+# Written by hand in the HTS-demo English layout ("/H:h1=h2^h3=h4|h5/I:i1_i2"): "See it."
+# (pau s iy ih t pau), then two labels of a longer utterance that starts with "sil" and
+# has multi-digit counts; the last writes the I group "i1=i2".
+ARCTIC_LINES = """\
+0 1200000 x^x-pau+s=iy@x_x/A:0_0_0/B:x-x-x@x-x&x-x#x-x$x-x!x-x;x-x|x/C:1+1+2/D:0_0/E:x+x@x+x&x+x#x+x/F:content_1/G:0_0/H:x=x^1=1|0/I:2_2/J:2+2-1
+1200000 2000000 x^pau-s+iy=ih@1_2/A:0_0_0/B:1-1-2@1-1&1-2#1-1$1-1!0-1;0-1|iy/C:0+0+2/D:0_0/E:content+1@1+2&1+0#0+1/F:content_1/G:0_0/H:2=2^1=1|L-L%/I:0_0/J:2+2-1
+2000000 3100000 pau^s-iy+ih=t@2_1/A:0_0_0/B:1-1-2@1-1&1-2#1-1$1-1!0-1;0-1|iy/C:0+0+2/D:0_0/E:content+1@1+2&1+0#0+1/F:content_1/G:0_0/H:2=2^1=1|L-L%/I:0_0/J:2+2-1
+3100000 3700000 s^iy-ih+t=pau@1_2/A:1_1_2/B:0-0-2@1-1&2-1#2-0$2-0!1-0;1-0|ih/C:0+0+0/D:content_1/E:content+1@2+1&1+0#1+0/F:0_0/G:0_0/H:2=2^1=1|L-L%/I:0_0/J:2+2-1
+3700000 4300000 iy^ih-t+pau=x@2_1/A:1_1_2/B:0-0-2@1-1&2-1#2-0$2-0!1-0;1-0|ih/C:0+0+0/D:content_1/E:content+1@2+1&1+0#1+0/F:0_0/G:0_0/H:2=2^1=1|L-L%/I:0_0/J:2+2-1
+4300000 5500000 ih^t-pau+x=x@x_x/A:0_0_2/B:x-x-x@x-x&x-x#x-x$x-x!x-x;x-x|x/C:0+0+0/D:content_1/E:x+x@x+x&x+x#x+x/F:0_0/G:2_2/H:x=x^1=1|0/I:0_0/J:2+2-1
+"""
+ARCTIC_MORE = [
+    "sil^hh-ay+w=ah@1_2/A:0_0_0/B:1-1-2@1-2&1-14#1-6$1-5!0-2;0-3|ay/C:0+0+3/D:0_0/E:content+2@1+9&1+4#0+2"
+    "/F:in_1/G:0_0/H:14=9^1=3|H-H%/I:11_7/J:37+25-3",
+    "x^x-sil+hh=ay@x_x/A:0_0_0/B:x-x-x@x-x&x-x#x-x$x-x!x-x;x-x|x/C:1+1+2/D:0_0/E:x+x@x+x&x+x#x+x"
+    "/F:content_2/G:0_0/H:x=x^1=3|0/I:14=9/J:37+25-3",
+]
+ARCTIC_FIELD_RE = re.compile(FIELD_RE.pattern.replace(
+    r"/H:(?P<h1>[^=]+)=(?P<h2>[^@]+)@(?P<h3>[^=]+)", r"/H:(?P<h1>[^=]+)=(?P<h2>[^^]+)\^(?P<h3>[^=]+)").replace(
+    r"/I:(?P<i1>[^=]+)=(?P<i2>[^/]+)", r"/I:(?P<i1>[^=_]+)[=_](?P<i2>[^/]+)"))
+ARCTIC_PHONES = ("aa ae ah ao aw ax axr ay b ch d dh dx eh el em en er ey f g hh hv ih iy jh k l m n ng nx "
+                 "ow oy p r s sh t th uh uw v w y z zh pau sil h#").split()
+
+
+def test_arctic_question_file_on_hand_written_labels(tmp_path):
+    path = question_file("arctic_hts")
+    assert path.name == "arctic_hts.hed" and path.parent == DEFAULT_QUESTION_FILE.parent
+    qs = load_questions(path)
+    contexts = load_labels(write(tmp_path, "a.lab", ARCTIC_LINES)).contexts + ARCTIC_MORE
+    feats = qs.evaluate(contexts)
+    col = {name: j for j, name in enumerate(qs.names)}
+    value = {name: feats[:, j] for name, j in col.items()}
+    assert (len(qs.binary), len(qs.numeric)) == (507, 43)
+    # values read off the labels by hand
+    np.testing.assert_array_equal(value["C-Phrase_Num-Syls"], [-1, 2, 2, 2, 2, -1, 14, -1])
+    np.testing.assert_array_equal(value["C-Phrase_Num-Words"], [-1, 2, 2, 2, 2, -1, 9, -1])     # h2 (=h2^)
+    np.testing.assert_array_equal(value["C-Phrase_Pos_in_Utt_Fw"], [1, 1, 1, 1, 1, 1, 1, 1])  # h3 (^h3=)
+    np.testing.assert_array_equal(value["C-Phrase_Pos_in_Utt_Bw"], [1, 1, 1, 1, 1, 1, 3, 3])  # h4
+    np.testing.assert_array_equal(value["R-Phrase_Num-Syls"], [2, 0, 0, 0, 0, 0, 11, 14])     # i1
+    np.testing.assert_array_equal(value["R-Phrase_Num-Words"], [2, 0, 0, 0, 0, 0, 7, 9])      # i2
+    np.testing.assert_array_equal(value["C-Phone_Pos_in_Syl_Fw"], [-1, 1, 2, 1, 2, -1, 1, -1])
+    np.testing.assert_array_equal(value["C-Syl_Pos_in_Phrase_Bw"], [-1, 2, 2, 1, 1, -1, 14, -1])
+    np.testing.assert_array_equal(value["L-Syl_Num-Phones"], [0, 0, 0, 2, 2, 2, 0, 0])
+    np.testing.assert_array_equal(value["C-Word_Num-Content_Before_in_Phrase"], [-1, 1, 1, 1, 1, -1, 1, -1])
+    np.testing.assert_array_equal(value["C-Word_Pos_in_Phrase_Bw"], [-1, 2, 2, 1, 1, -1, 9, -1])
+    np.testing.assert_array_equal(value["L-Phrase_Num-Syls"], [0, 0, 0, 0, 0, 2, 0, 0])
+    np.testing.assert_array_equal(value["Utt_Num-Syls"], [2, 2, 2, 2, 2, 2, 37, 37])
+    np.testing.assert_array_equal(value["Utt_Num-Words"], [2, 2, 2, 2, 2, 2, 25, 25])
+    np.testing.assert_array_equal(value["Utt_Num-Phrases"], [1, 1, 1, 1, 1, 1, 3, 3])
+    np.testing.assert_array_equal(value["C-pau"], [1, 0, 0, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(value["C-sil"], [0, 0, 0, 0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(value["C-Silence"], [1, 0, 0, 0, 0, 1, 0, 1])
+    np.testing.assert_array_equal(value["LL-sil"], [0, 0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(value["LL-Silence"], [0, 0, 1, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(value["LL-l"], [0] * 8)                      # "sil^" is not "l^"
+    np.testing.assert_array_equal(value["LL-none"], [1, 1, 0, 0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(value["RR-none"], [0, 0, 0, 0, 1, 1, 0, 0])
+    np.testing.assert_array_equal(value["C-Vowel"], [0, 0, 1, 1, 0, 0, 1, 0])
+    np.testing.assert_array_equal(value["C-Diphthong"], [0, 0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(value["L-Glottal"], [0, 0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(value["R-Glide"], [0, 0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(value["RR-ah"], [0, 0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(value["C-Syl_Vowel==iy"], [0, 1, 1, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(value["C-Syl_Vowel==ay"], [0, 0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(value["R-Word_GPOS==in"], [0, 0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(value["C-Phrase_ToBI_End_Tone==L-L%"], [0, 1, 1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(value["C-Phrase_ToBI_End_Tone==H-H%"], [0, 0, 0, 0, 0, 0, 1, 0])
+    # every numeric question against an independent parse of the layout
+    assert set(NUMERIC_FIELDS) == {q.name for q in qs.numeric}
+    for c, row in zip(contexts, feats):
+        fields = ARCTIC_FIELD_RE.match(c)
+        assert fields is not None, c
+        for name, field in NUMERIC_FIELDS.items():
+            v = fields[field]
+            assert row[col[name]] == (float(v) if v.isdigit() else -1.0), (name, c)
+        for pos, field in POSITION_FIELDS.items():
+            phone = fields[field]
+            identity = [p for p in ARCTIC_PHONES + ["none"] if row[col[f"{pos}-{p}"]] == 1]
+            assert identity == (["none"] if phone == "x" else [phone]), (pos, c)
+    # the file's patterns are all anchored or starred: every semantics answers alike
+    for semantics in SEMANTICS:
+        np.testing.assert_array_equal(load_questions(path, semantics=semantics).evaluate(contexts), feats)
+    assert qs.check_contexts(contexts) == {"unknown_phones": {}, "damaged": 0}
+    # the Festival file reads this layout's H and I groups wrongly, which is why both exist
+    festival = load_questions(DEFAULT_QUESTION_FILE).evaluate(contexts)
+    names = load_questions(DEFAULT_QUESTION_FILE).names
+    assert festival[6, names.index("C-Phrase_Num-Words")] == -1
+
+
+def test_arctic_question_file_is_generated_by_its_script(tmp_path):
+    import runpy
+    out = tmp_path / "q.hed"
+    runpy.run_path(str(REPO / "data" / "questions" / "make_questions_arctic.py"), run_name="__not_main__")["main"](
+        ["make_questions_arctic.py", str(out)])
+    assert out.read_text() == question_file("arctic_hts").read_text()
 
 
 # ----------------------------------------------------------------------------------------
@@ -456,5 +662,92 @@ def test_stage_writes_features_resumes_and_reports_bad_utterances(tmp_path):
     assert again["train"].skipped == 1 and again["dev"].skipped == 1 and list(again["train"].failed) == ["u3"]
     with pytest.raises(ValueError, match="unknown key 'question_fiel'; did you mean 'question_file'"):
         stage.run(StageContext(exp_dir=exp, config={"frontend": {"question_fiel": "x"}}))
-    with pytest.raises(FileNotFoundError, match="shipped name: festival_slt"):
+    with pytest.raises(FileNotFoundError, match="shipped name: arctic_hts, festival_slt"):
         stage.run(StageContext(exp_dir=exp, config={"frontend": {"question_file": "nonexistent"}}))
+
+
+def _semantics_experiment(tmp_path):
+    """An experiment whose one utterance holds the three hand-checked labels (in label
+    order C, A, B) and whose question file is SEMANTICS_QUESTIONS."""
+    exp = tmp_path / "exp"
+    (exp / "data").mkdir(parents=True)
+    order = [2, 0, 1]
+    lab = write(tmp_path, "u1.lab", "".join(f"{k * 500000} {(k + 1) * 500000} {SEMANTICS_LABELS[i]}\n"
+                                            for k, i in enumerate(order)))
+    (exp / "data" / "lab.scp").write_text(f"u1 {lab}\n")
+    (exp / "data" / "train.list").write_text("u1\n")
+    qfile = write(tmp_path, "q.hed", SEMANTICS_QUESTIONS)
+    return exp, qfile, order
+
+
+def test_stage_records_question_semantics_and_refuses_a_change(tmp_path):
+    from sps.stages import linguistic as stage
+    from sps.stages.runner import StageContext
+
+    exp, qfile, order = _semantics_experiment(tmp_path)
+    x_path = exp / "dump" / "train" / "in_duration" / "u1.npy"
+
+    def run(semantics=None, force=False, qf=qfile):
+        frontend = {"question_file": str(qf)}
+        if semantics is not None:
+            frontend["question_semantics"] = semantics
+        return stage.run(StageContext(exp_dir=exp, config={"frontend": frontend}, force=force))
+
+    def expected(semantics):
+        return np.array(SEMANTICS_EXPECTED[semantics], np.float32)[order]
+
+    run()   # default: nnmnkwii
+    np.testing.assert_array_equal(np.load(x_path), expected("nnmnkwii"))
+    for kind in ("in_duration", "in_acoustic"):
+        assert json.loads((exp / "dump" / f"{kind}.json").read_text())["question_semantics"] == "nnmnkwii"
+    with pytest.raises(ValueError, match="question_semantics differ"):
+        run("merlin")
+    with pytest.raises(ValueError, match="expected one of 'nnmnkwii' \\| 'merlin' \\| 'hts', got 'htk'"):
+        run("htk")
+    run("hts", force=True)
+    np.testing.assert_array_equal(np.load(x_path), expected("hts"))
+    assert json.loads((exp / "dump" / "in_acoustic.json").read_text())["question_semantics"] == "hts"
+    # a spec from before the option was recorded was made with Merlin's rule
+    run("merlin", force=True)
+    for kind in ("in_duration", "in_acoustic"):
+        path = exp / "dump" / f"{kind}.json"
+        spec = json.loads(path.read_text())
+        del spec["question_semantics"]
+        path.write_text(json.dumps(spec))
+    run("merlin")
+    with pytest.raises(ValueError, match="question_semantics differ"):
+        run("nnmnkwii")
+    # a file that every semantics reads alike may change semantics without --force
+    plain = write(tmp_path, "plain.hed", 'QS "C-iy" {*-iy+*}\nQS "LL-l" {l^*}\nCQS "n" {@(\\d+)_}\n')
+    run("merlin", force=True, qf=plain)
+    run("hts", qf=plain)
+    assert json.loads((exp / "dump" / "in_acoustic.json").read_text())["question_semantics"] == "hts"
+
+
+def test_synthesizer_reads_the_recorded_semantics(tmp_path, monkeypatch):
+    from sps.io import write_json
+    from sps.stages import synth
+    from sps.stages.experiment import Experiment
+
+    exp_dir, qfile, _ = _semantics_experiment(tmp_path)
+    exp = Experiment(exp_dir)
+    (exp_dir / "dump").mkdir()
+    write_json(exp.spec_path("out_acoustic"), {"kind": "out_acoustic"})
+    made = {}
+    monkeypatch.setattr(Experiment, "load_model", lambda self, name: None)
+    monkeypatch.setattr(synth, "Synthesizer", lambda *args, **kwargs: made.update(kwargs))
+
+    def semantics_used(recorded, **cfg):
+        spec = {"kind": "in_acoustic", "question_file": str(qfile), "subphone_features": "phone"}
+        if recorded is not None:
+            spec["question_semantics"] = recorded
+        write_json(exp.spec_path("in_acoustic"), spec)
+        synth.make_synthesizer(exp, synth.SynthConfig(**cfg), need_duration=False)
+        return made["questions"].semantics
+
+    assert semantics_used("hts") == "hts"
+    assert semantics_used("merlin") == "merlin"
+    assert semantics_used(None) == "merlin"                  # written before the option existed
+    assert semantics_used("hts", question_semantics="nnmnkwii") == "nnmnkwii"   # the config wins
+    qs = made["questions"]
+    np.testing.assert_array_equal(qs.evaluate(SEMANTICS_LABELS), np.array(SEMANTICS_EXPECTED["nnmnkwii"], np.float32))

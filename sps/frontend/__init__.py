@@ -15,7 +15,8 @@ from sps.frontend.features import (duration_features, feature_names, linguistic_
                                    positional_feature_names, positional_features)
 from sps.frontend.festival import text_to_labels
 from sps.frontend.labels import FRAME_SHIFT, Labels, labels_from_lines, load_labels
-from sps.frontend.questions import Question, QuestionSet, load_questions, pattern_to_regex
+from sps.frontend.questions import (DEFAULT_SEMANTICS, SEMANTICS, Question, QuestionSet, load_questions,
+                                    pattern_to_regex)
 
 #: question files shipped with the package (``question_file(name)``)
 QUESTION_FILE_DIR = Path(__file__).resolve().parent / "question_files"
@@ -24,8 +25,9 @@ DEFAULT_QUESTION_FILE = QUESTION_FILE_DIR / "festival_slt.hed"
 
 
 def question_file(name: str | Path | None) -> Path:
-    """A question file: a path, or the name of a shipped one (``festival_slt``; None: the
-    default). Raises ``FileNotFoundError`` naming what was looked for."""
+    """A question file: a path, or the name of a shipped one (``festival_slt`` for Festival's
+    labels, ``arctic_hts`` for the labels of the CMU ARCTIC HTS demo; None: the default).
+    Raises ``FileNotFoundError`` naming what was looked for."""
     if name is None:
         return DEFAULT_QUESTION_FILE
     path = Path(name)
@@ -40,7 +42,7 @@ def question_file(name: str | Path | None) -> Path:
 
 __all__ = [
     "Labels", "load_labels", "labels_from_lines", "FRAME_SHIFT",
-    "Question", "QuestionSet", "load_questions", "pattern_to_regex",
+    "Question", "QuestionSet", "load_questions", "pattern_to_regex", "SEMANTICS", "DEFAULT_SEMANTICS",
     "linguistic_features", "duration_features", "positional_features", "positional_feature_names",
     "feature_names", "text_to_labels", "DEFAULT_QUESTION_FILE", "question_file",
 ]

@@ -1,4 +1,4 @@
-"""HTS question files (``QS`` / ``CQS``) with Merlin semantics, evaluated fast.
+"""HTS question files (``QS`` / ``CQS``), with a choice of pattern semantics, evaluated fast.
 
 A question file holds one question per line::
 
@@ -12,25 +12,37 @@ match, or a default when nothing matches: -1, and -50 for the signed form
 ``([-\\d]+)`` (Merlin's convention, so that a signed value of -1 stays distinct
 from "absent").
 
-Pattern semantics (Merlin's translation of HTK wildcards):
+In every semantics ``*`` matches any run of characters, ``?`` exactly one, and
+everything else is literal. The semantics differ only in where a pattern is anchored
+(:data:`SEMANTICS`, default :data:`DEFAULT_SEMANTICS`):
 
-* ``*`` matches any run of characters, ``?`` exactly one; everything else is literal.
-* A pattern that contains ``*`` is matched against the whole label (HTK): it is
-  anchored at the label start unless it starts with ``*`` and at the end unless it
-  ends with ``*``. So ``*-a+*`` asks "central phone is a" and ``a^*`` (the ``LL-``
-  questions) asks "the label starts with ``a^``".
-* A pattern without any ``*`` is searched anywhere in the label (Merlin does this,
-  and Merlin-style ``CQS`` patterns such as ``@(\\d+)_`` rely on it); it is
-  equivalent to HTK ``*pattern*``.
+``"merlin"``
+    A pattern that contains ``*`` is matched against the whole label (HTK): it is
+    anchored at the label start unless it starts with ``*`` and at the end unless it
+    ends with ``*``. A pattern without any ``*`` is searched anywhere in the label
+    (equivalent to HTK ``*pattern*``). So ``{l^}`` fires for ``sil^hh-iy+...``.
+``"nnmnkwii"`` (the default)
+    Merlin's rule, except that every pattern of a ``QS`` whose name contains
+    ``LL-`` is anchored at the label start (nnmnkwii's ``append_hat_for_LL``; as
+    there, a leading ``*`` of such a pattern is dropped). ``{l^}`` in ``"LL-l"``
+    asks "the label starts with ``l^``", which is what an LL question means.
+``"hts"``
+    HTS/HHEd: the pattern must match the whole label (anchored at the start unless
+    it starts with ``*``, at the end unless it ends with ``*``, with or without
+    other stars). ``{l^}`` never fires on a full-context label.
+
+``CQS`` patterns are searched the same way in all three (a pattern without ``*`` is
+found anywhere; ``*`` at either end anchors as in Merlin's rule), since Merlin-style
+patterns such as ``@(\\d+)_`` rely on it.
 
 Speed: the distinct labels of an utterance are joined into one newline-separated
-text. Plain substring/prefix/suffix patterns (almost all patterns of real question
-files) become substrings of that text; those shaped like a delimited field (``-aa+``:
-delimiters ``-`` and ``+`` absent from the inside) are found all at once by one scan
-per delimiter pair plus a dict lookup of the field, the rest with ``str.find``. Any
-other pattern and every ``CQS`` take one regex scan per question (anchors become
-newlines, wildcards never cross one). The cost is a few dozen C-level scans per
-utterance instead of one regex call per pattern per label.
+text. Plain substring/prefix/suffix/whole-label patterns (almost all patterns of real
+question files) become substrings of that text; those shaped like a delimited field
+(``-aa+``: delimiters ``-`` and ``+`` absent from the inside) are found all at once by
+one scan per delimiter pair plus a dict lookup of the field, the rest with
+``str.find``. Any other pattern and every ``CQS`` take one regex scan per question
+(anchors become newlines, wildcards never cross one). The cost is a few dozen C-level
+scans per utterance instead of one regex call per pattern per label.
 """
 from __future__ import annotations
 
@@ -50,6 +62,10 @@ CAPTURES: dict[str, tuple[str, float]] = {
 }
 _CAPTURE_RE = re.compile("|".join(re.escape(c) for c in CAPTURES))
 _LINE_RE = re.compile(r'^(QS|CQS)\s+"([^"]*)"\s*\{(.*)\}\s*$')
+#: pattern semantics of :func:`load_questions` (see the module docstring)
+SEMANTICS = ("merlin", "nnmnkwii", "hts")
+#: Merlin's, with LL patterns anchored at the label start
+DEFAULT_SEMANTICS = "nnmnkwii"
 _CENTRAL_RE = re.compile(r"\*-([^-+*?]+)\+\*")   # a central-phone pattern *-X+*
 _PHONE_RE = re.compile(r"-([^-+/]+)\+")             # the central phone of a full-context label
 
@@ -59,7 +75,39 @@ def _wildcards(text: str) -> str:
     return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
 
 
-def _translate(pattern: str, numeric: bool) -> tuple[bool, str, bool]:
+def check_semantics(semantics: str) -> str:
+    """``semantics`` if it is one of :data:`SEMANTICS`, else a ``ValueError`` listing them."""
+    if semantics not in SEMANTICS:
+        raise ValueError(f"question semantics must be one of {', '.join(SEMANTICS)}; got {semantics!r}")
+    return semantics
+
+
+def is_ll_question(name: str) -> bool:
+    """Whether a question's name marks it as an LL (left-left phone) question: it contains
+    ``LL-`` (nnmnkwii's test)."""
+    return "LL-" in name
+
+
+def anchors(pattern: str, numeric: bool = False, semantics: str = DEFAULT_SEMANTICS,
+            ll: bool = False) -> tuple[bool, bool]:
+    """Where a pattern is anchored: (at the label start, at the label end).
+
+    ``ll``: the pattern belongs to an LL question (:func:`is_ll_question`); it matters
+    for the ``"nnmnkwii"`` semantics only. Numeric (``CQS``) patterns follow Merlin's
+    rule in every semantics.
+    """
+    check_semantics(semantics)
+    if semantics == "hts" and not numeric:
+        return not pattern.startswith("*"), not pattern.endswith("*")
+    star = "*" in pattern
+    start, end = star and not pattern.startswith("*"), star and not pattern.endswith("*")
+    if semantics == "nnmnkwii" and ll and not numeric:
+        start = True
+    return start, end
+
+
+def _translate(pattern: str, numeric: bool, semantics: str = DEFAULT_SEMANTICS,
+               ll: bool = False) -> tuple[bool, str, bool]:
     """HTK pattern -> (anchored at start, regex body, anchored at end)."""
     if "\n" in pattern:
         raise ValueError(f"pattern {pattern!r} contains a newline")
@@ -72,11 +120,12 @@ def _translate(pattern: str, numeric: bool) -> tuple[bool, str, bool]:
         body = _wildcards(before.lstrip("*")) + CAPTURES[found[0]][0] + _wildcards(after.rstrip("*"))
     else:
         body = _wildcards(pattern.strip("*"))
-    star = "*" in pattern
-    return star and not pattern.startswith("*"), body, star and not pattern.endswith("*")
+    start, end = anchors(pattern, numeric, semantics, ll)
+    return start, body, end
 
 
-def pattern_to_regex(pattern: str, numeric: bool = False) -> str:
+def pattern_to_regex(pattern: str, numeric: bool = False, semantics: str = DEFAULT_SEMANTICS,
+                     name: str = "") -> str:
     """Translate one HTK pattern to a regular expression for ``re.search`` on one label.
 
     Parameters
@@ -86,13 +135,18 @@ def pattern_to_regex(pattern: str, numeric: bool = False) -> str:
         exactly one of the capture groups in :data:`CAPTURES`.
     numeric : bool
         Keep the capture group.
+    semantics : {"merlin", "nnmnkwii", "hts"}
+        Anchoring rule (see the module docstring).
+    name : str
+        Name of the question the pattern belongs to (``"nnmnkwii"`` anchors the
+        patterns of ``LL-`` questions).
 
     Returns
     -------
     str
-        ``\\A...\\Z``-anchored as Merlin does (see the module docstring).
+        With ``\\A`` / ``\\Z`` where the pattern is anchored.
     """
-    start, body, end = _translate(pattern, numeric)
+    start, body, end = _translate(pattern, numeric, semantics, not numeric and is_ll_question(name))
     return ("\\A" if start else "") + body + ("\\Z" if end else "")
 
 
@@ -112,19 +166,20 @@ class Question:
         return CAPTURES[_CAPTURE_RE.search(self.patterns[0]).group(0)][1]
 
 
-def literal_form(pattern: str) -> tuple[str, str] | None:
-    """``("in"|"prefix"|"suffix", text)`` when a binary pattern is a plain substring,
-    prefix or suffix test (no ``?``, no interior ``*``), else None.
+def literal_form(pattern: str, semantics: str = "merlin", ll: bool = False) -> tuple[str, str] | None:
+    """``("in"|"prefix"|"suffix"|"exact", text)`` when a binary pattern is a plain
+    substring, prefix, suffix or whole-label test (no ``?``, no interior ``*``), else None.
 
-    ``*abc*`` and (Merlin) ``abc`` -> ``("in", "abc")``; ``abc*`` -> ``("prefix", "abc")``;
-    ``*abc`` -> ``("suffix", "abc")``.
+    Merlin: ``*abc*`` and ``abc`` -> ``("in", "abc")``; ``abc*`` -> ``("prefix", "abc")``;
+    ``*abc`` -> ``("suffix", "abc")``. HTS: ``abc`` -> ``("exact", "abc")``.
     """
     core = pattern.strip("*")
     if "*" in core or "?" in core:
         return None
-    if "*" not in pattern or (pattern.startswith("*") and pattern.endswith("*")):
-        return ("in", core)
-    return ("suffix", core) if pattern.startswith("*") else ("prefix", core)
+    start, end = anchors(pattern, False, semantics, ll)
+    if start and end:
+        return ("exact", core)
+    return ("prefix", core) if start else ("suffix", core) if end else ("in", core)
 
 
 class _Plan:
@@ -137,18 +192,21 @@ class _Plan:
     def __init__(self, qset: "QuestionSet"):
         needles: dict[str, list[int]] = {}             # substring -> binary question columns
         self.scans: list[tuple[int, re.Pattern]] = []  # binary questions needing a regex
+        semantics = qset.semantics
         for j, q in enumerate(qset.binary):
             rest = []
+            ll = is_ll_question(q.name)
             for p in q.patterns:
-                form = literal_form(p)
+                form = literal_form(p, semantics, ll)
                 if form is None:
                     rest.append(p)
                 else:
                     kind, text = form
-                    needle = "\n" + text if kind == "prefix" else text + "\n" if kind == "suffix" else text
+                    needle = ("\n" if kind in ("prefix", "exact") else "") + text + \
+                        ("\n" if kind in ("suffix", "exact") else "")
                     needles.setdefault(needle, []).append(j)
             if rest:
-                self.scans.append((j, _compile(rest, numeric=False)))
+                self.scans.append((j, _compile(rest, False, semantics, ll)))
         self.needles = list(needles)
         # a prefix needle "\nabc" found at i belongs to the label starting at i + 1
         self.shift = np.array([n[:1] == "\n" for n in self.needles], dtype=np.int64)
@@ -171,11 +229,12 @@ class _Plan:
         self.columns = np.array(sorted(groups), dtype=np.int64)
         self.gather = np.array([k for j in self.columns for k in groups[j]], dtype=np.int64)
         self.offsets = np.cumsum([0] + [len(groups[j]) for j in self.columns[:-1]]).astype(np.int64)
-        self.numeric = [(len(qset.binary) + j, q, q.default, _compile(q.patterns, numeric=True))
+        self.numeric = [(len(qset.binary) + j, q, q.default, _compile(q.patterns, True, semantics))
                         for j, q in enumerate(qset.numeric)]
 
 
-def _compile(patterns: Sequence[str], numeric: bool) -> re.Pattern:
+def _compile(patterns: Sequence[str], numeric: bool, semantics: str = DEFAULT_SEMANTICS,
+             ll: bool = False) -> re.Pattern:
     """Patterns as one alternation for scanning ``"\\n" + "\\n".join(labels) + "\\n"``.
 
     A start anchor becomes the newline before the label (consumed: a literal, so the
@@ -184,7 +243,7 @@ def _compile(patterns: Sequence[str], numeric: bool) -> re.Pattern:
     """
     parts = []
     for p in patterns:
-        start, body, end = _translate(p, numeric)
+        start, body, end = _translate(p, numeric, semantics, ll)
         parts.append("(?:" + ("\\n" if start else "") + body + ("(?=\\n)" if end else "") + ")")
     return re.compile("|".join(parts))
 
@@ -193,11 +252,14 @@ def _compile(patterns: Sequence[str], numeric: bool) -> re.Pattern:
 class QuestionSet:
     """Questions of one file: binary ones first, then numeric ones, each in file order.
 
-    ``evaluate(contexts)`` gives the phone-level linguistic feature matrix.
+    ``evaluate(contexts)`` gives the phone-level linguistic feature matrix, with the
+    pattern ``semantics`` (``"merlin"``, ``"nnmnkwii"`` or ``"hts"``; see the module
+    docstring).
     """
     binary: list[Question]
     numeric: list[Question]
     path: str | None = None
+    semantics: str = DEFAULT_SEMANTICS
     _plan: _Plan | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -217,6 +279,26 @@ class QuestionSet:
         if self._plan is None:
             self._plan = _Plan(self)
         return self._plan
+
+    def __post_init__(self):
+        check_semantics(self.semantics)
+
+    def with_semantics(self, semantics: str) -> "QuestionSet":
+        """The same questions read with another pattern semantics."""
+        return QuestionSet(binary=self.binary, numeric=self.numeric, path=self.path, semantics=semantics)
+
+    def translations(self, semantics: str | None = None) -> tuple:
+        """Every pattern as (anchored at start, regex body, anchored at end), question by
+        question, under ``semantics`` (default: this set's). Two semantics with equal
+        translations give the same answers for any label."""
+        semantics = self.semantics if semantics is None else semantics
+        return tuple(tuple(_translate(p, q.numeric, semantics, not q.numeric and is_ll_question(q.name))
+                           for p in q.patterns) for q in self.questions)
+
+    def same_answers(self, semantics_a: str, semantics_b: str) -> bool:
+        """Whether this question file answers alike under two semantics (for any label):
+        true when no pattern is read differently."""
+        return self.translations(semantics_a) == self.translations(semantics_b)
 
     def __getstate__(self):  # compiled state is rebuilt lazily after unpickling
         state = dict(self.__dict__)
@@ -370,18 +452,28 @@ def parse_question_line(line: str, source: str = "") -> Question | None:
     return Question(name=name, patterns=patterns, numeric=numeric, source=source)
 
 
-def load_questions(path: str | os.PathLike) -> QuestionSet:
-    """Read an HTS question file (``QS`` and ``CQS`` lines, Merlin semantics).
+def load_questions(path: str | os.PathLike, semantics: str = DEFAULT_SEMANTICS) -> QuestionSet:
+    """Read an HTS question file (``QS`` and ``CQS`` lines).
 
     Blank lines and lines starting with ``#`` are ignored; anything else that is not a
     well-formed question, a duplicate name, or a CQS pattern without exactly one
     capture group is a ``ValueError`` naming ``file:line``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    semantics : {"nnmnkwii", "merlin", "hts"}
+        How patterns are anchored (see the module docstring): ``"nnmnkwii"`` (the
+        default) is Merlin's rule with the patterns of ``LL-`` questions anchored at
+        the label start; ``"merlin"`` searches a pattern without ``*`` anywhere;
+        ``"hts"`` matches every pattern against the whole label.
 
     Returns
     -------
     QuestionSet
         ``binary`` and ``numeric`` question lists in file order.
     """
+    check_semantics(semantics)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: question file not found")
@@ -396,4 +488,4 @@ def load_questions(path: str | os.PathLike) -> QuestionSet:
         (numeric if q.numeric else binary).append(q)
     if not seen:
         raise ValueError(f"{path}: no questions found")
-    return QuestionSet(binary=binary, numeric=numeric, path=str(path))
+    return QuestionSet(binary=binary, numeric=numeric, path=str(path), semantics=semantics)

@@ -11,7 +11,8 @@ and the stream specs ``dump/in_duration.json``, ``dump/in_acoustic.json``,
 ``dump/out_duration.json``. ``N_frames = round(end_last / frame_shift)``, the
 length the acoustic feature stage uses. Config (section ``frontend``)::
 
-    question_file: data/questions/questions_festival_slt.hed
+    question_file: festival_slt      # a shipped name (festival_slt, arctic_hts) or a path
+    question_semantics: nnmnkwii     # nnmnkwii | merlin | hts: how patterns are anchored
     subphone_features: auto   # auto | phone | state | none
     frame_shift: 50000        # 100 ns units (5 ms)
     voice: cmu_us_slt_arctic_hts   # Festival voice for text input at synthesis time
@@ -28,7 +29,7 @@ from typing import Literal
 from sps.config import bind
 from sps.frontend import load_labels, load_questions, question_file
 from sps.frontend.features import duration_features, feature_names, linguistic_features, resolve_subphone
-from sps.frontend.questions import QuestionSet
+from sps.frontend.questions import DEFAULT_SEMANTICS, SEMANTICS, QuestionSet
 from sps.io import audio_length, read_json, save_array, write_json
 from sps.stages.experiment import Experiment
 from sps.stages.runner import StageContext, run_utterances
@@ -42,6 +43,9 @@ KINDS = ("in_duration", "out_duration", "in_acoustic")
 class FrontendConfig:
     """Section ``frontend`` of ``conf/linguistic.yaml``."""
     question_file: str | None = None
+    #: how question patterns are anchored (sps.frontend.questions): "nnmnkwii" (Merlin's rule,
+    #: LL patterns anchored at the label start), "merlin" or "hts" (whole-label match)
+    question_semantics: Literal["nnmnkwii", "merlin", "hts"] = DEFAULT_SEMANTICS
     subphone_features: Literal["auto", "phone", "state", "none"] = "auto"
     frame_shift: int = 50000          # 100 ns units (5 ms)
     #: not used here: the Festival voice of ``text_to_labels`` at synthesis time
@@ -62,9 +66,13 @@ class LinguisticConfig:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
 
 
+#: the semantics of specs written before the option existed
+LEGACY_SEMANTICS = "merlin"
+
+
 @functools.lru_cache(maxsize=4)
-def _cached_questions(path: str, mtime: float) -> QuestionSet:
-    return load_questions(path)
+def _cached_questions(path: str, mtime: float, semantics: str) -> QuestionSet:
+    return load_questions(path, semantics=semantics)
 
 
 def check_audio_length(labels, wav_path: str, frame_shift: int, max_mismatch: int) -> None:
@@ -78,7 +86,8 @@ def check_audio_length(labels, wav_path: str, frame_shift: int, max_mismatch: in
 
 
 def process_utterance(utt: str, *, exp: Experiment, split: str, question_file: Path,
-                      subphone: str, num_states: int, frame_shift: int, max_mismatch: int) -> None:
+                      subphone: str, num_states: int, frame_shift: int, max_mismatch: int,
+                      semantics: str = DEFAULT_SEMANTICS) -> None:
     """Write the three feature files of one utterance (atomically).
 
     Takes paths, not loaded tables, so that the picklable ``functools.partial`` sent to
@@ -87,7 +96,7 @@ def process_utterance(utt: str, *, exp: Experiment, split: str, question_file: P
     table = exp.scp("lab")
     if utt not in table:
         raise ValueError(f"{exp.data_dir / 'lab.scp'}: no entry for utterance {utt!r}")
-    questions = _cached_questions(str(question_file), question_file.stat().st_mtime)
+    questions = _cached_questions(str(question_file), question_file.stat().st_mtime, semantics)
     labels = load_labels(table[utt])
     if not labels.has_times:
         raise ValueError(f"{labels.path}: training labels need times")
@@ -113,6 +122,16 @@ def process_utterance(utt: str, *, exp: Experiment, split: str, question_file: P
     }
     for kind, array in outputs.items():
         save_array(exp.dump_path(split, kind, utt), array)
+
+
+def _semantics_changed(old_spec: dict, questions: QuestionSet, semantics: str) -> bool:
+    """Whether features recorded in ``old_spec`` were made with a question semantics that
+    answers differently from ``semantics`` for this question file (a spec without the key
+    was made with Merlin's rule, the only one before the option existed)."""
+    old = old_spec.get("question_semantics", LEGACY_SEMANTICS)
+    if old == semantics:
+        return False
+    return old not in SEMANTICS or not questions.same_answers(old, semantics)
 
 
 def _first_readable(lab_scp: dict[str, str], utts: list[str]):
@@ -141,7 +160,8 @@ def run(ctx: StageContext) -> dict:
     cfg = bind(LinguisticConfig, ctx.config, "linguistic").frontend
     frame_shift = cfg.frame_shift
     qfile = question_file(cfg.question_file)
-    questions = load_questions(qfile)
+    semantics = cfg.question_semantics
+    questions = load_questions(qfile, semantics=semantics)
     exp = ctx.exp
     lab_scp = exp.scp("lab")
     splits = {s: exp.utterances(s, stage="linguistic") for s in exp.splits()}
@@ -152,7 +172,7 @@ def run(ctx: StageContext) -> dict:
     num_states = reference.num_states
 
     common = {"question_file": str(qfile), "question_file_sha1": hashlib.sha1(qfile.read_bytes()).hexdigest(),
-              "frame_shift_ms": frame_shift / 10000.0,
+              "question_semantics": semantics, "frame_shift_ms": frame_shift / 10000.0,
               "num_binary": len(questions.binary), "num_numeric": len(questions.numeric)}
     names_phone = feature_names(questions)
     names_frame = feature_names(questions, frame_level=True, subphone_features=subphone)
@@ -171,6 +191,8 @@ def run(ctx: StageContext) -> dict:
             old = read_json(path)
             changed = [k for k in ("dim", "question_file_sha1", "subphone_features", "frame_shift_ms", "names")
                        if old.get(k) != spec.get(k)]
+            if "question_semantics" in spec and _semantics_changed(old, questions, semantics):
+                changed.append("question_semantics")
             if changed:
                 raise ValueError(f"{path}: existing features were made with another question file or settings "
                                  f"({', '.join(changed)} differ); rerun with --force to redo them all")
@@ -180,7 +202,7 @@ def run(ctx: StageContext) -> dict:
     for split, utts in splits.items():
         process = functools.partial(process_utterance, exp=exp, split=split, question_file=qfile,
                                     subphone=subphone, num_states=num_states, frame_shift=frame_shift,
-                                    max_mismatch=cfg.max_frame_mismatch)
+                                    max_mismatch=cfg.max_frame_mismatch, semantics=semantics)
         done = None if ctx.force else functools.partial(_done, exp=exp, split=split)
         summaries[split] = run_utterances(
             utts, process, desc=f"linguistic {split}", jobs=ctx.jobs, shard=ctx.shard, done=done,

@@ -32,9 +32,11 @@ import numpy as np
 from sps.config import bind
 from sps.frontend import load_labels, load_questions, question_file, text_to_labels
 from sps.frontend.festival import clean_text
+from sps.frontend.questions import DEFAULT_SEMANTICS
 from sps.io import load_array, save_array, write_wav
 from sps.spec import static_columns
 from sps.stages.experiment import Experiment
+from sps.stages.linguistic import LEGACY_SEMANTICS
 from sps.stages.runner import StageContext, run_utterances
 from sps.synthesis import Synthesizer, plot_comparison
 from sps.vocoders import world
@@ -54,6 +56,9 @@ class SynthConfig:
     postfilter_beta: float = 1.4                        # weight of c2.. (Merlin's pf_coef)
     vuv_threshold: float = 0.5
     questions: str | None = None         # question file (None: the one in dump/in_acoustic.json)
+    #: question semantics (None: the one in dump/in_acoustic.json; "merlin" for a spec
+    #: written before it was recorded)
+    question_semantics: Literal["nnmnkwii", "merlin", "hts"] | None = None
     subphone_features: str | None = None  # positional features (None: as the linguistic stage wrote)
     voice: str = "cmu_us_slt_arctic_hts"  # Festival voice for text input
     festival_timeout: float = 60.0       # seconds per Festival call (long text is cut into chunks)
@@ -77,9 +82,13 @@ def make_synthesizer(exp: Experiment, cfg: SynthConfig, need_duration: bool = Tr
     """The :class:`~sps.synthesis.Synthesizer` of an experiment's trained models."""
     meta = exp.spec("in_acoustic") if exp.spec_path("in_acoustic").exists() else {}
     qfile = question_file(cfg.questions or meta.get("question_file"))
+    # the semantics the linguistic stage used, so that text input gets the features the
+    # models were trained on (specs from before the option: Merlin's rule)
+    semantics = cfg.question_semantics or (meta.get("question_semantics", LEGACY_SEMANTICS) if meta
+                                           else DEFAULT_SEMANTICS)
     return Synthesizer(exp.load_model(cfg.acoustic_model), exp.spec("out_acoustic"),
                        duration=exp.load_model(cfg.duration_model) if need_duration else None,
-                       questions=load_questions(qfile),
+                       questions=load_questions(qfile, semantics=semantics),
                        subphone_features=cfg.subphone_features or meta.get("subphone_features") or "auto",
                        postfilter_beta=cfg.postfilter_beta if cfg.postfilter else None,
                        vuv_threshold=cfg.vuv_threshold)
