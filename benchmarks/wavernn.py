@@ -26,6 +26,15 @@ waveforms generated with the same random draws.
 
     python benchmarks/wavernn.py --quality --train-minutes 10
 
+``--sparse`` measures single-stream generation of block-pruned models (random weights
+pruned to 90 / 95 % zero blocks of 16 x 1 or 4 x 4, the shapes gradual pruning makes)
+against the dense kernel in the same run, and the bandwidth each reaches: bytes of
+weights (non-zero blocks, their column indices and row pointers) read per sample times
+samples per second, against the read bandwidth measured here for a buffer of the same
+size (one thread summing it, best of many passes: cache-resident for small models).
+
+    python benchmarks/wavernn.py --sparse --hidden 896 --threads 1
+
 ``--train`` times the teacher-forced recurrence (forward + backward of a batch of
 16 x 800 samples) with ``torch.gru`` (ATen), the PyTorch-loop autograd Function
 and the C kernels.
@@ -187,6 +196,72 @@ def quality(args):
             print(f"{kind:>9} {ll - ref_ll:>21.4f} {kl_c:>10.5f} {kl_f:>9.5f} {snr:>11.1f} {same:>12.1%}")
 
 
+def read_bandwidth(nbytes: int, seconds: float = 0.3) -> float:
+    """Bytes/s one thread reads summing a float32 buffer of ``nbytes`` (best pass)."""
+    x = torch.ones(max(nbytes // 4, 1024))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    best, t_end = float("inf"), time.perf_counter() + seconds
+    reps = max(1, (1 << 22) // x.numel())
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            x.sum()
+        best = min(best, (time.perf_counter() - t0) / reps)
+    torch.set_num_threads(threads)
+    return x.numel() * 4 / best
+
+
+def weight_bytes(model, bf16: bool, sparse: bool) -> int:
+    """Bytes of the generation matrices the kernel reads for one sample."""
+    size = 2 if bf16 else 4
+    total = 0
+    for w in model.prunable().values():
+        if sparse:
+            ptr, idx, _ = native.block_csr(w, bf16)
+            total += len(idx) * (native.SP_BLOCK * size + 4) + ptr.numel() * 4
+        else:
+            total += w.numel() * size
+    return total
+
+
+def sparse_speed(args):
+    from sps.vocoders.pruning import block_mask
+    seconds = args.seconds or 2.0
+    frames = int(seconds * SR / HOP)
+    print(f"single-stream generation, {seconds:g} s, threads={torch.get_num_threads()}, random weights pruned "
+          "per matrix (R, O1..O4); GB/s = weight bytes per sample x samples/s; 'of read bw': against one "
+          "thread summing a buffer of the same size")
+    print(f"{'H':>5} {'sparsity':>8} {'block':>6} {'weights':>7} {'layout':>6} {'MB':>6} {'samples/s':>10} "
+          f"{'x real time':>11} {'vs dense bf16':>13} {'GB/s':>6} {'of read bw':>10}")
+    torch.manual_seed(0)
+    for H in args.hidden:
+        dense = WaveRNN(COND_DIM, hidden=H).eval()
+        cond = torch.randn(1, frames, COND_DIM)
+        base = None
+        for sparsity, block in ((0.0, None), (0.9, (16, 1)), (0.95, (16, 1)), (0.9, (4, 4)), (0.95, (4, 4))):
+            model = dense
+            if sparsity:
+                import copy
+                model = copy.deepcopy(dense)
+                with torch.no_grad():
+                    for w in model.prunable().values():
+                        w.mul_(block_mask(w, sparsity, block))
+            for precision in ("bfloat16", "float32") if sparsity else ("bfloat16",):
+                bf16 = precision == "bfloat16"
+                with torch.no_grad():
+                    dt = timed(lambda: model.generate(cond, backend="native", precision=precision,
+                                                      sparse=bool(sparsity)), torch.device("cpu"), repeat=3)
+                rate = frames * HOP / dt
+                base = base or rate
+                nbytes = weight_bytes(model, bf16, bool(sparsity))
+                bw = nbytes * rate
+                print(f"{H:>5} {sparsity:>8.0%} {'-' if block is None else '%dx%d' % block:>6} "
+                      f"{'bf16' if bf16 else 'fp32':>7} {'csr' if sparsity else 'dense':>6} {nbytes / 1e6:>6.2f} "
+                      f"{rate:>10,.0f} {rate / SR:>10.2f}x {rate / base:>12.2f}x {bw / 1e9:>6.1f} "
+                      f"{bw / read_bandwidth(nbytes):>9.0%}", flush=True)
+
+
 def train_speed(args):
     import torch.nn.functional as F
     from sps.vocoders.wavernn.rnn import gru_aten, gru_sequence
@@ -231,6 +306,7 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="torch / kernel threads")
     ap.add_argument("--quality", action="store_true", help="measure bf16/pruning quality cost")
     ap.add_argument("--train", action="store_true", help="time the training recurrence")
+    ap.add_argument("--sparse", action="store_true", help="block-sparse vs dense generation speed")
     ap.add_argument("--train-minutes", type=float, default=10.0)
     ap.add_argument("--utts", type=int, default=60, help="training utterances for --quality")
     ap.add_argument("--corpus", default="data/slt_festival")
@@ -241,6 +317,8 @@ def main():
         return quality(args)
     if args.train:
         return train_speed(args)
+    if args.sparse:
+        return sparse_speed(args)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     backend = "cuda_graph" if cuda else "native"

@@ -107,9 +107,48 @@ static inline v16f sp_ld_bf16(const uint16_t *p) {
     return (v16f)(__builtin_convertvector(*(const v16h *)p, v16u) << 16);
 }
 
+/* One batch row: four block rows at a time, each with its own accumulator, step in
+   lockstep over their common number of blocks (four independent FMA chains instead of
+   one latency-bound chain), then finish their tails one by one. Every output still sums
+   its non-zero blocks in column order, exactly as the dense kernel sums its columns. */
 #define DEFINE_SPGEMV(NAME, WT, LD)                                                    \
+static void NAME##_row(const int32_t *ptr, const int32_t *idx, const WT *val, const float *bias, \
+                       int M, const float *x, float *y) {                              \
+    const int R = M / SP_BLOCK;                                                        \
+    int r = 0;                                                                         \
+    for (; r + 4 <= R; r += 4) {                                                       \
+        v16f acc[4] = {{0}, {0}, {0}, {0}};                                            \
+        int n = ptr[r + 1] - ptr[r];                                                   \
+        for (int i = 1; i < 4; i++)                                                    \
+            if (ptr[r + i + 1] - ptr[r + i] < n) n = ptr[r + i + 1] - ptr[r + i];      \
+        const int j0 = ptr[r], j1 = ptr[r + 1], j2 = ptr[r + 2], j3 = ptr[r + 3];      \
+        for (int t = 0; t < n; t++) {                                                  \
+            acc[0] += LD(val + (size_t)(j0 + t) * SP_BLOCK) * x[idx[j0 + t]];          \
+            acc[1] += LD(val + (size_t)(j1 + t) * SP_BLOCK) * x[idx[j1 + t]];          \
+            acc[2] += LD(val + (size_t)(j2 + t) * SP_BLOCK) * x[idx[j2 + t]];          \
+            acc[3] += LD(val + (size_t)(j3 + t) * SP_BLOCK) * x[idx[j3 + t]];          \
+        }                                                                              \
+        for (int i = 0; i < 4; i++) {                                                  \
+            for (int j = ptr[r + i] + n; j < ptr[r + i + 1]; j++)                      \
+                acc[i] += LD(val + (size_t)j * SP_BLOCK) * x[idx[j]];                  \
+            for (int c = 0; c < SP_BLOCK; c++)                                         \
+                y[(r + i) * SP_BLOCK + c] = acc[i][c] + bias[(r + i) * SP_BLOCK + c];  \
+        }                                                                              \
+    }                                                                                  \
+    for (; r < R; r++) {                                                               \
+        v16f acc = {0};                                                                \
+        for (int j = ptr[r]; j < ptr[r + 1]; j++)                                      \
+            acc += LD(val + (size_t)j * SP_BLOCK) * x[idx[j]];                         \
+        for (int c = 0; c < SP_BLOCK; c++) y[r * SP_BLOCK + c] = acc[c] + bias[r * SP_BLOCK + c]; \
+    }                                                                                  \
+}                                                                                      \
+/* Several batch rows: one accumulator per batch row (up to four chains). */           \
 static void NAME(const int32_t *ptr, const int32_t *idx, const WT *val, const float *bias, \
                  int M, const float *X, int ldx, int nb, float *Y, int ldy) {          \
+    if (nb == 1) {                                                                     \
+        NAME##_row(ptr, idx, val, bias, M, X, Y);                                      \
+        return;                                                                        \
+    }                                                                                  \
     for (int b0 = 0; b0 < nb; b0 += 4) {                                               \
         const int nr = nb - b0 < 4 ? nb - b0 : 4;                                      \
         for (int r = 0; r < M / SP_BLOCK; r++) {                                       \

@@ -45,10 +45,13 @@ int wavernn_run(int S, int N, int H, int hop, int T2, const float *P,
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(|:failed)
     for (int blk = 0; blk < nblk; blk++) {
         const int s0 = 4 * blk, nb = S - s0 < 4 ? S - s0 : 4;
-        float *buf = (float *)calloc((size_t)4 * (H + 2 * G + H2 + NCLS + 2) + G, sizeof(float));
+        float *buf = (float *)calloc((size_t)4 * (H + 2 * G + H2 + NCLS + 2) + 4 * G, sizeof(float));
         if (!buf) { failed |= SPS_ENOMEM; continue; }
         float *h = buf, *rh = h + 4 * H, *x = rh + 4 * G, *a1 = x + 4 * G;
         float *lg = a1 + 4 * H2, *prev = lg + 4 * NCLS, *zero = prev + 8;
+        /* the columns of Ix (3H x 3) contiguous, so the input loops vectorise */
+        float *I0 = zero + G, *I1 = I0 + G, *I2 = I1 + G;
+        for (int j = 0; j < G; j++) { I0[j] = Ix[3 * j]; I1[j] = Ix[3 * j + 1]; I2[j] = Ix[3 * j + 2]; }
         for (int b = 0; b < nb; b++) { prev[2 * b] = 128.0f / 127.5f - 1.0f; prev[2 * b + 1] = -1.0f; }
         for (int t = 0; t < N; t++) {
             const double p = (t + 0.5) / hop + 0.5, pk = floor(p);
@@ -63,8 +66,8 @@ int wavernn_run(int S, int N, int H, int hop, int T2, const float *P,
                 for (int j = 0; j < G; j++) {
                     float v = p0[j] + a * (p1[j] - p0[j]);
                     v = v + bias[j];
-                    v = v + Ix[3 * j] * xc;
-                    xb[j] = v + Ix[3 * j + 1] * xf;
+                    v = v + I0[j] * xc;
+                    xb[j] = v + I1[j] * xf;
                 }
                 half_step(H, 0, H2, xb, rh + (size_t)b * G, h + (size_t)b * H);
             }
@@ -79,7 +82,7 @@ int wavernn_run(int S, int N, int H, int hop, int T2, const float *P,
                 out[o] = c;
                 prev[2 * b] = cur;
                 for (int g = 0; g < 3; g++)
-                    for (int i = g * H + H2; i < (g + 1) * H; i++) xb[i] = xb[i] + Ix[3 * i + 2] * cur;
+                    for (int i = g * H + H2; i < (g + 1) * H; i++) xb[i] = xb[i] + I2[i] * cur;
                 half_step(H, H2, H, xb, rh + (size_t)b * G, h + (size_t)b * H);
             }
             mat_gemv(O3, b3, H2, H2, h + H2, H, nb, a1, H2);
