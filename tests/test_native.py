@@ -68,3 +68,22 @@ def test_thread_policy(monkeypatch):
     assert native.threads(parallel=64, work=1e12) == n
     monkeypatch.setenv("SPS_THREADS", "3")
     assert native.threads(parallel=64, work=1e12) == 3
+
+
+def test_lockstep_threads_follow_the_idle_cores(monkeypatch):
+    monkeypatch.delenv("SPS_THREADS", raising=False)
+    monkeypatch.setattr(native.os, "cpu_count", lambda: 8)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(8)
+    try:
+        monkeypatch.setattr(native.os, "getloadavg", lambda: (0.2, 0.0, 0.0))      # idle
+        assert native.threads(64, 1e12, lockstep=True) == 8
+        monkeypatch.setattr(native.os, "getloadavg", lambda: (5.4, 0.0, 0.0))      # 2.6 cores free
+        assert native.threads(64, 1e12, lockstep=True) == 3
+        assert native.threads(64, 1e12) == 8                  # independent work ignores the load
+        monkeypatch.setattr(native.os, "getloadavg", lambda: (12.0, 0.0, 0.0))     # overloaded
+        assert native.threads(64, 1e12, lockstep=True) == 1
+        monkeypatch.setenv("SPS_THREADS", "4")                # the user's choice stands
+        assert native.threads(64, 1e12, lockstep=True) == 4
+    finally:
+        torch.set_num_threads(torch_threads)

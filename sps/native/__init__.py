@@ -245,13 +245,30 @@ def ptr(t) -> ctypes.c_void_p | None:
 WORK_PER_THREAD = 1 << 18
 
 
-def threads(parallel: int, work: float) -> int:
+def idle_cores() -> float:
+    """Cores the other processes leave free: the core count minus the 1-minute load
+    average (Linux, macOS; all cores where the load is unknown)."""
+    cores = os.cpu_count() or 1
+    try:
+        return max(0.0, cores - os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return float(cores)
+
+
+def threads(parallel: int, work: float, lockstep: bool = False) -> int:
     """OpenMP threads for one kernel call.
 
     ``$SPS_THREADS``, else torch's intra-op thread count, capped by the number of
     independent pieces of work (``parallel``) and by ``work / WORK_PER_THREAD`` (a
-    small call runs on one thread, with no fork/join cost).
+    small call runs on one thread, with no fork/join cost). ``lockstep`` work (threads
+    meeting at a barrier for every generated sample) is also capped by the idle cores
+    (:func:`idle_cores`, at least one): one descheduled thread stalls all the others
+    at every barrier, so on a busy machine fewer threads are faster. ``$SPS_THREADS``
+    is taken as given.
     """
     import torch
-    n = int(os.environ.get("SPS_THREADS") or torch.get_num_threads())
+    env = os.environ.get("SPS_THREADS")
+    n = int(env or torch.get_num_threads())
+    if lockstep and not env:
+        n = min(n, max(1, int(idle_cores() + 0.5)))
     return max(1, min(n, int(parallel), int(work // WORK_PER_THREAD) or 1))

@@ -193,11 +193,12 @@ def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: fl
     progress : bool, optional
         Show a tqdm bar (None: only on a terminal).
     threads : int, optional
-        OpenMP threads of the native kernel. Default ``min(torch.get_num_threads(), B)``:
-        threads take separate utterances and never wait for each other. More threads
-        than utterances split each weight matrix between cores (faster single-stream
-        generation on an idle machine, slow on a busy one: they synchronise at every
-        layer).
+        OpenMP threads of the native kernel. Threads take separate utterances and never
+        wait for each other; with fewer utterances than threads they split each weight
+        matrix between cores instead, which is faster single-stream generation on an
+        idle machine but slow on a busy one (they meet at every layer). The default
+        (:func:`sps.vocoders.wavenet.native.default_threads`) is torch's thread count,
+        and for split rows no more than the idle cores (load average).
     uniforms : Tensor [shape=(B, N)], optional
         The uniform draws themselves (instead of drawing them from ``generator``).
     return_classes : bool

@@ -17,6 +17,13 @@ def library():
     return _library("wavenet")
 
 
+def default_threads(B: int, R: int) -> int:
+    """Threads for ``B`` streams: one per stream, and with fewer streams than threads the
+    weight rows split between threads (faster on an idle machine), as far as the idle
+    cores allow (:func:`sps.native.threads` ``lockstep``)."""
+    return _threads(B * max(1, R // 16), 1 << 40, lockstep=B < torch.get_num_threads())
+
+
 class NativeState:
     """State and call of the C kernel (CPU, float32)."""
 
@@ -24,7 +31,7 @@ class NativeState:
         self.lib, self.P, self.B = library(), P, B
         self.inv_temp, self.argmax = 1.0 / float(temperature), int(argmax)
         # more threads than streams split the weight rows (faster on an idle machine)
-        self.threads = threads or _threads(B * max(1, P.R // 16), 1 << 40)
+        self.threads = threads or default_threads(B, P.R)
         start = P.A // 2
         self.yprev = torch.full((B,), start, dtype=torch.int32)
         self.ycurr = torch.full((B,), start, dtype=torch.int32)
@@ -72,7 +79,7 @@ def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tens
     buf = torch.zeros(B, P.L, P.D + 1, P.R)
     ring_s, ring_e = torch.zeros(B, HL), torch.zeros(B, HL)
     s_out, q_out = torch.empty(B, N), torch.empty(B, N, dtype=torch.int64)
-    nthreads = threads or _threads(B * max(1, P.R // 16), 1 << 40)
+    nthreads = threads or default_threads(B, P.R)
     for t0 in range(0, N, chunk):
         t1 = min(N, t0 + chunk)
         c = P.cond_chunk(ups, t0, t1).contiguous()
