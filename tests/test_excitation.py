@@ -12,8 +12,8 @@ import torch
 from sps.dsp import mu_law_encode
 from sps.features import mgc_to_lpc
 from sps.vocoders import build_vocoder
-from sps.vocoders.excitation import (ExcitationState, LinearPrediction, sample_frames, source_signal,
-                                     teacher_inputs)
+from sps.vocoders.excitation import (ExcitationState, LinearPrediction, f0_phase, pulse_phase, pulse_positions,
+                                     sample_frames, source_phase, source_signal, teacher_inputs)
 
 FEATURES = {"sample_rate": 8000, "alpha": 0.31, "mgc": [0, 6], "lf0": 6, "vuv": 7}
 HOP = 20
@@ -112,24 +112,29 @@ def test_source_signal_frequency_and_noise():
     assert 0.2 < noise.std() < 0.4 and np.abs(np.corrcoef(noise[:-1], noise[1:])[0, 1]) < 0.1
 
 
+KINDS = ["wavernn_lpc", "wavenet_lpc", "wavernn_lpc+phase", "wavenet_lpc+phase"]
+
+
 def make(kind: str):
     torch.manual_seed(0)
+    kind, _, extra = kind.partition("+")
+    opts = {"pitch_phase": True} if extra == "phase" else {}
     if kind == "wavernn_lpc":
         m = build_vocoder(kind, {"features": FEATURES, "hidden": 24, "cond_channels": 8, "hop_length": HOP,
-                                 "order": 4, "context_frames": 1}, 9)
+                                 "order": 4, "context_frames": 1, **opts}, 9)
         with torch.no_grad():
             m.O2.weight.mul_(8)
     else:
         m = build_vocoder(kind, {"features": FEATURES, "hop_length": HOP, "residual_channels": 8,
                                  "skip_channels": 12, "layers": 5, "max_dilation": 4, "cond_channels": 6,
-                                 "upsample_scales": [4, 5], "order": 4, "context_frames": 1}, 9)
+                                 "upsample_scales": [4, 5], "order": 4, "context_frames": 1, **opts}, 9)
         with torch.no_grad():
             m.conv_end.weight.mul_(5)
     m.set_conditioning(*stats())
     return m.eval()
 
 
-@pytest.mark.parametrize("kind", ["wavernn_lpc", "wavenet_lpc"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_generation_agrees_with_teacher_forcing(kind):
     """The excitation drawn at every sample is the teacher-forced target of the waveform it
     builds, and its distribution the teacher-forced one (logits recomputed)."""
@@ -148,8 +153,9 @@ def test_generation_agrees_with_teacher_forcing(kind):
     for n in range(7 * HOP):
         st.inputs(a[:, f[n]], lag[:, f[n]])
         s[:, n] = st.push(mu_law_decode(q[:, n]))
+    phase = source_phase(lag, lp.frame_voicing(cond), HOP)          # what generation used
     with torch.no_grad():
-        logits, target = m.excitation_logits(s.double(), cond)
+        logits, target = m.excitation_logits(s.double(), cond, phase=phase)
     assert torch.equal(target, q)
     # sampling from the teacher-forced distributions with the same draws gives the same classes
     from sps.vocoders.sampling import sample_cdf
@@ -157,11 +163,11 @@ def test_generation_agrees_with_teacher_forcing(kind):
     assert (redraw == q).float().mean() > 0.99
 
 
-@pytest.mark.parametrize("kind", ["wavernn_lpc", "wavenet_lpc"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_native_kernel_draw_for_draw(kind):
     from sps.vocoders.wavernn.native import library as rnn_lib
     from sps.vocoders.wavenet.native import library as wn_lib
-    if (rnn_lib() if kind == "wavernn_lpc" else wn_lib()) is None:
+    if (rnn_lib() if kind.startswith("wavernn") else wn_lib()) is None:
         pytest.skip("no C compiler (or SPS_NO_NATIVE=1)")
     m = make(kind)
     cond = torch.randn(5, 9, 9)
@@ -170,7 +176,7 @@ def test_native_kernel_draw_for_draw(kind):
     got, qn = m.generate(cond, backend="native", uniforms=u, return_excitation=True)
     assert (qr == qn).float().mean() > 0.995
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-3)
-    if kind == "wavernn_lpc":
+    if kind.startswith("wavernn"):
         b16r, q16r = m.generate(cond, backend="torch", uniforms=u, return_excitation=True, precision="bfloat16")
         b16n, q16n = m.generate(cond, backend="native", uniforms=u, return_excitation=True, precision="bfloat16")
         assert (q16r == q16n).float().mean() > 0.995
@@ -179,7 +185,38 @@ def test_native_kernel_draw_for_draw(kind):
         assert torch.equal(qn, qn2)
 
 
-@pytest.mark.parametrize("kind", ["wavernn_lpc", "wavenet_lpc"])
+def test_pulses_and_phase_of_a_jittered_pulse_train():
+    """Pulses placed with jitter in noise are found exactly; the phase is 0 on them and
+    rises linearly in between; the F0 phase advances 2 pi / T0 per voiced sample."""
+    g = np.random.default_rng(0)
+    N = 2000
+    e = g.normal(0, 0.05, N)
+    truth, t = [], 103
+    while t < 1400:
+        truth.append(t)
+        t += int(g.integers(36, 45))                         # period 40 +- 4 samples
+    e[truth] = -1.0                                          # negative pulses: the polarity is found
+    voiced = torch.zeros(1, N, dtype=torch.bool)
+    end = truth[-1] + 20                                     # voicing ends before another pulse is due
+    voiced[0, 100:end] = True
+    lag = torch.full((1, N), 40.0)
+    found = pulse_positions(torch.from_numpy(e)[None], lag, voiced)[0]
+    assert found == truth
+    phase = pulse_phase([found], lag)[0].numpy()
+    for a, b in zip(truth, truth[1:]):
+        expect = 2 * np.pi * (np.arange(a, b) - a) / (b - a)
+        np.testing.assert_allclose(phase[a:b], expect, atol=1e-9)
+    ph = f0_phase(lag, voiced)[0].numpy()
+    assert ph[100] == 0.0 and np.all(ph[:100] == 0.0)
+    steps = np.mod(np.diff(ph[100:end]), 2 * np.pi)
+    np.testing.assert_allclose(steps, 2 * np.pi / 40, atol=1e-9)
+    x = source_phase(lag[:, ::HOP], voiced[:, ::HOP], HOP)     # per-frame inputs -> (1, N, 2)
+    v_frames = voiced[0, ::HOP][sample_frames(N // HOP, HOP)]
+    assert x.shape == (1, N, 2) and torch.all(x[0, ~v_frames] == 0)
+    np.testing.assert_allclose(x[0, 200:end - 20].norm(dim=-1).numpy(), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_short_training_lowers_the_loss(kind):
     """A few steps on an LPC-friendly signal (an AR(2) resonance excited by a pulse train)."""
     m = make(kind).train()

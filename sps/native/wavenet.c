@@ -94,6 +94,7 @@ typedef struct {
     const float *a, *lag, *itemp;   /* (B, T, p), (B, T), (B, T) */
     float *ring_s, *ring_e;         /* (B, HL) excitation state, kept between calls */
     float *out_s;                   /* (B, n) pre-emphasised samples */
+    const float *ph, *wph;          /* (B, n, 2) pitch-phase inputs of the chunk, (R, 2) weights; or NULL */
     int T, hop, p, HL;
 } lpc_args;
 
@@ -182,6 +183,11 @@ static int wavenet_core(int B, int n, int A, int R, int S, int L, int D1, const 
                         for (int j = 1; j < EXC_INPUTS; j++) {
                             const float *ej = lp->E + ((size_t)j * A + qi[j]) * R;
                             for (int r = 0; r < R; r++) xb[r] = xb[r] + ej[r];
+                        }
+                        if (lp->ph) {
+                            const float *pv = lp->ph + ((size_t)(b0 + b) * n + i) * 2;
+                            for (int r = 0; r < R; r++)
+                                xb[r] = xb[r] + (lp->wph[2 * r] * pv[0] + lp->wph[2 * r + 1] * pv[1]);
                         }
                     } else {
                         const float *ep = Ep + (size_t)yp[b] * R, *ec = Ec + (size_t)yc[b] * R;
@@ -314,8 +320,8 @@ int wavenet_lpc_run(int B, int n, int A, int R, int S, int L, int D1, const int 
                     const float *WoutT, const float *WendT, const float *cond, const float *u,
                     const float *a, const float *lag, const float *itemp, float *ring_s, float *ring_e,
                     int T, int hop, int p, int HL, float *buf, long long t0, int *out, float *out_s,
-                    int nthreads) {
-    const lpc_args lp = {E, a, lag, itemp, ring_s, ring_e, out_s, T, hop, p, HL};
+                    const float *ph, const float *wph, int nthreads) {
+    const lpc_args lp = {E, a, lag, itemp, ring_s, ring_e, out_s, ph, wph, T, hop, p, HL};
     return wavenet_core(B, n, A, R, S, L, D1, dil, 0, 0, embed_tanh, WprevT, WcurT, WresT, bres,
                         WskipT, bskip, WoutT, WendT, cond, u, 1.0f, 0, buf, 0, 0, t0, out, nthreads, &lp);
 }

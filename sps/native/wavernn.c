@@ -180,11 +180,12 @@ int gru_backward(int B, int N, int H, const float *dout, const float *R, const f
    256-way softmax over the mu-law excitation. S rows, N = T * hop samples each.
    P (S, T, 3H) frame projections; E (4, 256, 3H) input embeddings; A (S, T, p) LPC; LAG (S, T);
    ITEMP (S, T) inverse sampling temperatures; mats: R, O1, O2 (dense packed or block-sparse); U (S, N) uniforms; HL ring length (power
-   of two). Outputs: out_s (S, N) pre-emphasised samples, out_q (S, N) classes. */
+   of two). PH (S, N, 2) pitch-phase inputs and WPH (3H, 2) their weights, or both NULL.
+   Outputs: out_s (S, N) pre-emphasised samples, out_q (S, N) classes. */
 int wavernn_lpc_run(int S, int T, int hop, int H, int p, int HL, const float *P,
                     const float *E, const sps_mat *mats, const float *b1, const float *b2,
                     const float *A, const float *LAG, const float *ITEMP, const float *U,
-                    float *out_s, int64_t *out_q, int nthreads) {
+                    const float *PH, const float *WPH, float *out_s, int64_t *out_q, int nthreads) {
     const sps_mat *RT = mats, *O1 = mats + 1, *O2 = mats + 2;
     const int G = 3 * H, nblk = (S + 3) / 4;
     const int64_t N = (int64_t)T * hop;
@@ -220,6 +221,10 @@ int wavernn_lpc_run(int S, int T, int hop, int H, int p, int HL, const float *P,
                 for (int i = 0; i < EXC_INPUTS; i++) {
                     const float *Ei = E + ((size_t)i * NCLS + q[i]) * G;
                     for (int j = 0; j < G; j++) xb[j] = xb[j] + Ei[j];
+                }
+                if (PH) {
+                    const float ps = PH[2 * (row * N + n)], pc = PH[2 * (row * N + n) + 1];
+                    for (int j = 0; j < G; j++) xb[j] = xb[j] + (WPH[2 * j] * ps + WPH[2 * j + 1] * pc);
                 }
                 half_step(H, 0, H, xb, rh + (size_t)b * G, h + (size_t)b * H);
             }

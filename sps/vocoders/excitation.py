@@ -16,8 +16,16 @@ noise of speech. The acoustic features already say most of it, so the LPC vocode
   excitation repeats at the pitch period, so the network learns to repeat it, with the
   pulses placed by the signal itself (CELP's adaptive codebook).
 
+* **Pitch phase** (option ``pitch_phase`` of the vocoders). ``sin`` and ``cos`` of a
+  phase that is 0 at every pitch pulse: in training locked to the pulses of the natural
+  excitation (:func:`pulse_positions`, :func:`pulse_phase`), in generation run from the
+  F0 contour (:func:`f0_phase`). The network learns to put a pulse where the phase says,
+  so the pulses of generated speech follow F0 instead of drifting (the source input of
+  NSF, made usable by an autoregressive model: a phase that is not locked to the
+  training waveform's own pulses would be ignored).
+
 Inputs of the network at sample ``n`` (all known before ``e[n]`` is drawn):
-``s[n-1], p[n], e[n-1], e[n-T0]``, mu-law quantised (:data:`INPUTS`).
+``s[n-1], p[n], e[n-1], e[n-T0]``, mu-law quantised (:data:`INPUTS`), and the pitch phase.
 
 :class:`LinearPrediction` holds the settings, the conditioning statistics (to
 de-normalise the features) and the per-frame analysis; :func:`teacher_inputs` computes
@@ -271,9 +279,9 @@ def source_signal(f0: Tensor, voiced: Tensor, sample_rate: int, hop: int, noise_
     Returns
     -------
     Tensor [shape=(B, T * hop)]
-        ``sin(phi[n])`` with ``phi[n] = 2 pi sum_{m <= n} f0[m] / sample_rate`` (F0
-        linearly interpolated between frame centres ``k * hop``) where the frame of ``n``
-        is voiced, zero-mean noise where it is unvoiced.
+        ``sin(phi[n])`` with the phase of :func:`f0_phase` (F0 linearly interpolated
+        between frame centres ``k * hop``) where the frame of ``n`` is voiced,
+        zero-mean noise where it is unvoiced.
     """
     B, T = f0.shape
     N = T * hop
@@ -283,10 +291,115 @@ def source_signal(f0: Tensor, voiced: Tensor, sample_rate: int, hop: int, noise_
     k1 = (k0 + 1).clamp(max=T - 1)
     w = (pos - k0)[None, :]
     f = f0.double()[:, k0] * (1 - w) + f0.double()[:, k1] * w          # Hz per sample
-    phase = 2 * math.pi * torch.cumsum(f / sample_rate, dim=1)
     v = voiced[:, sample_frames(T, hop, f0.device)]
+    phase = f0_phase(sample_rate / f, v)
     noise = torch.randn(B, N, generator=generator, dtype=torch.float64).to(f0.device) * noise_std
     return torch.where(v, torch.sin(phase), noise).float()
+
+
+def pulse_positions(e: Tensor, lag: Tensor, voiced: Tensor, search: float = 0.3) -> list[list[int]]:
+    """Pitch pulses (glottal closure instants) of an excitation, one list per row.
+
+    In each voiced run the first pulse is the largest excitation sample (in the polarity
+    of the row's pulses: the sign of the third moment) within one period of the run's
+    start; every next one is the largest within ``(1 +- search) T0`` after the previous.
+
+    Parameters
+    ----------
+    e : Tensor [shape=(B, N)]
+        Excitation (LPC residual).
+    lag : Tensor [shape=(B, N)]
+        Pitch period of every sample, in samples.
+    voiced : Tensor [shape=(B, N)] bool
+    """
+    import numpy as np
+    out = []
+    for x, T0, v in zip(e.detach().double().cpu().numpy(), lag.detach().cpu().numpy(),
+                        voiced.detach().cpu().numpy()):
+        N = len(x)
+        sign = 1.0 if float((x[v] ** 3).sum()) >= 0 else -1.0
+        x = sign * x
+        starts = np.flatnonzero(v & ~np.concatenate([[False], v[:-1]]))
+        ends = np.flatnonzero(v & ~np.concatenate([v[1:], [False]])) + 1
+        pulses = []
+        for a, b in zip(starts, ends):
+            g = a + int(np.argmax(x[a:min(b, a + max(2, int(np.ceil(T0[a]))))]))
+            while True:
+                pulses.append(int(g))
+                lo, hi = g + int((1 - search) * T0[g]), g + int(np.ceil((1 + search) * T0[g])) + 1
+                if lo >= b:
+                    break
+                g = lo + int(np.argmax(x[lo:min(hi, b)]))
+        out.append(pulses)
+    return out
+
+
+def pulse_phase(pulses: list[list[int]], lag: Tensor) -> Tensor:
+    """Pitch phase locked to given pulses: ``(B, N)`` radians in ``[0, 2 pi)``.
+
+    Between two pulses less than ``1.5 T0`` apart the phase rises linearly from 0 to
+    ``2 pi``; elsewhere (before the first pulse, after the last, across gaps) it runs at
+    ``2 pi / T0`` per sample from the nearest pulse before (or, before the first pulse,
+    back from it).
+    """
+    import numpy as np
+    B, N = lag.shape
+    out = np.zeros((B, N))
+    n = np.arange(N)
+    for i, (pl, T0) in enumerate(zip(pulses, lag.detach().double().cpu().numpy())):
+        if not pl:
+            continue
+        P = np.asarray(pl)
+        k = np.searchsorted(P, n, side="right") - 1              # last pulse <= n (-1: none)
+        prev = P[np.maximum(k, 0)]
+        nxt = P[np.minimum(k + 1, len(P) - 1)]
+        span = (nxt - prev).astype(float)
+        inside = (k >= 0) & (k + 1 < len(P)) & (span > 0) & (span < 1.5 * T0[prev])
+        period = np.where(inside, np.maximum(span, 1.0), T0)
+        out[i] = 2 * np.pi * np.mod((n - prev) / period, 1.0)
+    return torch.from_numpy(out).to(lag.device)
+
+
+def f0_phase(lag: Tensor, voiced: Tensor) -> Tensor:
+    """Pitch phase from the F0 contour alone (generation): ``(B, N)`` radians.
+
+    Rises by ``2 pi / T0[n]`` per voiced sample and restarts at 0 at every voiced onset
+    (the network places its pulses where the phase is 0, as it learnt from
+    :func:`pulse_phase`).
+    """
+    inc = torch.where(voiced, 1.0 / lag.double(), torch.zeros((), dtype=torch.float64, device=lag.device))
+    c = torch.cumsum(inc, 1)
+    before = torch.where(voiced, torch.full_like(c, -math.inf), c)      # c held over unvoiced samples
+    base = torch.cummax(before, 1).values.clamp_min(0.0)
+    return 2 * math.pi * torch.remainder(c - base - inc, 1.0)     # 0 at the onset itself
+
+
+def phase_inputs(phase: Tensor, voiced: Tensor) -> Tensor:
+    """``(B, N)`` phase and voicing -> ``(B, N, 2)`` inputs ``[sin, cos]`` (0 when unvoiced)."""
+    v = voiced.to(torch.float64)
+    return torch.stack([torch.sin(phase.double()) * v, torch.cos(phase.double()) * v], -1).float()
+
+
+def source_phase(lag: Tensor, voiced: Tensor, hop: int, s: Tensor | None = None,
+                 a: Tensor | None = None) -> Tensor:
+    """Pitch-phase inputs ``(B, T * hop, 2)`` of the LPC vocoders (``pitch_phase``).
+
+    Training (``s``, the pre-emphasised waveform ``(B, N)``, and its per-frame LPC ``a``
+    given): the phase is locked to the pulses of the waveform's excitation
+    (:func:`pulse_positions`, :func:`pulse_phase`), so the network learns that a pulse
+    comes where the phase is 0. Generation (no waveform): the phase follows the F0
+    contour (:func:`f0_phase`), and the network puts the pulses there. ``lag (B, T)``
+    and ``voiced (B, T)`` are per frame (:class:`LinearPrediction`).
+    """
+    T = lag.shape[1]
+    f = sample_frames(T, hop, lag.device)
+    lag_s, voiced_s = lag[:, f], voiced[:, f]
+    if s is None:
+        phase = f0_phase(lag_s, voiced_s)
+    else:
+        e = s - _predict(s, a[:, f].to(s.dtype))
+        phase = pulse_phase(pulse_positions(e, lag_s, voiced_s), lag_s)
+    return phase_inputs(phase, voiced_s)
 
 
 def ring_length(order: int, max_lag: int) -> int:

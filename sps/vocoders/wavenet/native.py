@@ -51,7 +51,7 @@ class NativeState:
 
 
 def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tensor,
-            chunk: int, threads: int | None = None) -> tuple[Tensor, Tensor]:
+            chunk: int, threads: int | None = None, phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """LPC WaveNet sampling with the C kernel (see :meth:`~sps.vocoders.wavenet.lpc.LPCWaveNet.generate`).
 
     Parameters
@@ -63,6 +63,8 @@ def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tens
     a : Tensor [shape=(B, T, p)]; lag, temp : Tensor [shape=(B, T)]; u : Tensor [shape=(B, N)]
     chunk : int
         Samples per kernel call (the conditioning of a chunk is materialised).
+    phase : Tensor [shape=(B, N, 2)], optional
+        Pitch-phase inputs (models with ``pitch_phase``).
 
     Returns
     -------
@@ -76,6 +78,9 @@ def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tens
     E = model.embed_inputs.detach().float().contiguous()
     a, lag, u = (t.detach().float().contiguous() for t in (a, lag, u))
     itemp = (1.0 / temp).float().contiguous()
+    if (phase is None) != (model.phase_proj is None):
+        raise ValueError("pitch-phase inputs go with a pitch_phase model, and only with one")
+    wph = None if phase is None else model.phase_proj.weight.detach().float().contiguous()
     buf = torch.zeros(B, P.L, P.D + 1, P.R)
     ring_s, ring_e = torch.zeros(B, HL), torch.zeros(B, HL)
     s_out, q_out = torch.empty(B, N), torch.empty(B, N, dtype=torch.int64)
@@ -86,11 +91,12 @@ def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tens
         uc = u[:, t0:t1].contiguous()
         out = torch.empty(B, t1 - t0, dtype=torch.int32)
         out_s = torch.empty(B, t1 - t0)
+        ph = None if phase is None else phase[:, t0:t1].float().contiguous()
         check(lib.wavenet_lpc_run(
             B, t1 - t0, P.A, P.R, P.S, P.L, P.D + 1, ptr(P.dil_t), ptr(E), int(P.embed_tanh),
             ptr(P.WprevT), ptr(P.WcurT), ptr(P.WresT), ptr(P.bres), ptr(P.WskipT), ptr(P.bskip), ptr(P.WoutT),
             ptr(P.WendT), ptr(c), ptr(uc), ptr(a), ptr(lag), ptr(itemp), ptr(ring_s), ptr(ring_e),
-            T, hop, p, HL, ptr(buf), t0, ptr(out), ptr(out_s), nthreads), "wavenet_lpc_run")
+            T, hop, p, HL, ptr(buf), t0, ptr(out), ptr(out_s), ptr(ph), ptr(wph), nthreads), "wavenet_lpc_run")
         s_out[:, t0:t1] = out_s
         q_out[:, t0:t1] = out.long()
     return s_out, q_out

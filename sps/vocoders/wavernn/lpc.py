@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from sps.backend import resolve_backend
 from sps.dsp import deemphasis, mu_law_decode, mu_law_encode, preemphasis
-from sps.vocoders.excitation import INPUTS, ExcitationState, LinearPrediction, sample_frames, teacher_inputs
+from sps.vocoders.excitation import (INPUTS, ExcitationState, LinearPrediction, sample_frames, source_phase,
+                                     teacher_inputs)
 from sps.vocoders.sampling import sample_cdf
 
 from .rnn import gru_projected
@@ -64,12 +65,17 @@ class LPCWaveRNN(nn.Module):
     input_noise : float
         Training only: the inputs come from a history whose excitation was moved by
         Gaussian noise of this many mu-law classes (LPCNet's noise injection; 0: off).
+    pitch_phase : bool
+        A pitch-phase input (``sin, cos`` of :func:`~sps.vocoders.excitation.source_phase`,
+        through ``I_phase (3H, 2)``): locked to the pulses of the natural waveform in
+        training, following F0 in generation, so the pulses fall where the F0 contour
+        puts them.
     """
 
     def __init__(self, cond_dim: int, features: dict, hidden: int = 384, cond_channels: int = 128,
                  cond_kernel: int = 3, hop_length: int = 80, order: int = 16, preemphasis: float = 0.85,
                  lag_window_hz: float = 50.0, context_frames: int = 4, temperature: float = 1.0,
-                 voiced_temperature: float = 0.7, input_noise: float = 0.0):
+                 voiced_temperature: float = 0.7, input_noise: float = 0.0, pitch_phase: bool = False):
         super().__init__()
         if cond_kernel % 2 == 0 or hidden < 2:
             raise ValueError(f"cond_kernel must be odd and hidden >= 2, got {cond_kernel}, {hidden}")
@@ -90,6 +96,7 @@ class LPCWaveRNN(nn.Module):
         self.R = nn.Parameter(torch.empty(3 * H, H).uniform_(-bound, bound))
         self.O1 = nn.Linear(H, N_CLASSES)
         self.O2 = nn.Linear(N_CLASSES, N_CLASSES)
+        self.I_phase = nn.Linear(2, 3 * H, bias=False) if pitch_phase else None
 
     def set_conditioning(self, mean, std) -> None:
         """The statistics the conditioning is normalised with (to de-normalise mgc and lf0)."""
@@ -139,12 +146,18 @@ class LPCWaveRNN(nn.Module):
         s = preemphasis(wav.double(), self.lp.preemphasis) if self.lp.preemphasis else wav.double()
         return self.excitation_logits(s, cond)
 
-    def excitation_logits(self, s: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
-        """:meth:`logits` of the pre-emphasised waveform ``s (B, N)`` itself."""
-        inputs, e = teacher_inputs(s, self.lp.frame_lpc(cond).double(), self.lp.frame_lag(cond), self.hop_length,
-                                   noise=self.input_noise if self.training else 0.0)
+    def excitation_logits(self, s: Tensor, cond: Tensor,
+                          phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """:meth:`logits` of the pre-emphasised waveform ``s (B, N)`` itself; ``phase``
+        ``(B, N, 2)``: the pitch-phase inputs (default: locked to the pulses of ``s``)."""
+        a, lag = self.lp.frame_lpc(cond).double(), self.lp.frame_lag(cond)
+        inputs, e = teacher_inputs(s, a, lag, self.hop_length, noise=self.input_noise if self.training else 0.0)
         q = mu_law_encode(inputs, N_CLASSES)                           # (B, N, 4)
         xi = self.sample_projection(self.frame_projection(cond))
+        if self.I_phase is not None:
+            if phase is None:
+                phase = source_phase(lag, self.lp.frame_voicing(cond), self.hop_length, s, a)
+            xi = xi + self.I_phase(phase)
         for i in range(q.shape[-1]):
             xi = xi + F.embedding(q[..., i], self.embed[i])
         return self.head(gru_projected(xi, self.R, self.training)), mu_law_encode(e.float(), N_CLASSES)
@@ -214,15 +227,17 @@ class LPCWaveRNN(nn.Module):
         P = self.frame_projection(cond).float()                    # (B, T, 3H)
         a = self.lp.frame_lpc(cond)                                # (B, T, p)
         lag = self.lp.frame_lag(cond)                              # (B, T)
-        temp = torch.where(self.lp.frame_voicing(cond), t_voi, t_unv).float()   # (B, T)
+        voiced = self.lp.frame_voicing(cond)
+        temp = torch.where(voiced, t_voi, t_unv).float()           # (B, T)
         if uniforms is None:
             uniforms = torch.rand(B, N, generator=generator)
         u = uniforms.to(cond.device).float()
+        ph = source_phase(lag, voiced, hop) if self.I_phase is not None else None   # (B, N, 2)
         if backend == "native":
             from . import native
-            s, q = native.run_lpc(self, P, a, lag, temp, u, precision=precision, sparse=sparse)
+            s, q = native.run_lpc(self, P, a, lag, temp, u, precision=precision, sparse=sparse, phase=ph)
         else:
-            s, q = self._run_reference(P, a, lag, temp, u, precision)
+            s, q = self._run_reference(P, a, lag, temp, u, precision, ph)
         wav = deemphasis(s.double(), self.lp.preemphasis).float() if self.lp.preemphasis else s
         wav = wav.clamp(-1.0, 1.0)
         for i, n in enumerate(lengths):
@@ -237,7 +252,7 @@ class LPCWaveRNN(nn.Module):
                                                           self.O1.bias, self.O2.bias))
 
     def _run_reference(self, P: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tensor,
-                       precision: str = "float32") -> tuple[Tensor, Tensor]:
+                       precision: str = "float32", phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Eager per-sample loop: ``(s (B, N), classes (B, N))``."""
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
@@ -264,6 +279,8 @@ class LPCWaveRNN(nn.Module):
             q = mu_law_encode(state.inputs(a[:, f[n]], lag[:, f[n]]), N_CLASSES)
             for i in range(q.shape[-1]):
                 x = x + self.embed[i][q[:, i]]
+            if phase is not None:
+                x = x + phase[:, n] @ self.I_phase.weight.t()
             gh = h @ Rt
             r = torch.sigmoid(gh[:, :H] + x[:, :H])
             z = torch.sigmoid(gh[:, H:2 * H] + x[:, H:2 * H])

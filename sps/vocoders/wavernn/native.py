@@ -154,7 +154,7 @@ def run(w, P: torch.Tensor, u: torch.Tensor, hop: int, temperature: float = 1.0,
 
 def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: torch.Tensor,
             u: torch.Tensor, precision: str = "float32", threads: int | None = None,
-            sparse: bool | None = None):
+            sparse: bool | None = None, phase: torch.Tensor | None = None):
     """LPC WaveRNN sampling with the C kernel.
 
     Parameters
@@ -163,6 +163,8 @@ def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: to
     P : Tensor [shape=(S, T, 3H)]
         Frame projections of the conditioning.
     a : Tensor [shape=(S, T, p)]; lag, temp : Tensor [shape=(S, T)]; u : Tensor [shape=(S, T * hop)]
+    phase : Tensor [shape=(S, T * hop, 2)], optional
+        Pitch-phase inputs (models with ``pitch_phase``).
 
     Returns
     -------
@@ -185,12 +187,16 @@ def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: to
                      b2=model.O2.bias.detach().float().contiguous())
     c = cache
     P, a, lag, u = (t.detach().float().contiguous() for t in (P, a, lag, u))
+    if (phase is None) != (model.I_phase is None):
+        raise ValueError("pitch-phase inputs go with a pitch_phase model, and only with one")
+    ph = None if phase is None else phase.detach().float().contiguous()
+    wph = None if phase is None else model.I_phase.weight.detach().float().contiguous()
     itemp = (1.0 / temp).float().contiguous()
     s = torch.empty(S, N)
     q = torch.empty(S, N, dtype=torch.int64)
     ptr = native.ptr
     native.check(lib.wavernn_lpc_run(S, T, hop, H, p, ring_length(p, model.lp.max_lag), ptr(P),
                                      ptr(c["E"]), c["mats"][0], ptr(c["b1"]), ptr(c["b2"]), ptr(a),
-                                     ptr(lag), ptr(itemp), ptr(u), ptr(s), ptr(q),
+                                     ptr(lag), ptr(itemp), ptr(u), ptr(ph), ptr(wph), ptr(s), ptr(q),
                                      threads or default_threads(S)), "wavernn_lpc_run")
     return s, q
