@@ -32,12 +32,14 @@ STAGES: dict[str, tuple[str, str]] = {
     "report": ("sps.stages.report:run", "HTML report with metrics, audio players and plots -> eval/report.html"),
     "train-vocoder": ("sps.stages.vocoder:train", "train a neural vocoder (config 'vocoder': wavenet | wavernn) on natural features"),
     "vocode": ("sps.stages.vocoder:vocode", "neural vocoding: copy synthesis + acoustic-model features -> synth/, metrics -> eval/"),
+    "export-vocoder": ("sps.stages.vocoder:export", "a trained vocoder's weights as one small file (for init_from)"),
 }
 
 #: extra options some stages accept: stage -> list of (flags, kwargs); each sets the config key of its name
 EXTRA_OPTIONS: dict[str, list[tuple[tuple[str, ...], dict]]] = {
     "synth": [(("--text",), dict(help="synthesize this text (Festival front end) instead of a split")),
               (("--out",), dict(help="output wav for --text (default: synth/text.wav in the exp dir)"))],
+    "export-vocoder": [(("--out",), dict(help="output .pt (default: models/<name>/<name>.pt in the exp dir)"))],
 }
 
 

@@ -476,3 +476,34 @@ def test_stage_preemphasis_segments_and_deemphasised_output(tmp_path, monkeypatc
     gen = raw["wav"].numpy().astype(np.float64)
     expect = [sp_lfilter([1.0], [1.0, -0.9], row)[:len(x)] for row in gen]
     assert any(np.max(np.abs(np.clip(e, -1, 1) - x)) < 2.0 / 32768 for e in expect)
+
+
+def test_stage_export_and_init_from(tmp_path):
+    """A trained vocoder exports to one weights-only file; a new run starts from it
+    (weights equal before its first step); another architecture is refused by name."""
+    from sps.stages import vocoder as stage
+    from sps.stages.experiment import Experiment
+    from sps.stages.runner import StageContext
+    from sps.train import load_checkpoint, read_checkpoint
+    exp, spec, hop = make_exp(tmp_path)
+    cfg = stage_config(hop)
+    stage.train(StageContext(exp_dir=exp, config=cfg))
+    out = tmp_path / "pretrained" / "wn.pt"
+    stage.export(StageContext(exp_dir=exp, config={**cfg, "out": str(out)}))
+    payload = read_checkpoint(out)                               # weights_only load
+    assert set(payload) == {"model", "metadata", "step"} and payload["metadata"]["vocoder"] == "wavenet"
+    trained = load_checkpoint(exp / "models" / "wn")["model"]
+    assert all(torch.equal(trained[k], payload["model"][k]) for k in trained)
+    # a new model from the file: one step at a vanishing learning rate keeps the weights
+    cfg2 = {**cfg, "name": "wn2", "init_from": str(out),
+            "train": {**cfg["train"], "max_steps": 1, "lr": 1e-12, "checkpoint_every": 1}}
+    stage.train(StageContext(exp_dir=exp, config=cfg2))
+    tuned = load_checkpoint(exp / "models" / "wn2")["model"]
+    for k, v in trained.items():
+        torch.testing.assert_close(tuned[k], v, atol=1e-6, rtol=0), k
+    cfg3 = {**cfg2, "name": "wn3", "model": {**cfg["model"], "residual_channels": 4}}
+    with pytest.raises(ValueError, match="different architecture"):
+        stage.train(StageContext(exp_dir=exp, config=cfg3))
+    with pytest.raises(FileNotFoundError, match="init_from nowhere"):
+        stage.train(StageContext(exp_dir=exp, config={**cfg2, "name": "wn4", "init_from": "nowhere"}))
+    assert Experiment(exp).model_dir("wn").exists()

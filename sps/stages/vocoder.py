@@ -43,7 +43,7 @@ import torch
 
 from sps.config import bind, bind_kwargs
 from sps.dsp import deemphasis
-from sps.io import load_array, write_wav
+from sps.io import atomic_path, load_array, write_wav
 from sps.stages.datasets import SegmentDataset, collate_segments
 from sps.stages.evaluate import write_system_metrics
 from sps.stages.experiment import Experiment
@@ -85,6 +85,7 @@ class VocoderConfig:
     name: str | None = None                           # models/<name> (default: the vocoder)
     preemphasis: float = 0.0
     model: dict = field(default_factory=dict)         # keyword arguments of the vocoder class
+    init_from: str | None = None                      # start from these weights (file, or models/<name>)
     train: VocoderTrainConfig = field(default_factory=VocoderTrainConfig)
     vocode: VocodeConfig = field(default_factory=VocodeConfig)
 
@@ -127,6 +128,62 @@ def make_vocoder(cfg: VocoderConfig, cond: Conditioning):
     return vocoder, model
 
 
+def resolve_init(exp: Experiment, init_from: str) -> Path:
+    """``init_from`` as a file or directory: a path as given (relative to the working
+    directory), else the experiment's ``models/<init_from>``."""
+    path = Path(init_from).expanduser()
+    if path.exists():
+        return path
+    if exp.model_dir(init_from).exists():
+        return exp.model_dir(init_from)
+    raise FileNotFoundError(f"init_from {init_from}: no such file, directory or model in {exp.root / 'models'}")
+
+
+def init_weights(model, path: Path, cond: Conditioning) -> None:
+    """Load the weights of ``path`` (a checkpoint, a model directory or an exported
+    ``.pt`` of :func:`export_weights`) into ``model``; the experiment's conditioning
+    statistics are set again afterwards. A different architecture is an error naming
+    the first differing tensor."""
+    state = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    for key in sorted(set(own) | set(state)):
+        if key not in own or key not in state or own[key].shape != state[key].shape:
+            have = tuple(own[key].shape) if key in own else "missing"
+            got = tuple(state[key].shape) if key in state else "missing"
+            raise ValueError(f"init_from {path}: a different architecture (tensor {key}: model {have}, "
+                             f"file {got}); the model section must match the one it was trained with")
+    model.load_state_dict(state)
+    if hasattr(model, "set_conditioning"):
+        model.set_conditioning(cond.mean, cond.std)
+    logger.info("initialised from %s", path)
+
+
+def export_weights(model_dir: Path, out: Path) -> Path:
+    """Write the weights and config of a trained vocoder (``best.pt``) as a small
+    self-contained file (tensors and plain types: no optimizer or RNG state), atomically."""
+    import yaml
+    ckpt = load_checkpoint(model_dir)
+    meta = yaml.safe_load((model_dir / "config.yaml").read_text())
+    payload = {"model": {k: v.detach().clone() for k, v in ckpt["model"].items()},
+               "metadata": {k: meta[k] for k in ("vocoder", "model", "cond_dim", "preemphasis") if k in meta},
+               "step": int((ckpt.get("state") or {}).get("step", 0))}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        torch.save(payload, tmp)
+    return out
+
+
+def export(ctx: StageContext) -> dict:
+    """Stage ``export-vocoder``: ``models/<name>`` -> one weights file (``--out``)."""
+    config = dict(ctx.config)
+    out = config.pop("out", None)
+    cfg = vocoder_config(config)
+    model_dir = ctx.exp.model_dir(cfg.model_name)
+    path = export_weights(model_dir, Path(out) if out else model_dir / f"{cfg.model_name}.pt")
+    print(f"export-vocoder: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return {"path": str(path)}
+
+
 def loss_step(model, batch) -> torch.Tensor:
     """``step_fn`` for :func:`sps.train.fit`: the vocoder's teacher-forced loss."""
     return model.loss(batch["wav"], batch["cond"])
@@ -142,6 +199,8 @@ def train(ctx: StageContext) -> dict:
     cond = exp.conditioning()
     seed_everything(cfg.train.seed)   # the initial weights follow the seed
     model, model_cfg = make_vocoder(cfg, cond)
+    if cfg.init_from:
+        init_weights(model, resolve_init(exp, cfg.init_from), cond)
     # a vocoder with context frames sees them before every segment (state and history warm-up)
     frames = cfg.train.segment_frames + int(getattr(model, "context_frames", 0))
     train_set = SegmentDataset(exp, "train", cond, frames, train=True, preemphasis=cfg.preemphasis)
