@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from sps.models import FeedForward, RecurrentNet, build_model, gaussian_nll, masked_mse
+from sps.models import ConvNet, FeedForward, RecurrentNet, build_model, gaussian_nll, masked_mse
 from sps.train import pad_sequences
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +37,102 @@ def test_lstm_padding_does_not_leak(bidirectional):
     for b, s in enumerate(seqs):
         single = net(s[None], torch.tensor([len(s)]))[0]
         torch.testing.assert_close(batched[b, :len(s)], single, rtol=1e-5, atol=1e-6)
+
+
+def test_conv_config_checks():
+    from sps.config import ConfigError, bind
+    from sps.models import ModelConfig
+    conv = build_model({"type": "conv", "hidden_dim": 8, "num_layers": 2, "dilations": [1, 3]}, 7, 5)
+    assert isinstance(conv, ConvNet) and conv(torch.randn(2, 9, 7), torch.tensor([9, 3])).shape == (2, 9, 5)
+    assert bind(ModelConfig, {"type": "conv", "num_layers": 2, "dilations": [1, 2]}).dilations == (1, 2)
+    with pytest.raises(ConfigError, match="dilations"):
+        bind(ModelConfig, {"type": "conv", "num_layers": 3, "dilations": [1, 2]})
+    with pytest.raises(ConfigError, match="kernel_size"):
+        bind(ModelConfig, {"type": "conv", "kernel_size": 4})
+
+
+def _conv_reference(net: ConvNet, x: np.ndarray) -> np.ndarray:
+    """ConvNet on one sequence [shape=(T, D_in)] by explicit loops over frames and taps (float64)."""
+    P = {k: v.detach().double().numpy() for k, v in net.state_dict().items()}
+    lin = [k[:-len(".weight")] for k in P if k.startswith("pre.") and k.endswith(".weight")]
+    h = x.astype(np.float64)
+    for k in lin:
+        h = np.maximum(h @ P[k + ".weight"].T + P[k + ".bias"], 0.0)   # relu
+    T = len(h)
+    for i, conv in enumerate(net.convs):
+        mu, var = h.mean(1, keepdims=True), h.var(1, keepdims=True)
+        z = (h - mu) / np.sqrt(var + net.norms[i].eps) * P[f"norms.{i}.weight"] + P[f"norms.{i}.bias"]
+        W, b = P[f"convs.{i}.weight"], P[f"convs.{i}.bias"]            # (H_out, H_in, K)
+        K, d = W.shape[2], conv.dilation[0]
+        y = np.tile(b, (T, 1))
+        for t in range(T):
+            for k in range(K):
+                s = t + (k - (K - 1) // 2) * d
+                if 0 <= s < T:                                          # zeros outside the sequence
+                    y[t] += W[:, :, k] @ z[s]
+        h = h + np.maximum(y, 0.0)
+    return h @ P["out.weight"].T + P["out.bias"]
+
+
+def test_conv_net_against_loops_and_batch():
+    """ConvNet equals a loop-by-loop float64 reference, per sequence of a padded batch."""
+    torch.manual_seed(0)
+    net = ConvNet(5, 3, hidden_dim=6, pre_layers=2, num_layers=3, kernel_size=3, dilations=(1, 2, 4),
+                  activation="relu").eval()
+    with torch.no_grad():   # non-trivial layer-norm affine parameters
+        for n in net.norms:
+            n.weight.uniform_(0.5, 1.5), n.bias.uniform_(-0.3, 0.3)
+    seqs = [torch.randn(n, 5) for n in (13, 6, 1)]
+    x, lengths = pad_sequences(seqs, value=100.0)    # loud padding must not reach the real frames
+    batched = net(x, lengths)
+    for b, s in enumerate(seqs):
+        ref = _conv_reference(net, s.numpy())
+        np.testing.assert_allclose(batched[b, :len(s)].detach().numpy(), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_receptive_field():
+    """Output frame t depends on input frame s exactly when |t - s| <= (K - 1) / 2 * sum(dilations)."""
+    torch.manual_seed(1)
+    K, dil = 5, (1, 3)
+    net = ConvNet(2, 1, hidden_dim=4, pre_layers=1, num_layers=2, kernel_size=K, dilations=dil).double()
+    x = torch.randn(1, 40, 2, dtype=torch.float64, requires_grad=True)
+    t = 20
+    net(x)[0, t, 0].backward()
+    reach = np.flatnonzero(x.grad[0].abs().sum(-1).numpy() > 0)
+    half = (K - 1) // 2 * sum(dil)
+    assert reach.min() == t - half and reach.max() == t + half
+
+
+def test_weighted_losses_against_loops():
+    g = torch.Generator().manual_seed(3)
+    pred, target, log_var = (torch.randn(2, 5, 4, generator=g) for _ in range(3))
+    lengths, w = torch.tensor([5, 3]), torch.tensor([1.0, 3.0, 0.0, 4.0])
+    wn = w * 4 / w.sum()
+    num = den = nll = 0.0
+    for b in range(2):
+        for t in range(int(lengths[b])):
+            for d in range(4):
+                num += float(wn[d] * (pred[b, t, d] - target[b, t, d]) ** 2)
+                var = math.exp(float(log_var[b, t, d]))
+                nll += float(wn[d]) * 0.5 * (math.log(2 * math.pi * var) + float(target[b, t, d] - pred[b, t, d]) ** 2 / var)
+                den += 1
+    assert float(masked_mse(pred, target, lengths, w)) == pytest.approx(num / den, rel=1e-5)
+    assert float(gaussian_nll(pred, log_var, target, lengths, w)) == pytest.approx(nll / den, rel=1e-5)
+    with pytest.raises(ValueError, match="weights"):
+        masked_mse(pred, target, lengths, torch.ones(3))
+
+
+def test_column_weights_follow_the_streams():
+    from sps.config import ConfigError, bind
+    from sps.stages.train import TrainStageConfig, column_weights
+    w = column_weights(SPEC, {"lf0": 4.0, "vuv": 2})
+    assert w.tolist() == [1.0] * 6 + [4.0] * 3 + [2.0]
+    with pytest.raises(ValueError, match="unknown stream"):
+        column_weights(SPEC, {"f0": 2.0})
+    with pytest.raises(ConfigError, match="stream_weights"):
+        bind(TrainStageConfig, {"kind": "duration", "stream_weights": {"lf0": 2.0}})
+    with pytest.raises(ConfigError, match="stream_weights.lf0"):
+        bind(TrainStageConfig, {"stream_weights": {"lf0": -1}})
 
 
 def test_masked_mse_and_nll_against_references():
@@ -146,6 +242,12 @@ def test_train_stage_mse_then_mge(tmp_path, model_type):
         mask = (torch.arange(err.shape[1])[None] < batch["lengths"][:, None]).unsqueeze(-1)
         ref = float((err * mask).sum() / (mask.sum() * len(cols)))
     assert gen_err["mge"] == pytest.approx(ref, rel=1e-4)
+    # stream weights: lf0 and vuv weighted 0 leave the mean error of the two mgc columns
+    weighted = make_step_fn(bind(TrainStageConfig, {"loss": "mge", "stream_weights": {"lf0": 0, "vuv": 0}}),
+                            ds.norm, SPEC)
+    with torch.no_grad():
+        ref_mgc = float((err[..., :2] * mask).sum() / (mask.sum() * 2))
+        assert float(weighted(net, batch)) == pytest.approx(ref_mgc, rel=1e-4)
     # a finished model is skipped; a mismatched init is refused
     train(StageContext(exp, {"name": "mse", "model": model, "train": tr}))
     with pytest.raises(ValueError, match="mge"):
@@ -228,7 +330,10 @@ def test_end_to_end_tiny(tmp_path):
     assert "duration_rmse_frames" in read_json(exp / "eval" / "dur" / "eval" / "metrics.json")["mean"]
     durpred = read_json(exp / "eval" / "ac_durpred" / "eval" / "metrics.json")   # predicted durations:
     assert durpred["alignment"] == "dtw" and model["alignment"] == "frames"        # DTW-aligned scores
-    assert 0 < durpred["mean"]["mcd_db"] < 20
+    assert 0 < durpred["mean"]["mcd_db"] < 20 and durpred["duration_model"] == "dur"
+    assert durpred["mean"]["duration_rmse_frames"] == pytest.approx(
+        read_json(exp / "eval" / "dur" / "eval" / "metrics.json")["mean"]["duration_rmse_frames"])
+    assert read_json(exp / "synth" / "ac_durpred" / "eval" / "synth.json")["durations"] == "predicted"
 
     report.run(StageContext(exp, {}))
     page = (exp / "eval" / "report.html").read_text()
@@ -239,3 +344,64 @@ def test_end_to_end_tiny(tmp_path):
         wav = synth.synthesize_text(Experiment(exp), "Hello world.", tmp_path / "hello.wav",
                                     synth.SynthConfig(acoustic_model="ac_mge", duration_model="dur"))
         assert (tmp_path / "hello.wav").exists() and len(wav) > 1600 and np.isfinite(wav).all()
+
+
+SPEC5 = {"kind": "out_acoustic", "dim": 13, "windows": SPEC["windows"], "sample_rate": 16000, "frame_shift_ms": 5.0,
+         "streams": [*SPEC["streams"], {"name": "bap", "start": 10, "static_dim": 1, "num_windows": 3}]}
+
+
+def test_eval_full_tts_dtw_and_duration_rmse(tmp_path):
+    """A full-TTS system (synth.json: predicted durations) is DTW-aligned and carries the
+    duration RMSE of its duration model; a natural-duration system is compared frame by frame."""
+    from sps.io import load_array, save_array, write_json, write_list
+    from sps.stages import evaluate
+    from sps.stages.experiment import Experiment
+    from sps.stages.runner import StageContext
+    from sps.stages.stats import accumulate, save_stats
+    from sps.stages.synth import SYNTH_INFO
+    from sps.stages.train import train
+    from sps.synthesis import round_durations
+    rng = np.random.default_rng(5)
+    exp = tmp_path / "exp"
+    for split, utts in (("train", ["t0", "t1", "t2"]), ("dev", ["d0"]), ("eval", ["e0", "e1"])):
+        write_list(exp / "data" / f"{split}.list", utts)
+        for u in utts:
+            n = int(rng.integers(4, 9))
+            save_array(exp / "dump" / split / "in_duration" / f"{u}.npy", rng.random((n, 3)))
+            save_array(exp / "dump" / split / "out_duration" / f"{u}.npy", rng.integers(1, 9, (n, 1)))
+            T = int(rng.integers(15, 30))
+            y = rng.standard_normal((T, 13))
+            y[:, 6] = np.log(rng.uniform(100, 200, T))                 # lf0
+            y[:, 9] = (np.arange(T) % 7 > 1).astype(float)              # vuv
+            save_array(exp / "dump" / split / "out_acoustic" / f"{u}.npy", y)
+    for kind in ("in_duration", "out_duration"):
+        save_stats(exp / "stats" / f"{kind}.npz", accumulate(sorted((exp / "dump" / "train" / kind).glob("*.npy"))),
+                   1e-5)
+    write_json(exp / "dump" / "out_acoustic.json", SPEC5)
+    train(StageContext(exp, {"name": "dur", "kind": "duration", "model": {"hidden_dim": 8, "num_layers": 1},
+                             "train": {"epochs": 1, "plot": False}}))
+    e = Experiment(exp)
+    cols = [0, 1, 6, 9, 10]
+    for utt in ("e0", "e1"):
+        static = load_array(exp / "dump" / "eval" / "out_acoustic" / f"{utt}.npy")[:, cols]
+        save_array(exp / "synth" / "tts" / "eval" / f"{utt}.npy", np.repeat(static, 2, axis=0))  # slower copy
+        save_array(exp / "synth" / "nat" / "eval" / f"{utt}.npy", static + 0.1)
+    write_json(exp / "synth" / "tts" / "eval" / SYNTH_INFO, {"durations": "predicted", "duration_model": "dur"})
+    write_json(exp / "synth" / "nat" / "eval" / SYNTH_INFO, {"durations": "oracle"})
+    tts = evaluate.evaluate_system(e, "tts", "eval")
+    assert tts["alignment"] == "dtw" and tts["duration_model"] == "dur"
+    for k in ("mcd_db", "bap_db", "f0_rmse_hz", "vuv_error_pct"):    # a time-stretched copy aligns exactly
+        assert tts["mean"][k] == pytest.approx(0.0, abs=1e-9), k
+    assert tts["mean"]["f0_corr"] == pytest.approx(1.0)
+    model = e.load_model("dur")
+    sq = [(round_durations(model(load_array(exp / "dump" / "eval" / "in_duration" / f"{u}.npy"))[0])
+           - load_array(exp / "dump" / "eval" / "out_duration" / f"{u}.npy")) ** 2 for u in ("e0", "e1")]
+    ref = np.mean([np.sqrt(s.mean()) for s in sq])                  # per-utterance RMSE, averaged
+    assert tts["mean"]["duration_rmse_frames"] == pytest.approx(ref)
+    nat = evaluate.evaluate_system(e, "nat", "eval")
+    assert nat["alignment"] == "frames" and "duration_rmse_frames" not in nat["mean"]
+    assert nat["mean"]["mcd_db"] == pytest.approx(10 / math.log(10) * math.sqrt(2 * 0.01), rel=1e-5)
+    evaluate.run(StageContext(exp, {"systems": ["tts", "nat"]}))
+    table = evaluate.metrics_table(e, "eval")
+    assert "aligned" in table.splitlines()[0]
+    assert [line.split()[-1] for line in table.splitlines()[2:]] == ["frames", "dtw"]

@@ -6,8 +6,8 @@
 Importing this package needs only torch (no pysptk/pyworld). See ``docs/models.md``.
 """
 from sps.models.losses import gaussian_nll, masked_mse
-from sps.models.nets import FeedForward, ModelConfig, RecurrentNet, build_model
+from sps.models.nets import ConvNet, FeedForward, ModelConfig, RecurrentNet, build_model
 from sps.models.predict import TrainedModel, split_output
 
-__all__ = ["ModelConfig", "FeedForward", "RecurrentNet", "build_model", "masked_mse", "gaussian_nll",
+__all__ = ["ModelConfig", "FeedForward", "RecurrentNet", "ConvNet", "build_model", "masked_mse", "gaussian_nll",
            "TrainedModel", "split_output"]

@@ -1,13 +1,16 @@
 """Recipe stage ``sps eval``: objective metrics -> ``eval/<model>/<split>/metrics.json``.
 
-Every system under ``synth/*/<split>/`` is compared frame by frame with the natural
-parameters of ``dump/<split>/out_acoustic``: the generated static features
-``<utt>.npy`` when present (acoustic models), else the WORLD analysis of
-``<utt>.wav`` (WORLD copy synthesis, neural vocoders). Systems synthesized with natural
-durations (``durations: oracle``) are compared frame by frame; systems with predicted
-durations (full TTS) are first aligned to natural speech by DTW of the mel-cepstra, as
-Merlin and nnmnkwii report them.
-A duration model, when configured, is scored by its duration RMSE on the split.
+Every system under ``synth/*/<split>/`` is compared with the natural parameters of
+``dump/<split>/out_acoustic``: the generated static features ``<utt>.npy`` when
+present (acoustic models), else the WORLD analysis of ``<utt>.wav`` (WORLD copy
+synthesis, neural vocoders). Systems synthesized with natural durations
+(``durations: oracle``) are compared frame by frame; systems with predicted durations
+(full TTS) are first aligned to natural speech by DTW of the mel-cepstra (``c0`` left
+out), as Merlin and nnmnkwii report them. The synth stage's ``synth.json`` says which
+durations a system used (without it: DTW when some utterance's length differs by more
+than :data:`MAX_MISMATCH` frames); a full-TTS system's row also gets the duration
+RMSE of the duration model it used. A duration model, when configured, is scored by
+its duration RMSE on the split.
 
 Config (``conf/eval.yaml`` or the synth config)::
 
@@ -16,8 +19,9 @@ Config (``conf/eval.yaml`` or the synth config)::
     source: auto           # auto | features | audio (always analyse the waveforms)
     duration_model: null   # models/<name> to score (duration RMSE in frames)
 
-``metrics.json``: ``{"system", "split", "source", "num_utterances", "mean": {...},
-"utterances": {utt: {...}}}`` with keys ``mcd_db``, ``bap_db``, ``f0_rmse_hz``,
+``metrics.json``: ``{"system", "split", "source", "alignment" ("frames" | "dtw"),
+"num_utterances", "mean": {...}, "utterances": {utt: {...}}}`` (a full-TTS system also
+``"duration_model"``) with keys ``mcd_db``, ``bap_db``, ``f0_rmse_hz``,
 ``f0_corr``, ``vuv_error_pct`` (acoustic) or ``duration_rmse_frames``.
 """
 from __future__ import annotations
@@ -36,6 +40,7 @@ from sps.metrics import bap_distortion, dtw_path, duration_rmse, f0_corr, f0_rms
 from sps.spec import split_streams, static_columns
 from sps.stages.experiment import Experiment
 from sps.stages.runner import StageContext
+from sps.stages.synth import SYNTH_INFO
 from sps.synthesis import round_durations
 from sps.vocoders import world
 
@@ -89,13 +94,22 @@ def dtw_align(natural: np.ndarray, generated: np.ndarray, spec: dict) -> tuple[n
     return natural[ix], generated[iy]
 
 
+def synthesis_info(exp: Experiment, system: str, split: str) -> dict:
+    """The synth stage's record of how ``synth/<system>/<split>`` was made ({} if none)."""
+    path = exp.synth_dir(system, split) / SYNTH_INFO
+    return read_json(path) if path.exists() else {}
+
+
 def evaluate_system(exp: Experiment, system: str, split: str = "eval", source: str = "auto") -> dict | None:
     """Metrics of ``synth/<system>/<split>`` against natural speech (None if nothing to compare).
 
-    Frames are compared one to one when every utterance has the natural length (to
-    within :data:`MAX_MISMATCH` frames: natural durations); otherwise (predicted
-    durations) every utterance is first aligned to natural speech by DTW of the
-    mel-cepstra (``alignment`` in the result says which).
+    Systems synthesized with natural durations are compared frame by frame; those with
+    predicted durations (``synth.json``: ``durations: predicted``; without the record:
+    some utterance's length differs from the natural one by more than
+    :data:`MAX_MISMATCH` frames) are first aligned to natural speech by DTW of the
+    mel-cepstra (``alignment`` in the result says which). A full-TTS system whose
+    duration model is recorded also gets that model's ``duration_rmse_frames`` on the
+    same utterances.
     """
     spec = exp.spec("out_acoustic")
     cols = static_columns(spec)
@@ -109,7 +123,11 @@ def evaluate_system(exp: Experiment, system: str, split: str = "eval", source: s
         used_source.add("features" if source != "audio" and (sdir / f"{utt}.npy").exists() else "audio")
     if not pairs:
         return None
-    dtw = any(abs(len(g) - len(n)) > MAX_MISMATCH for n, g in pairs.values())
+    info = synthesis_info(exp, system, split)
+    if "durations" in info:
+        dtw = info["durations"] == "predicted"
+    else:
+        dtw = any(abs(len(g) - len(n)) > MAX_MISMATCH for n, g in pairs.values())
     per_utt = {}
     for utt, (natural, gen) in pairs.items():
         if dtw:
@@ -118,17 +136,25 @@ def evaluate_system(exp: Experiment, system: str, split: str = "eval", source: s
             T = min(len(gen), len(natural))
             natural, gen = natural[:T], gen[:T]
         per_utt[utt] = acoustic_metrics(natural, gen, spec)
-    keys = [k for k, _, _ in COLUMNS if k in next(iter(per_utt.values()))]
+    extra = {}
+    if dtw and info.get("duration_model") and exp.model_dir(info["duration_model"]).exists():
+        durations = evaluate_duration_model(exp, info["duration_model"], split, utterances=list(per_utt))
+        for utt, d in durations["utterances"].items():
+            per_utt[utt]["duration_rmse_frames"] = d["duration_rmse_frames"]
+        extra["duration_model"] = info["duration_model"]
+    keys = [k for k, _, _ in COLUMNS if any(k in v for v in per_utt.values())]
     return {"system": system, "split": split, "source": "+".join(sorted(used_source)),
-            "alignment": "dtw" if dtw else "frames", "num_utterances": len(per_utt),
-            "mean": {k: nanmean(v[k] for v in per_utt.values()) for k in keys}, "utterances": per_utt}
+            "alignment": "dtw" if dtw else "frames", **extra, "num_utterances": len(per_utt),
+            "mean": {k: nanmean(v.get(k) for v in per_utt.values()) for k in keys}, "utterances": per_utt}
 
 
-def evaluate_duration_model(exp: Experiment, model: str, split: str = "eval") -> dict:
-    """Duration RMSE (frames per phone, or per state) of ``models/<model>`` on a split."""
+def evaluate_duration_model(exp: Experiment, model: str, split: str = "eval",
+                            utterances: list[str] | None = None) -> dict:
+    """Duration RMSE (frames per phone, or per state) of ``models/<model>`` on a split
+    (or on the given ``utterances`` of it)."""
     trained = exp.load_model(model)
     per_utt = {}
-    for utt in exp.utterances(split):
+    for utt in exp.utterances(split) if utterances is None else utterances:
         x = exp.dump_path(split, "in_duration", utt)
         if not x.exists():
             continue
@@ -168,12 +194,25 @@ def metrics_rows(exp: Experiment, split: str) -> list[tuple[str, dict, int, str]
     return rows
 
 
+def alignments(exp: Experiment, split: str) -> dict[str, str]:
+    """system -> how it was aligned to natural speech (``frames`` or ``dtw``; duration
+    models have none)."""
+    out = {}
+    for path in exp.root.glob(f"eval/*/{split}/metrics.json"):
+        m = read_json(path)
+        if "alignment" in m:
+            out[m["system"]] = m["alignment"]
+    return out
+
+
 def metrics_table(exp: Experiment, split: str = "eval", markdown: bool = False) -> str:
     """The mean metrics of every system evaluated on ``split``, as text or markdown."""
     rows = metrics_rows(exp, split)
     used = [c for c in COLUMNS if any(c[0] in r[1] for r in rows)]
-    header = ["system", *[h for _, h, _ in used], "utts"]
-    body = [[name, *[fmt(mean.get(k), f) for k, _, f in used], str(n)] for name, mean, n, _ in rows]
+    aligned = alignments(exp, split)
+    header = ["system", *[h for _, h, _ in used], "utts", "aligned"]
+    body = [[name, *[fmt(mean.get(k), f) for k, _, f in used], str(n), aligned.get(name, "-")]
+            for name, mean, n, _ in rows]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in body]

@@ -7,6 +7,11 @@ Config (``conf/synth.yaml``; keys of :class:`SynthConfig`)::
                             # name (+ "_durpred" with predicted durations)
     copy_synthesis: false   # instead: WORLD analysis/resynthesis of natural speech -> synth/world_copy
 
+Next to the utterances, ``synth/<name>/<split>/synth.json`` records how they were made
+(``acoustic_model``, ``duration_model``, ``durations``, ``postfilter``): the eval stage
+reads it to pick the alignment (DTW for predicted durations) and to score the duration
+model of a full-TTS system.
+
 For every utterance it writes the waveform (16-bit WAV), the generated static
 features (float32 ``(T, [mgc | lf0 | vuv | bap])`` in natural units: the neural
 vocoders read them) and a PNG comparing natural and generated envelopes and F0.
@@ -33,7 +38,7 @@ from sps.config import bind
 from sps.frontend import load_labels, load_questions, question_file, text_to_labels
 from sps.frontend.festival import clean_text
 from sps.frontend.questions import DEFAULT_SEMANTICS
-from sps.io import load_array, save_array, write_wav
+from sps.io import load_array, save_array, write_json, write_wav
 from sps.spec import static_columns
 from sps.stages.experiment import Experiment
 from sps.stages.linguistic import LEGACY_SEMANTICS
@@ -129,6 +134,21 @@ def synth_utterance(utt: str, *, exp: Experiment, split: str, cfg: SynthConfig) 
     write_wav(out / f"{utt}.wav", wav, syn.spec["sample_rate"])  # last: marks the utterance done
 
 
+#: file beside a system's utterances recording how they were synthesized
+SYNTH_INFO = "synth.json"
+
+
+def synth_info(cfg: SynthConfig) -> dict:
+    """What ``synth/<name>/<split>/synth.json`` records for a config."""
+    if cfg.copy_synthesis:
+        return {"system": cfg.output_name, "copy_synthesis": True, "durations": "oracle"}
+    return {"system": cfg.output_name, "copy_synthesis": False, "acoustic_model": cfg.acoustic_model,
+            "durations": cfg.durations,
+            "duration_model": cfg.duration_model if cfg.durations == "predicted" else None,
+            "postfilter": cfg.postfilter, "postfilter_beta": cfg.postfilter_beta if cfg.postfilter else None,
+            "vuv_threshold": cfg.vuv_threshold}
+
+
 def _done(utt: str, *, out_dir: Path) -> bool:
     return (out_dir / f"{utt}.wav").exists()
 
@@ -171,6 +191,8 @@ def run(ctx: StageContext) -> None:
     name = cfg.output_name
     for split in cfg.splits:
         out_dir = exp.synth_dir(name, split)
+        if ctx.shard is None or ctx.shard[0] == 1:
+            write_json(out_dir / SYNTH_INFO, {**synth_info(cfg), "split": split})
         process = functools.partial(synth_utterance, exp=exp, split=split, cfg=cfg)
         done = None if ctx.force else functools.partial(_done, out_dir=out_dir)
         run_utterances(exp.utterances(split), process, desc=f"synth {name} {split}", jobs=ctx.jobs,

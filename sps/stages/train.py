@@ -8,6 +8,7 @@ Config (``conf/acoustic.yaml`` etc.)::
     predict_variance: false  # model also outputs log-variances (Gaussian NLL training)
     variance: global         # mge: "global" (std^2 of the train data) | "predicted"
     init_from: null          # mge fine-tuning: start from models/<init_from> (its architecture)
+    stream_weights: null     # acoustic: loss weight per stream, e.g. {lf0: 4, vuv: 4} (others 1)
     model: {type: dnn, hidden_dim: 256, num_layers: 3, ...}   # sps.models.ModelConfig
     train: {batch_size: 16, lr: 1e-3, epochs: 20, ...}        # sps.train.TrainConfig
 
@@ -29,9 +30,9 @@ from torch import nn
 from sps.config import bind, to_dict
 from sps.features import Normalizer
 from sps.io import write_json
-from sps.mlpg import mge_loss
+from sps.mlpg import generate_streams, mge_loss
 from sps.models import ModelConfig, build_model, gaussian_nll, masked_mse, split_output
-from sps.spec import static_columns
+from sps.spec import parse_spec, static_columns
 from sps.stages.datasets import FeatureDataset, collate_pairs
 from sps.stages.runner import StageContext
 from sps.train import TrainConfig, checkpoints, fit, load_checkpoint, seed_everything
@@ -50,6 +51,9 @@ class TrainStageConfig:
     predict_variance: bool = False                      # also output log-variances (Gaussian NLL)
     variance: Literal["global", "predicted"] = "global"  # MGE: std^2 of the data, or predicted
     init_from: str | None = None                        # start from models/<init_from> (its architecture)
+    #: acoustic: loss weight of each named stream (mgc, lf0, vuv, bap; unnamed ones 1);
+    #: MSE/NLL weigh every column of the stream, MGE its static columns
+    stream_weights: dict[str, float] | None = None
     train_split: str = "train"
     valid_split: str = "dev"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -58,6 +62,12 @@ class TrainStageConfig:
     def __post_init__(self):
         if self.loss == "mge" and self.kind != "acoustic":
             raise ValueError("loss 'mge' applies to acoustic models only")
+        if self.stream_weights is not None:
+            if self.kind != "acoustic":
+                raise ValueError("stream_weights apply to acoustic models only")
+            for k, v in self.stream_weights.items():
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                    raise ValueError(f"stream_weights.{k}: expected a number >= 0, got {v!r}")
 
     @property
     def model_name(self) -> str:
@@ -76,12 +86,13 @@ def make_step_fn(c: TrainStageConfig, norm: Normalizer, spec: dict | None = None
       (:func:`sps.mlpg.mge_loss`).
     """
     pv = c.predict_variance
+    weights = None if not c.stream_weights else column_weights(spec, c.stream_weights)
     if c.loss == "mse":
         def step_mse(model: nn.Module, batch: dict) -> torch.Tensor:
             mean, log_var = split_output(model(batch["x"], batch["lengths"]), pv)
             if log_var is None:
-                return masked_mse(mean, batch["y"], batch["lengths"])
-            return gaussian_nll(mean, log_var, batch["y"], batch["lengths"])
+                return masked_mse(mean, batch["y"], batch["lengths"], weights)
+            return gaussian_nll(mean, log_var, batch["y"], batch["lengths"], weights)
         return step_mse
 
     if spec is None:
@@ -98,8 +109,32 @@ def make_step_fn(c: TrainStageConfig, norm: Normalizer, spec: dict | None = None
         cols = static.to(mean.device)
         target = (batch["y"].float() * s + m).index_select(-1, cols)  # natural statics
         var = s ** 2 if c.variance == "global" else torch.exp(log_var.float()) * s ** 2
-        return mge_loss(mean.float(), target, var, spec, batch["lengths"], mean=m, std=s)
+        if weights is None:
+            return mge_loss(mean.float(), target, var, spec, batch["lengths"], mean=m, std=s)
+        # weighted: the same std-scaled error, each static column weighted (mean weight 1)
+        gen = generate_streams(mean.float() * s + m, var, spec, batch["lengths"])
+        return masked_mse(gen / s[cols], target / s[cols], batch["lengths"], static_w.to(mean.device))
+    static_w = None if weights is None else weights[static]
     return step_mge
+
+
+def column_weights(spec: dict | None, stream_weights: dict[str, float]) -> torch.Tensor:
+    """Per-column loss weights [shape=(D,)] of ``out_acoustic`` from per-stream weights.
+
+    Every column of a named stream (static and dynamic) gets its weight, the columns
+    of other streams 1. A name that is not a stream of ``spec`` is an error.
+    """
+    if spec is None:
+        raise ValueError("stream_weights need the stream spec dump/out_acoustic.json")
+    _, streams = parse_spec(spec)
+    names = {st.name for st in streams}
+    unknown = sorted(set(stream_weights) - names)
+    if unknown:
+        raise ValueError(f"stream_weights: unknown stream(s) {unknown}; the streams are {sorted(names)}")
+    w = torch.ones(int(spec["dim"]))
+    for st in streams:
+        w[st.start:st.start + st.static_dim * st.num_windows] = float(stream_weights.get(st.name, 1.0))
+    return w
 
 
 def train(ctx: StageContext) -> None:
