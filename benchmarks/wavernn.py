@@ -17,14 +17,16 @@ does not depend on them.
     python benchmarks/wavernn.py --hidden 384 --seconds 4
     python benchmarks/wavernn.py --device cuda
 
-``--quality`` instead measures what bf16 weights and magnitude pruning cost on a
-model trained for ``--train-minutes`` on ``data/slt_festival`` (log-mel
-conditioning computed here, so the check needs no other stage): teacher-forced
-log-likelihood and KL divergence of the coarse/fine distributions against the
-float32 model on held-out speech, and SNR / identical-sample fraction between
-waveforms generated with the same random draws.
+``--quality`` trains, on ``data/slt_festival`` with the same batches and number of
+steps (log-mel conditioning computed here, so the check needs no other stage), the
+sparse models ``--prune`` of size ``--hidden`` (gradual pruning, Zhu & Gupta's cubic
+schedule from 10 % to 60 % of the steps) and the dense model with as many non-zero
+parameters, and compares their teacher-forced log-likelihood on held-out speech (the
+WaveRNN paper's claim: the large sparse model is better at equal cost); then what
+bf16 weights and one-shot magnitude pruning cost the dense model (likelihood, KL of
+the coarse/fine distributions, waveforms generated with the same random draws).
 
-    python benchmarks/wavernn.py --quality --train-minutes 10
+    python benchmarks/wavernn.py --quality --hidden 896 --prune 90:16x1 --train-steps 600
 
 ``--sparse`` measures single-stream generation of block-pruned models (random weights
 pruned to 90 / 95 % zero blocks of 16 x 1 or 4 x 4, the shapes gradual pruning makes)
@@ -133,21 +135,16 @@ def load_corpus(root: str, count: int):
     return [(x, (c - mean) / std) for x, c in items]
 
 
-def quality(args):
-    import copy
-    import math
-    from sps.vocoders.wavernn import magnitude_prune
-    torch.manual_seed(0)
-    data = load_corpus(args.corpus, args.utts + 4)
-    train, held = data[:args.utts], data[args.utts:]
-    model = WaveRNN(80, hidden=args.hidden[-1], cond_channels=128, hop_length=HOP)
+def train_on(model, train, steps, hook=None, seed=0, seg=10, bs=8, log=""):
+    """Adam on random ``seg``-frame segments of ``train``; the batches depend only on ``seed``."""
+    g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    seg, bs, step, t_end = 10, 8, 0, time.time() + 60 * args.train_minutes
-    while time.time() < t_end:
+    t0 = time.time()
+    for step in range(1, steps + 1):
         wav, cond = [], []
-        for i in torch.randint(len(train), (bs,)).tolist():
+        for i in torch.randint(len(train), (bs,), generator=g).tolist():
             x, c = train[i]
-            s = int(torch.randint(len(c) - seg, ()))
+            s = int(torch.randint(len(c) - seg, (), generator=g))
             wav.append(x[s * HOP:(s + seg) * HOP])
             cond.append(c[s:s + seg])
         loss = model.loss(torch.stack(wav), torch.stack(cond))
@@ -155,45 +152,114 @@ def quality(args):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        step += 1
+        if hook is not None:
+            hook.update(step)
         if step % 100 == 0:
-            print(f"step {step}  loss {loss.item():.3f} nats/sample", flush=True)
-    model.eval()
-    print(f"trained H={model.hidden} for {step} steps ({args.train_minutes:g} min, batch {bs} x "
-          f"{seg * HOP} samples) on {len(train)} utterances; held out {len(held)}")
+            print(f"  {log} step {step}  loss {loss.item():.3f} nats/sample  ({time.time() - t0:.0f} s)", flush=True)
+    return model.eval()
+
+
+def held_out_loglik(model, wav, cond):
+    """Teacher-forced log-likelihood (nats/sample, coarse + fine) and the log-softmaxes."""
+    with torch.no_grad():
+        lc, lf = [l.log_softmax(-1) for l in model.logits(wav, cond)]
+        c, f = split_16bit(wav)
+        return (lc.gather(-1, c[..., None]).mean() + lf.gather(-1, f[..., None]).mean()).item(), lc, lf
+
+
+def nonzero_params(model) -> int:
+    return sum(int(p.count_nonzero()) for p in model.parameters())
+
+
+def equal_dense_hidden(target_nonzero: int, cond_channels: int) -> int:
+    """The even hidden size whose dense WaveRNN has about ``target_nonzero`` parameters."""
+    count = lambda H: sum(p.numel() for p in WaveRNN(80, hidden=H, cond_channels=cond_channels).parameters())
+    return min(range(32, 1025, 2), key=lambda H: abs(count(H) - target_nonzero))
+
+
+def parse_prune(text: str) -> tuple[float, tuple[int, int]]:
+    """``"90:16x1"`` -> (0.9, (16, 1))."""
+    pct, _, blk = text.partition(":")
+    rows, _, cols = (blk or "16x1").partition("x")
+    return int(pct) / 100, (int(rows), int(cols))
+
+
+def quality(args):
+    """Sparse H (gradual pruning) vs the dense model of equal non-zero parameter count,
+    equal training budget (steps and batches); then what bf16 and one-shot pruning cost."""
+    import copy
+    import math
+    from sps.vocoders.pruning import GradualPruning
+    from sps.vocoders.wavernn import magnitude_prune
+    data = load_corpus(args.corpus, args.utts + 4)
+    train, held = data[:args.utts], data[args.utts:]
     frames = 200                                              # 2 s of each held-out utterance
     wav = torch.stack([x[:frames * HOP] for x, _ in held])
     cond = torch.stack([c[:frames] for _, c in held])
+    steps, H = args.train_steps, args.hidden[0]
+    start, end = int(0.1 * steps), int(0.6 * steps)
+    print(f"equal budget: {steps} steps of 8 x 800 samples on {len(train)} utterances of {args.corpus}; "
+          f"pruning (cubic) over steps {start}..{end}; held-out: {len(held)} x 2 s; threads={torch.get_num_threads()}")
+    rows, models = [], {}
+    for spec in args.prune:
+        sparsity, block = parse_prune(spec)
+        torch.manual_seed(0)
+        m = WaveRNN(80, hidden=H, cond_channels=128, hop_length=HOP)
+        hook = GradualPruning(m.prunable(), sparsity, start, end, every=max(1, (end - start) // 20), block=block)
+        train_on(m, train, steps, hook, log=f"H={H} {spec}")
+        models[f"H={H} {sparsity:.0%} {block[0]}x{block[1]}"] = m
+    target = min(nonzero_params(m) for m in models.values()) if models else None
+    dense_sizes = ([equal_dense_hidden(target, 128)] if target else []) + ([H] if args.dense_full else [])
+    for Hd in dense_sizes:
+        torch.manual_seed(0)
+        m = train_on(WaveRNN(80, hidden=Hd, cond_channels=128, hop_length=HOP), train, steps, log=f"dense H={Hd}")
+        models[f"H={Hd} dense"] = m
+    ref_name = f"H={dense_sizes[0]} dense" if dense_sizes else None
+    ref_ll = held_out_loglik(models[ref_name], wav, cond)[0] if ref_name else 0.0
+    print(f"\n{'model':>20} {'non-zero params':>15} {'CSR bf16 MB':>11} {'loglik nats/sample':>18} "
+          f"{'vs ' + (ref_name or '-'):>17} {'bf16 samples/s':>14}")
+    gen_cond = torch.randn(1, 200, 80)
+    for name, m in models.items():
+        ll = held_out_loglik(m, wav, cond)[0]
+        mats = list(m.prunable().values())
+        sparse = native.block_density(m.R) < 0.6
+        mb = sum((len(native.block_csr(w, True)[1]) * (32 + 4) if sparse else w.numel() * 2) for w in mats) / 1e6
+        with torch.no_grad():
+            dt = timed(lambda: m.generate(gen_cond, backend="native", precision="bfloat16"), torch.device("cpu"))
+        print(f"{name:>20} {nonzero_params(m):>15,} {mb:>11.2f} {ll:>18.4f} {ll - ref_ll:>+17.4f} "
+              f"{200 * HOP / dt:>14,.0f}", flush=True)
+
+    # what bf16 weights and one-shot magnitude pruning (no fine-tuning) cost the dense model
+    model = models[ref_name] if ref_name else train_on(
+        WaveRNN(80, hidden=H, cond_channels=128, hop_length=HOP), train, steps, log=f"dense H={H}")
 
     def variant(kind):
         m = copy.deepcopy(model)
         if kind == "bf16":
             with torch.no_grad():
-                for w in (m.R, m.O1.weight, m.O2.weight, m.O3.weight, m.O4.weight):
+                for w in m.prunable().values():
                     w.copy_(w.bfloat16().float())
-        elif kind.startswith("prune"):
+        else:
             magnitude_prune(m, int(kind[5:]) / 100)
         return m
 
+    ref_ll, ref_c, ref_f = held_out_loglik(model, wav, cond)
     with torch.no_grad():
-        ref_c, ref_f = [l.log_softmax(-1) for l in model.logits(wav, cond)]
-        c, f = split_16bit(wav)
-        ref_ll = (ref_c.gather(-1, c[..., None]).mean() + ref_f.gather(-1, f[..., None]).mean()).item()
         ref_gen = model.generate(cond, backend="native", generator=torch.Generator().manual_seed(1))
-        print(f"\nfloat32: teacher-forced log-likelihood {ref_ll:.4f} nats/sample "
-              f"({ref_ll / math.log(2):.3f} bits)")
-        print(f"{'weights':>9} {'d loglik nats/sample':>21} {'KL coarse':>10} {'KL fine':>9} "
-              f"{'gen SNR dB':>11} {'same samples':>13}")
-        for kind in ("bf16", "prune50", "prune75", "prune90"):
-            m = variant(kind)
-            lc, lf = [l.log_softmax(-1) for l in m.logits(wav, cond)]
-            ll = (lc.gather(-1, c[..., None]).mean() + lf.gather(-1, f[..., None]).mean()).item()
-            kl_c = (ref_c.exp() * (ref_c - lc)).sum(-1).mean().item()
-            kl_f = (ref_f.exp() * (ref_f - lf)).sum(-1).mean().item()
+    print(f"\none-shot changes to the {ref_name or 'dense'} model (float32 log-likelihood {ref_ll:.4f} nats/sample, "
+          f"{ref_ll / math.log(2):.3f} bits)")
+    print(f"{'weights':>9} {'d loglik nats/sample':>21} {'KL coarse':>10} {'KL fine':>9} "
+          f"{'gen SNR dB':>11} {'same samples':>13}")
+    for kind in ("bf16", "prune50", "prune75", "prune90"):
+        m = variant(kind)
+        ll, lc, lf = held_out_loglik(m, wav, cond)
+        kl_c = (ref_c.exp() * (ref_c - lc)).sum(-1).mean().item()
+        kl_f = (ref_f.exp() * (ref_f - lf)).sum(-1).mean().item()
+        with torch.no_grad():
             g = m.generate(cond, backend="native", generator=torch.Generator().manual_seed(1))
-            snr = 10 * math.log10((ref_gen ** 2).sum() / ((ref_gen - g) ** 2).sum().clamp_min(1e-20))
-            same = (g == ref_gen).float().mean().item()
-            print(f"{kind:>9} {ll - ref_ll:>21.4f} {kl_c:>10.5f} {kl_f:>9.5f} {snr:>11.1f} {same:>12.1%}")
+        snr = 10 * math.log10((ref_gen ** 2).sum() / ((ref_gen - g) ** 2).sum().clamp_min(1e-20))
+        same = (g == ref_gen).float().mean().item()
+        print(f"{kind:>9} {ll - ref_ll:>21.4f} {kl_c:>10.5f} {kl_f:>9.5f} {snr:>11.1f} {same:>12.1%}")
 
 
 def read_bandwidth(nbytes: int, seconds: float = 0.3) -> float:
@@ -307,7 +373,10 @@ def main():
     ap.add_argument("--quality", action="store_true", help="measure bf16/pruning quality cost")
     ap.add_argument("--train", action="store_true", help="time the training recurrence")
     ap.add_argument("--sparse", action="store_true", help="block-sparse vs dense generation speed")
-    ap.add_argument("--train-minutes", type=float, default=10.0)
+    ap.add_argument("--train-steps", type=int, default=600, help="training steps of every --quality model")
+    ap.add_argument("--prune", nargs="*", default=["90:16x1"],
+                    help="--quality: sparse models of --hidden, as SPARSITY%%:ROWSxCOLS (e.g. 95:4x4)")
+    ap.add_argument("--dense-full", action="store_true", help="--quality: also the dense model of --hidden")
     ap.add_argument("--utts", type=int, default=60, help="training utterances for --quality")
     ap.add_argument("--corpus", default="data/slt_festival")
     args = ap.parse_args()
