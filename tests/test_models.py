@@ -386,8 +386,12 @@ def test_eval_full_tts_dtw_and_duration_rmse(tmp_path):
         static = load_array(exp / "dump" / "eval" / "out_acoustic" / f"{utt}.npy")[:, cols]
         save_array(exp / "synth" / "tts" / "eval" / f"{utt}.npy", np.repeat(static, 2, axis=0))  # slower copy
         save_array(exp / "synth" / "nat" / "eval" / f"{utt}.npy", static + 0.1)
+        weak = static.copy()
+        weak[:, 3] *= 0.7                                           # vuv 0.7 where natural speech is voiced
+        save_array(exp / "synth" / "thr" / "eval" / f"{utt}.npy", weak)
     write_json(exp / "synth" / "tts" / "eval" / SYNTH_INFO, {"durations": "predicted", "duration_model": "dur"})
     write_json(exp / "synth" / "nat" / "eval" / SYNTH_INFO, {"durations": "oracle"})
+    write_json(exp / "synth" / "thr" / "eval" / SYNTH_INFO, {"durations": "oracle", "vuv_threshold": 0.8})
     tts = evaluate.evaluate_system(e, "tts", "eval")
     assert tts["alignment"] == "dtw" and tts["duration_model"] == "dur"
     for k in ("mcd_db", "bap_db", "f0_rmse_hz", "vuv_error_pct"):    # a time-stretched copy aligns exactly
@@ -401,6 +405,11 @@ def test_eval_full_tts_dtw_and_duration_rmse(tmp_path):
     nat = evaluate.evaluate_system(e, "nat", "eval")
     assert nat["alignment"] == "frames" and "duration_rmse_frames" not in nat["mean"]
     assert nat["mean"]["mcd_db"] == pytest.approx(10 / math.log(10) * math.sqrt(2 * 0.01), rel=1e-5)
+    # scored with the V/UV threshold its waveform was made with: 0.7 < 0.8 is unvoiced everywhere
+    thr = evaluate.evaluate_system(e, "thr", "eval")
+    voiced = [100 * np.mean(load_array(exp / "dump" / "eval" / "out_acoustic" / f"{u}.npy")[:, 9] > 0.5)
+              for u in ("e0", "e1")]
+    assert thr["mean"]["vuv_error_pct"] == pytest.approx(np.mean(voiced))
     evaluate.run(StageContext(exp, {"systems": ["tts", "nat"]}))
     table = evaluate.metrics_table(e, "eval")
     assert "aligned" in table.splitlines()[0]

@@ -58,13 +58,17 @@ def test_stages_0_to_3_with_overrides_and_resume(tmp_path):
     assert {p: p.read_bytes() for p in (exp / "dump").rglob("*.npy")} == before
 
 
-def test_model_names_come_from_conf():
-    out = subprocess.run(["bash", "-c", f"conf={RUN.parent}/conf; "
+@pytest.mark.parametrize("gpu", [0, 1])
+def test_model_names_come_from_conf(gpu):
+    out = subprocess.run(["bash", "-c", f"conf={RUN.parent}/conf; gpu={gpu}; "
                           f"source <(sed -n '/^conf_name()/,/^tts_model=/p' {RUN}); "
-                          "echo $(for f in $(acoustic_confs dnn) $(acoustic_confs lstm); do conf_name $f; done)"],
+                          "echo $(for f in $(acoustic_confs dnn) $(acoustic_confs conv lstm); do conf_name $f; done)"],
                          capture_output=True, text=True, timeout=60)
     names = out.stdout.split()
-    assert names == ["acoustic_dnn", "acoustic_dnn_mge", "acoustic_lstm", "acoustic_lstm_mge"], out.stderr
+    if gpu:   # --gpu: the *_gpu.yaml configs only, MSE models before their MGE fine-tuning
+        assert names == ["acoustic_conv_gpu", "acoustic_lstm_gpu", "acoustic_conv_mge_gpu", "acoustic_lstm_mge_gpu"]
+    else:
+        assert names == ["acoustic_dnn", "acoustic_dnn_mge", "acoustic_conv", "acoustic_conv_mge"], out.stderr
 
 
 @pytest.mark.slow

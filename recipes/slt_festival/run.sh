@@ -3,7 +3,7 @@
 #
 #   ./run.sh [--stage N] [--stop-stage M] [--exp-dir DIR] [--jobs N] [--force]
 #            [--cmd PREFIX --nj N] [--vocoder world|wavenet|wavernn] [--vocoder-config FILE]
-#            [<conf>.<key>=<value> ...]
+#            [--gpu] [<conf>.<key>=<value> ...]
 #
 # Stages (all outputs under the experiment directory, default exp/slt_festival):
 #   0  prepare      corpus -> data/{train,dev,eval}.list, wav.scp, lab.scp     (conf/prepare.yaml)
@@ -12,7 +12,8 @@
 #   3  stats        normalisation statistics on the train split -> stats/      (conf/stats.yaml)
 #   4  duration     duration model -> models/<name>                            (conf/duration.yaml)
 #   5  acoustic DNN every conf/acoustic*.yaml of a feed-forward model, in file order
-#   6  acoustic RNN every conf/acoustic*.yaml of a recurrent model (MSE, then MGE fine-tuning)
+#   6  acoustic seq every conf/acoustic*.yaml of a convolutional or recurrent model (MSE, then
+#                   MGE fine-tuning)
 #   7  synth        WORLD copy synthesis and each acoustic model on the eval split (natural
 #                   durations, for scoring), plus full TTS with predicted durations
 #                   -> synth/<system>/eval/<utt>.{wav,npy,png}                 (conf/synth.yaml)
@@ -24,6 +25,8 @@
 #  11  report       metrics table + eval/report.html (audio players, plots)    (conf/report.yaml)
 #
 # Model names come from the name: keys of conf/duration.yaml and conf/acoustic*.yaml.
+# --gpu trains the larger models of conf/duration_gpu.yaml and conf/acoustic*_gpu.yaml
+# instead (names end in _gpu; without --gpu the *_gpu.yaml files are left out).
 # --vocoder world (default) keeps the recipe within ~30 min on a 2-core CPU; wavenet
 # or wavernn add their training. For the full-size vocoders on a GPU use e.g.
 # --vocoder-config conf/wavenet_gpu.yaml.
@@ -52,6 +55,7 @@ cmd=
 nj=1
 vocoder=world
 vocoder_config=
+gpu=0
 overrides=()
 
 while [ $# -gt 0 ]; do
@@ -65,6 +69,7 @@ while [ $# -gt 0 ]; do
         --nj) nj=$2; shift 2 ;;
         --vocoder) vocoder=$2; shift 2 ;;
         --vocoder-config|--vocoder_config) vocoder_config=$2; shift 2 ;;
+        --gpu) gpu=1; shift ;;
         -h|--help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//; /^set -e/d'; exit 0 ;;
         *=*) overrides+=("$1"); shift ;;
         *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -76,32 +81,42 @@ cd "$root"
 command -v sps >/dev/null || { echo "run.sh: the 'sps' command is not installed (pip install -e .)" >&2; exit 1; }
 mkdir -p "$exp_dir/log"
 
+duration_conf=$conf/duration.yaml
+if [ "$gpu" = 1 ]; then duration_conf=$conf/duration_gpu.yaml; fi
 # conf_name <file>: the name: key of a model config
 conf_name() { sed -n 's/^name:[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$1" | head -n 1; }
+# model_confs: the acoustic model configs of this run (the *_gpu.yaml ones with --gpu, else the others)
+model_confs() {
+    local f
+    for f in "$conf"/acoustic*.yaml; do
+        case "$f" in *_gpu.yaml) [ "${gpu:-0}" = 1 ] && echo "$f" ;; *) [ "${gpu:-0}" = 0 ] && echo "$f" ;; esac
+    done
+    return 0
+}
 # conf_type <file>: the model type (dnn | lstm) of an acoustic config, or of the model it starts from
 conf_type() {
     local t init
     t=$(sed -n '/^model:/,/^[^[:space:]]/s/^[[:space:]]*type:[[:space:]]*\([a-z]*\).*/\1/p' "$1" | head -n 1)
     if [ -z "$t" ]; then
         init=$(sed -n 's/^init_from:[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$1" | head -n 1)
-        for f in "$conf"/acoustic*.yaml; do
+        for f in $(model_confs); do
             if [ -n "$init" ] && [ "$f" != "$1" ] && [ "$(conf_name "$f")" = "$init" ]; then t=$(conf_type "$f"); fi
         done
     fi
     echo "${t:-dnn}"
 }
-# acoustic configs of one model type, MSE models before the MGE models that start from them
+# acoustic configs of the given model types, MSE models before the MGE models that start from them
 acoustic_confs() {
     local f
-    for f in "$conf"/acoustic*.yaml; do
-        if [ "$(conf_type "$f")" = "$1" ] && ! grep -q '^init_from:[[:space:]]*[^[:space:]n#]' "$f"; then echo "$f"; fi
+    for f in $(model_confs); do
+        if [[ " $* " == *" $(conf_type "$f") "* ]] && ! grep -q '^init_from:[[:space:]]*[^[:space:]n#]' "$f"; then echo "$f"; fi
     done
-    for f in "$conf"/acoustic*.yaml; do
-        if [ "$(conf_type "$f")" = "$1" ] && grep -q '^init_from:[[:space:]]*[^[:space:]n#]' "$f"; then echo "$f"; fi
+    for f in $(model_confs); do
+        if [[ " $* " == *" $(conf_type "$f") "* ]] && grep -q '^init_from:[[:space:]]*[^[:space:]n#]' "$f"; then echo "$f"; fi
     done
 }
-acoustic_models=$(for f in $(acoustic_confs dnn) $(acoustic_confs lstm); do conf_name "$f"; done)
-duration_model=$(conf_name "$conf/duration.yaml")
+acoustic_models=$(for f in $(acoustic_confs dnn) $(acoustic_confs conv lstm); do conf_name "$f"; done)
+duration_model=$(conf_name "$duration_conf")
 tts_model=$(for m in $acoustic_models; do :; done; echo "${m:-}")   # the last one: full TTS with predicted durations
 
 # sps_stage <stage-name> <conf-file-or-name> [extra args...]: run one 'sps' subcommand with the
@@ -148,9 +163,9 @@ if run_stage 0; then sps_stage prepare prepare; fi
 if run_stage 1; then sps_stage features features; fi
 if run_stage 2; then sps_stage linguistic linguistic; fi
 if run_stage 3; then sps_stage stats stats; fi
-if run_stage 4; then sps_stage train duration; fi
+if run_stage 4; then sps_stage train "$duration_conf"; fi
 if run_stage 5; then for f in $(acoustic_confs dnn); do sps_stage train "$f"; done; fi
-if run_stage 6; then for f in $(acoustic_confs lstm); do sps_stage train "$f"; done; fi
+if run_stage 6; then for f in $(acoustic_confs conv lstm); do sps_stage train "$f"; done; fi
 if run_stage 7; then
     sps_stage synth synth copy_synthesis=true
     for m in $acoustic_models; do sps_stage synth synth acoustic_model="$m" duration_model="$duration_model"; done

@@ -63,11 +63,16 @@ class EvalConfig:
     duration_model: str | None = None         # models/<name> to score (duration RMSE in frames)
 
 
-def acoustic_metrics(natural: np.ndarray, generated: np.ndarray, spec: dict) -> dict[str, float]:
-    """Metrics of one utterance from static features [shape=(T, S)] on the same time axis."""
+def acoustic_metrics(natural: np.ndarray, generated: np.ndarray, spec: dict,
+                     vuv_threshold: float = 0.5) -> dict[str, float]:
+    """Metrics of one utterance from static features [shape=(T, S)] on the same time axis.
+
+    A generated frame is voiced when its vuv value exceeds ``vuv_threshold`` (the
+    threshold its waveform was made with); natural vuv values are 0 or 1.
+    """
     n, g = split_streams(natural, spec), split_streams(generated, spec)
     f0n = lf0_to_f0(n["lf0"][:, 0], n["vuv"][:, 0])
-    f0g = lf0_to_f0(g["lf0"][:, 0], g["vuv"][:, 0])
+    f0g = lf0_to_f0(g["lf0"][:, 0], g["vuv"][:, 0], vuv_threshold)
     return {"mcd_db": mcd(n["mgc"], g["mgc"]), "bap_db": bap_distortion(n["bap"], g["bap"]),
             "f0_rmse_hz": f0_rmse(f0n, f0g), "f0_corr": f0_corr(f0n, f0g),
             "vuv_error_pct": 100.0 * vuv_error(f0n, f0g), "frames": int(len(f0n))}
@@ -135,7 +140,7 @@ def evaluate_system(exp: Experiment, system: str, split: str = "eval", source: s
         else:
             T = min(len(gen), len(natural))
             natural, gen = natural[:T], gen[:T]
-        per_utt[utt] = acoustic_metrics(natural, gen, spec)
+        per_utt[utt] = acoustic_metrics(natural, gen, spec, float(info.get("vuv_threshold", 0.5)))
     extra = {}
     if dtw and info.get("duration_model") and exp.model_dir(info["duration_model"]).exists():
         durations = evaluate_duration_model(exp, info["duration_model"], split, utterances=list(per_utt))
