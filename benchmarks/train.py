@@ -3,9 +3,10 @@
 Needs an experiment directory with features and statistics (recipe stages 0-3)::
 
     recipes/slt_festival/run.sh --stop-stage 3
-    python benchmarks/train.py --exp-dir exp/slt_festival [--models dnn lstm] [--epochs 1]
+    python benchmarks/train.py --exp-dir exp/slt_festival [--models dnn conv lstm] [--epochs 1]
 
-For each model of the recipe (``conf/acoustic.yaml``, ``conf/acoustic_lstm.yaml``) it
+For each model of the recipe (``conf/acoustic.yaml``, ``conf/acoustic_conv.yaml``; ``lstm``
+is the BLSTM of ``conf/acoustic_lstm_gpu.yaml``) it
 trains ``--epochs`` epochs with the MSE loss, then the same number with the MGE loss
 (differentiable MLPG with the global variances, starting from the MSE weights), in a
 temporary directory, and prints the mean seconds per epoch (validation included, as
@@ -32,7 +33,8 @@ from sps.stages.runner import StageContext  # noqa: E402
 from sps.io import read_json  # noqa: E402
 
 CONF = ROOT / "recipes" / "slt_festival" / "conf"
-CONFIGS = {"dnn": ("acoustic.yaml", "acoustic_mge.yaml"), "lstm": ("acoustic_lstm.yaml", "acoustic_lstm_mge.yaml")}
+CONFIGS = {"dnn": ("acoustic.yaml", "acoustic_mge.yaml"), "conv": ("acoustic_conv.yaml", "acoustic_conv_mge.yaml"),
+           "lstm": ("acoustic_lstm_gpu.yaml", "acoustic_lstm_mge_gpu.yaml")}
 
 
 def epoch_seconds(exp: Path, conf: Path, overrides: list[str]) -> tuple[float, dict]:
@@ -48,7 +50,7 @@ def epoch_seconds(exp: Path, conf: Path, overrides: list[str]) -> tuple[float, d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--exp-dir", type=Path, default=ROOT / "exp" / "slt_festival")
-    ap.add_argument("--models", nargs="+", default=["dnn", "lstm"], choices=sorted(CONFIGS))
+    ap.add_argument("--models", nargs="+", default=["dnn", "conv"], choices=sorted(CONFIGS))
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args()
