@@ -12,8 +12,8 @@ import torch
 from sps.dsp import mu_law_encode
 from sps.features import mgc_to_lpc
 from sps.vocoders import build_vocoder
-from sps.vocoders.excitation import (ExcitationState, LinearPrediction, f0_phase, pulse_phase, pulse_positions,
-                                     sample_frames, source_phase, source_signal, teacher_inputs)
+from sps.vocoders.excitation import (ExcitationState, LinearPrediction, f0_phase, generation_source, pitch_source,
+                                     pulse_phase, pulse_positions, sample_frames, source_signal, teacher_inputs)
 
 FEATURES = {"sample_rate": 8000, "alpha": 0.31, "mgc": [0, 6], "lf0": 6, "vuv": 7}
 HOP = 20
@@ -112,13 +112,14 @@ def test_source_signal_frequency_and_noise():
     assert 0.2 < noise.std() < 0.4 and np.abs(np.corrcoef(noise[:-1], noise[1:])[0, 1]) < 0.1
 
 
-KINDS = ["wavernn_lpc", "wavenet_lpc", "wavernn_lpc+phase", "wavenet_lpc+phase"]
+KINDS = ["wavernn_lpc", "wavenet_lpc", "wavernn_lpc+phase", "wavenet_lpc+phase", "wavernn_lpc+phase+pulses",
+         "wavenet_lpc+pulses"]
 
 
 def make(kind: str):
     torch.manual_seed(0)
-    kind, _, extra = kind.partition("+")
-    opts = {"pitch_phase": True} if extra == "phase" else {}
+    kind, *extras = kind.split("+")
+    opts = {"pitch_phase": "phase" in extras, "pulses": "pulses" in extras}
     if kind == "wavernn_lpc":
         m = build_vocoder(kind, {"features": FEATURES, "hidden": 24, "cond_channels": 8, "hop_length": HOP,
                                  "order": 4, "context_frames": 1, **opts}, 9)
@@ -147,15 +148,16 @@ def test_generation_agrees_with_teacher_forcing(kind):
     from sps.dsp import mu_law_decode
     lp = m.lp
     a, lag = lp.frame_lpc(cond), lp.frame_lag(cond)
+    phase, pulses = generation_source(lp, cond, HOP, True, True)   # what generation used
+    with_pulses = getattr(m, "pulses", False)
     st = ExcitationState(2, lp.order, lp.max_lag)
     f = sample_frames(7, HOP)
     s = torch.zeros(2, 7 * HOP)
     for n in range(7 * HOP):
         st.inputs(a[:, f[n]], lag[:, f[n]])
-        s[:, n] = st.push(mu_law_decode(q[:, n]))
-    phase = source_phase(lag, lp.frame_voicing(cond), HOP)          # what generation used
+        s[:, n] = st.push(mu_law_decode(q[:, n]) + (pulses[:, n] if with_pulses else 0.0))
     with torch.no_grad():
-        logits, target = m.excitation_logits(s.double(), cond, phase=phase)
+        logits, target = m.excitation_logits(s.double(), cond, phase=phase, pulses=pulses)
     assert torch.equal(target, q)
     # sampling from the teacher-forced distributions with the same draws gives the same classes
     from sps.vocoders.sampling import sample_cdf
@@ -210,10 +212,15 @@ def test_pulses_and_phase_of_a_jittered_pulse_train():
     assert ph[100] == 0.0 and np.all(ph[:100] == 0.0)
     steps = np.mod(np.diff(ph[100:end]), 2 * np.pi)
     np.testing.assert_allclose(steps, 2 * np.pi / 40, atol=1e-9)
-    x = source_phase(lag[:, ::HOP], voiced[:, ::HOP], HOP)     # per-frame inputs -> (1, N, 2)
+    x, pd = pitch_source(lag[:, ::HOP], voiced[:, ::HOP], HOP, torch.full((1, N // HOP), 4.0))
     v_frames = voiced[0, ::HOP][sample_frames(N // HOP, HOP)]
     assert x.shape == (1, N, 2) and torch.all(x[0, ~v_frames] == 0)
     np.testing.assert_allclose(x[0, 200:end - 20].norm(dim=-1).numpy(), 1.0, atol=1e-6)
+    # the generation pulse train: onsets and phase wraps, height sqrt(gain T0) = sqrt(4 * 40)
+    where = torch.nonzero(pd[0]).flatten()
+    assert torch.all(pd[0, where] == math.sqrt(160.0))
+    onset = int(torch.nonzero(v_frames).flatten()[0])
+    assert where[0] == onset and (torch.diff(where) - 40).abs().max() <= 1
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -254,7 +261,7 @@ def test_lpc_vocoders_are_built_from_the_spec(tmp_path):
                         {"name": "bap", "start": 19, "static_dim": 1, "num_windows": 1}],
             "analysis": {"alpha": 0.42, "fft_size": 1024}}
     cond = Conditioning(spec, np.arange(8.0), np.ones(8) * 2)
-    assert cond.layout() == {"sample_rate": 16000, "alpha": 0.42, "mgc": [0, 5], "lf0": 5, "vuv": 6}
+    assert cond.layout() == {"sample_rate": 16000, "alpha": 0.42, "mgc": [0, 5], "lf0": 5, "vuv": 6, "bap": [7, 1]}
     cfg = bind(VocoderConfig, {"vocoder": "wavernn_lpc", "model": {"hidden": 8, "cond_channels": 4}})
     model, options = make_vocoder(cfg, cond)
     assert options["features"] == cond.layout()
@@ -279,3 +286,37 @@ def test_noise_injection_keeps_the_clean_target():
     noisy = noisy_history(s, a[:, f], 2.0, torch.Generator().manual_seed(0))
     assert (noisy - s).abs().max() > 1e-3                                   # the history moved
     torch.testing.assert_close(inputs[..., 1].double() + target, s, rtol=0, atol=1e-6)   # p~ + e = s
+
+
+def test_source_filter_vocoder_gain_pitch_and_noise():
+    """The classical vocoder: voiced output periodic at T0, unvoiced output noise; its
+    per-frame prediction-error power against Kolmogorov's formula exp(mean log P) on the
+    envelope of sps.features.mgc_to_log_power; output power matches it."""
+    from sps.features.acoustic import mgc_to_log_power
+    from sps.vocoders.source_filter import SourceFilterVocoder
+    sr, T = 8000, 60
+    feats = {**FEATURES, "bap": [8, 1]}
+    mean, std = torch.zeros(9), torch.ones(9)
+    m = SourceFilterVocoder(9, feats, hop_length=HOP, order=12, preemphasis=0.0, mixed=False)
+    m.set_conditioning(mean, std)
+    cond = torch.zeros(1, T, 9)
+    cond[..., :6] = torch.tensor([-2.0, 0.4, -0.2, 0.1, 0.05, 0.0])     # a smooth envelope
+    cond[..., 6] = math.log(sr / 40)                                    # T0 = 40 samples
+    cond[..., 7] = (torch.arange(T) < T // 2).float()                   # voiced, then unvoiced
+    cond[..., 8] = -60.0
+    a, gain = m.lp.frame_lpc(cond, return_gain=True)
+    logp = mgc_to_log_power(cond[0, 0, :6].double().numpy(), FEATURES["alpha"], 1024)
+    assert float(gain[0, 0]) == pytest.approx(math.exp(logp.mean()), rel=0.05)
+    wav = m.generate(cond, generator=torch.Generator().manual_seed(0))[0].double().numpy()
+    voiced = wav[5 * HOP:25 * HOP]
+    ac = np.correlate(voiced, voiced, "full")[len(voiced) - 1:]
+    assert 38 <= np.argmax(ac[20:60]) + 20 <= 42                         # periodic at T0
+    # output power = gain x the filter's power gain exp(2 * mean log|1/A|) ... = envelope power
+    ref = float(np.exp(logp).mean())
+    assert np.mean(voiced ** 2) == pytest.approx(ref, rel=0.25)
+    unvoiced = wav[35 * HOP:55 * HOP]
+    assert np.mean(unvoiced ** 2) == pytest.approx(ref, rel=0.25)
+    uac = np.correlate(unvoiced, unvoiced, "full")[len(unvoiced) - 1:]
+    assert np.abs(uac[30:50]).max() < 0.3 * uac[0]                      # no periodicity
+    with pytest.raises(ValueError, match="bap stream"):
+        SourceFilterVocoder(9, FEATURES, hop_length=HOP, mixed=True)

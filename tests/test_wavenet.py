@@ -507,3 +507,19 @@ def test_stage_export_and_init_from(tmp_path):
     with pytest.raises(FileNotFoundError, match="init_from nowhere"):
         stage.train(StageContext(exp_dir=exp, config={**cfg2, "name": "wn4", "init_from": "nowhere"}))
     assert Experiment(exp).model_dir("wn").exists()
+
+
+def test_stage_vocodes_with_the_classical_vocoder_without_training(tmp_path):
+    pytest.importorskip("soundfile", reason="needs soundfile (the stage writes wavs)")
+    from sps.io import read_wav
+    from sps.stages import vocoder as stage
+    from sps.stages.runner import StageContext
+    exp, spec, hop = make_exp(tmp_path)
+    cfg = {"vocoder": "source_filter", "name": "sf", "model": {"order": 4, "mixed": True},
+           "vocode": {"batch_size": 2, "metrics": False}}
+    with pytest.raises(ValueError, match="nothing to train"):
+        stage.train(StageContext(exp_dir=exp, config=cfg))
+    stage.vocode(StageContext(exp_dir=exp, config=cfg))
+    x, sr = read_wav(exp / "synth" / "sf_copy" / "eval" / "eval_0.wav")
+    n = len(np.load(exp / "dump" / "eval" / "out_acoustic" / "eval_0.npy"))
+    assert sr == 2000 and len(x) == n * hop and np.isfinite(x).all() and np.abs(x).max() > 0

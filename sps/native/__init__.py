@@ -81,13 +81,13 @@ KERNELS: dict[str, Kernel] = {
     })),
     "wavenet": Kernel("wavenet.c", {
         "wavenet_run": [_I] * 7 + [_P] * 3 + [_I] + [_P] * 10 + [_F, _I] + [_P] * 3 + [_LL, _P, _I],
-        "wavenet_lpc_run": [_I] * 7 + [_P] * 2 + [_I] + [_P] * 15 + [_I] * 4 + [_P, _LL, _P, _P, _P, _P, _I],
+        "wavenet_lpc_run": [_I] * 7 + [_P] * 2 + [_I] + [_P] * 15 + [_I] * 4 + [_P, _LL, _P, _P, _P, _P, _P, _I],
     }),
     "wavernn": Kernel("wavernn.c", {
         "wavernn_run": [_I] * 5 + [_P] * 9 + [_F, _P, _I],
         "gru_forward": [_I] * 3 + [_P] * 5 + [_I],
         "gru_backward": [_I] * 3 + [_P] * 8 + [_I],
-        "wavernn_lpc_run": [_I] * 6 + [_P] * 13 + [_I],
+        "wavernn_lpc_run": [_I] * 6 + [_P] * 14 + [_I],
     }, plain={"wavernn_vector_length": (_I, [])}),
 }
 

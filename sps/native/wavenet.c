@@ -95,6 +95,7 @@ typedef struct {
     float *ring_s, *ring_e;         /* (B, HL) excitation state, kept between calls */
     float *out_s;                   /* (B, n) pre-emphasised samples */
     const float *ph, *wph;          /* (B, n, 2) pitch-phase inputs of the chunk, (R, 2) weights; or NULL */
+    const float *pd;                /* (B, n) pulse train of the chunk added to the excitation, or NULL */
     int T, hop, p, HL;
 } lpc_args;
 
@@ -276,7 +277,8 @@ static int wavenet_core(int B, int n, int A, int R, int S, int L, int D1, const 
                     }
                     if (q == 0) out[(size_t)(b0 + b) * n + i] = y;
                     if (lp) {
-                        const float sv = exc_push(&st[b], t, table[y]);
+                        const float ev = lp->pd ? table[y] + lp->pd[(size_t)(b0 + b) * n + i] : table[y];
+                        const float sv = exc_push(&st[b], t, ev);
                         if (q == 0) lp->out_s[(size_t)(b0 + b) * n + i] = sv;
                     } else {
                         yp[b] = yc[b];
@@ -320,8 +322,8 @@ int wavenet_lpc_run(int B, int n, int A, int R, int S, int L, int D1, const int 
                     const float *WoutT, const float *WendT, const float *cond, const float *u,
                     const float *a, const float *lag, const float *itemp, float *ring_s, float *ring_e,
                     int T, int hop, int p, int HL, float *buf, long long t0, int *out, float *out_s,
-                    const float *ph, const float *wph, int nthreads) {
-    const lpc_args lp = {E, a, lag, itemp, ring_s, ring_e, out_s, ph, wph, T, hop, p, HL};
+                    const float *ph, const float *wph, const float *pd, int nthreads) {
+    const lpc_args lp = {E, a, lag, itemp, ring_s, ring_e, out_s, ph, wph, pd, T, hop, p, HL};
     return wavenet_core(B, n, A, R, S, L, D1, dil, 0, 0, embed_tanh, WprevT, WcurT, WresT, bres,
                         WskipT, bskip, WoutT, WendT, cond, u, 1.0f, 0, buf, 0, 0, t0, out, nthreads, &lp);
 }

@@ -180,12 +180,14 @@ int gru_backward(int B, int N, int H, const float *dout, const float *R, const f
    256-way softmax over the mu-law excitation. S rows, N = T * hop samples each.
    P (S, T, 3H) frame projections; E (4, 256, 3H) input embeddings; A (S, T, p) LPC; LAG (S, T);
    ITEMP (S, T) inverse sampling temperatures; mats: R, O1, O2 (dense packed or block-sparse); U (S, N) uniforms; HL ring length (power
-   of two). PH (S, N, 2) pitch-phase inputs and WPH (3H, 2) their weights, or both NULL.
+   of two). PH (S, N, 2) pitch-phase inputs and WPH (3H, 2) their weights, or both NULL;
+   PD (S, N) a pulse train added to the drawn excitation, or NULL.
    Outputs: out_s (S, N) pre-emphasised samples, out_q (S, N) classes. */
 int wavernn_lpc_run(int S, int T, int hop, int H, int p, int HL, const float *P,
                     const float *E, const sps_mat *mats, const float *b1, const float *b2,
                     const float *A, const float *LAG, const float *ITEMP, const float *U,
-                    const float *PH, const float *WPH, float *out_s, int64_t *out_q, int nthreads) {
+                    const float *PH, const float *WPH, const float *PD, float *out_s, int64_t *out_q,
+                    int nthreads) {
     const sps_mat *RT = mats, *O1 = mats + 1, *O2 = mats + 2;
     const int G = 3 * H, nblk = (S + 3) / 4;
     const int64_t N = (int64_t)T * hop;
@@ -235,7 +237,7 @@ int wavernn_lpc_run(int S, int T, int hop, int H, int p, int HL, const float *P,
                 const size_t row = (size_t)(s0 + b), o = row * N + n;
                 const int c = sps_sample(lg + b * NCLS, NCLS, ITEMP[row * T + f], U[o]);
                 out_q[o] = c;
-                out_s[o] = exc_push(&st[b], n, table[c]);
+                out_s[o] = exc_push(&st[b], n, PD ? table[c] + PD[o] : table[c]);
             }
         }
         free(buf);

@@ -196,6 +196,8 @@ def train(ctx: StageContext) -> dict:
     """
     cfg = vocoder_config(ctx.config)
     exp = ctx.exp
+    if not getattr(get_vocoder(cfg.vocoder), "trainable", True):
+        raise ValueError(f"vocoder {cfg.vocoder} has nothing to train: run 'sps vocode' with this config")
     cond = exp.conditioning()
     seed_everything(cfg.train.seed)   # the initial weights follow the seed
     model, model_cfg = make_vocoder(cfg, cond)
@@ -290,7 +292,10 @@ def vocode(ctx: StageContext) -> dict:
     exp, vcfg, name = ctx.exp, cfg.vocode, cfg.model_name
     device = torch.device(vcfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cond = exp.conditioning()
-    model = load_vocoder(exp, name, cond, device)
+    if getattr(get_vocoder(cfg.vocoder), "trainable", True):
+        model = load_vocoder(exp, name, cond, device)
+    else:                                      # a classical vocoder: built from the config
+        model = make_vocoder(cfg, cond)[0].to(device).eval()
     results = {}
     for split in vcfg.splits:
         utts = select_shard(exp.utterances(split), ctx.shard)

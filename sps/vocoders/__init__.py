@@ -28,6 +28,7 @@ VOCODERS: dict[str, str] = {
     "wavenet_lpc": "sps.vocoders.wavenet.lpc:LPCWaveNet",
     "wavernn": "sps.vocoders.wavernn:WaveRNN",
     "wavernn_lpc": "sps.vocoders.wavernn.lpc:LPCWaveRNN",
+    "source_filter": "sps.vocoders.source_filter:SourceFilterVocoder",   # classical, nothing to train
 }
 
 

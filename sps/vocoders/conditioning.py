@@ -35,7 +35,7 @@ class Conditioning:
         self.hop_length = int(round(self.sample_rate * float(spec["frame_shift_ms"]) / 1000.0))
 
     def layout(self) -> dict:
-        """Where mgc, lf0 and vuv sit in the conditioning, and the analysis (alpha,
+        """Where mgc, lf0, vuv (and bap) sit in the conditioning, and the analysis (alpha,
         sample rate): what the LPC vocoders need to read the features."""
         offsets, pos = {}, 0
         for stream in self.spec["streams"]:
@@ -44,8 +44,11 @@ class Conditioning:
         missing = [k for k in ("mgc", "lf0", "vuv") if k not in offsets]
         if missing:
             raise ValueError(f"the conditioning has no {', '.join(missing)} stream")
-        return {"sample_rate": self.sample_rate, "alpha": float(self.spec["analysis"]["alpha"]),
-                "mgc": list(offsets["mgc"]), "lf0": offsets["lf0"][0], "vuv": offsets["vuv"][0]}
+        layout = {"sample_rate": self.sample_rate, "alpha": float(self.spec["analysis"]["alpha"]),
+                  "mgc": list(offsets["mgc"]), "lf0": offsets["lf0"][0], "vuv": offsets["vuv"][0]}
+        if "bap" in offsets:
+            layout["bap"] = list(offsets["bap"])
+        return layout
 
     @property
     def dim(self) -> int:

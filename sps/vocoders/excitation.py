@@ -132,14 +132,24 @@ class LinearPrediction(nn.Module):
         return cond.double() * self.cond_std.double() + self.cond_mean.double()
 
     @torch.no_grad()
-    def frame_lpc(self, cond: Tensor) -> Tensor:
-        """LPC of every frame: ``(B, T, C)`` -> ``a_1 .. a_p`` ``(B, T, order)`` float32."""
+    def frame_lpc(self, cond: Tensor, return_gain: bool = False):
+        """LPC of every frame: ``(B, T, C)`` -> ``a_1 .. a_p`` ``(B, T, order)`` float32.
+
+        With ``return_gain`` also the prediction-error power of each frame ``(B, T)``
+        (float64): the variance of the excitation that, through ``1 / A(z)``, gives the
+        (pre-emphasised) envelope's power.
+        """
         mgc = self.natural(cond)[..., self.mgc_start:self.mgc_start + self.mgc_dim]
         lp = mgc @ self.basis
-        power = torch.exp(lp - lp.amax(-1, keepdim=True)) * self.emphasis
+        peak = lp.amax(-1, keepdim=True)
+        power = torch.exp(lp - peak) * self.emphasis
         r = torch.fft.irfft(power, n=self.fft_size, dim=-1)[..., :self.order + 1] * self.lag_window
         r = torch.cat([r[..., :1] * (1.0 + 1e-4), r[..., 1:]], -1)
-        return levinson(r, self.order).float()
+        a = levinson(r, self.order)
+        if not return_gain:
+            return a.float()
+        err = r[..., 0] + (a * r[..., 1:]).sum(-1)
+        return a.float(), err * torch.exp(peak[..., 0])
 
     @torch.no_grad()
     def frame_lag(self, cond: Tensor) -> Tensor:
@@ -256,7 +266,8 @@ class ExcitationState:
         return torch.stack([self.s[:, 0], self.pred, self.e[:, 0], e_lag], -1)
 
     def push(self, e: Tensor) -> Tensor:
-        """Append the drawn excitation ``e (B,)``; returns the new sample ``s = pred + e``."""
+        """Append the excitation ``e (B,)`` (drawn, plus the pulse train if any); returns the
+        new sample ``s = pred + e``."""
         s = self.pred + e
         self.s = torch.cat([s[:, None], self.s[:, :-1]], 1)
         self.e = torch.cat([e[:, None], self.e[:, :-1]], 1)
@@ -380,26 +391,90 @@ def phase_inputs(phase: Tensor, voiced: Tensor) -> Tensor:
     return torch.stack([torch.sin(phase.double()) * v, torch.cos(phase.double()) * v], -1).float()
 
 
-def source_phase(lag: Tensor, voiced: Tensor, hop: int, s: Tensor | None = None,
-                 a: Tensor | None = None) -> Tensor:
-    """Pitch-phase inputs ``(B, T * hop, 2)`` of the LPC vocoders (``pitch_phase``).
+def pulse_marks(phase: Tensor, voiced: Tensor) -> Tensor:
+    """Where a phase of :func:`f0_phase` puts its pulses: voiced onsets and the samples
+    where it wraps, ``(B, N)`` bool."""
+    prev_v = torch.nn.functional.pad(voiced[:, :-1], (1, 0), value=False)
+    prev_ph = torch.nn.functional.pad(phase[:, :-1], (1, 0), value=math.inf)
+    return voiced & (~prev_v | (phase < prev_ph))
+
+
+def pitch_source(lag: Tensor, voiced: Tensor, hop: int, gain: Tensor | None = None,
+                 s: Tensor | None = None, a: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """Pitch-phase inputs and pulse train of the LPC vocoders (options ``pitch_phase``, ``pulses``).
 
     Training (``s``, the pre-emphasised waveform ``(B, N)``, and its per-frame LPC ``a``
     given): the phase is locked to the pulses of the waveform's excitation
     (:func:`pulse_positions`, :func:`pulse_phase`), so the network learns that a pulse
     comes where the phase is 0. Generation (no waveform): the phase follows the F0
-    contour (:func:`f0_phase`), and the network puts the pulses there. ``lag (B, T)``
-    and ``voiced (B, T)`` are per frame (:class:`LinearPrediction`).
+    contour (:func:`f0_phase`), and the pulses sit where it wraps. ``lag``, ``voiced``
+    and ``gain`` (the prediction-error power of :meth:`LinearPrediction.frame_lpc`) are
+    per frame ``(B, T)``.
+
+    Returns
+    -------
+    phase : Tensor [shape=(B, T * hop, 2)]
+        ``sin, cos`` of the phase in voiced samples, 0 elsewhere (:func:`phase_inputs`).
+    pulses : Tensor [shape=(B, T * hop)] or None
+        With ``gain``: one pulse of height ``sqrt(gain T0)`` per period (unit-power
+        excitation scaled to the frame's prediction-error power, as the classical
+        vocoder), float64.
     """
     T = lag.shape[1]
     f = sample_frames(T, hop, lag.device)
     lag_s, voiced_s = lag[:, f], voiced[:, f]
     if s is None:
         phase = f0_phase(lag_s, voiced_s)
+        marks = pulse_marks(phase, voiced_s)
     else:
         e = s - _predict(s, a[:, f].to(s.dtype))
-        phase = pulse_phase(pulse_positions(e, lag_s, voiced_s), lag_s)
-    return phase_inputs(phase, voiced_s)
+        positions = pulse_positions(e, lag_s, voiced_s)
+        phase = pulse_phase(positions, lag_s)
+        marks = torch.zeros_like(voiced_s)
+        for i, pos in enumerate(positions):
+            marks[i, pos] = True
+    pulses = None
+    if gain is not None:
+        pulses = marks.double() * (gain.double()[:, f] * lag_s.double()).sqrt()
+    return phase_inputs(phase, voiced_s), pulses
+
+
+def training_batch(lp: LinearPrediction, s: Tensor, cond: Tensor, hop: int, noise: float = 0.0,
+                   phase: bool | Tensor = False, pulses: bool | Tensor = False):
+    """Teacher-forced inputs and targets of the LPC vocoders for pre-emphasised ``s (B, N)``.
+
+    ``phase`` / ``pulses``: False (the option is off), True (computed from ``s``,
+    :func:`pitch_source`) or the tensor itself (e.g. what generation used). With pulses
+    the target is the excitation minus the pulse train: the network models what the
+    pulses leave.
+
+    Returns
+    -------
+    inputs : Tensor [shape=(B, N, 4)] float (:func:`teacher_inputs`)
+    target : Tensor [shape=(B, N)] int64 mu-law classes
+    phase : Tensor [shape=(B, N, 2)] or None
+    """
+    a, gain = lp.frame_lpc(cond, return_gain=True)
+    a = a.double()
+    lag = lp.frame_lag(cond)
+    inputs, e = teacher_inputs(s, a, lag, hop, noise=noise)
+    if phase is True or pulses is True:
+        ph, pd = pitch_source(lag, lp.frame_voicing(cond), hop, gain if pulses is True else None, s, a)
+        phase = ph if phase is True else phase
+        pulses = pd if pulses is True else pulses
+    if pulses is not False:
+        e = e - pulses.to(e.dtype)
+    return inputs, mu_law_encode(e.float(), 256), (None if phase is False else phase)
+
+
+def generation_source(lp: LinearPrediction, cond: Tensor, hop: int, phase: bool, pulses: bool):
+    """The pitch-phase inputs ``(B, N, 2)`` and pulse train ``(B, N)`` generation feeds the
+    network and adds to its excitation (None for an option that is off)."""
+    if not (phase or pulses):
+        return None, None
+    gain = lp.frame_lpc(cond, return_gain=True)[1] if pulses else None
+    ph, pd = pitch_source(lp.frame_lag(cond), lp.frame_voicing(cond), hop, gain)
+    return (ph if phase else None), (pd.float() if pulses else None)
 
 
 def ring_length(order: int, max_lag: int) -> int:

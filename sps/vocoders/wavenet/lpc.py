@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from sps.backend import resolve_backend
 from sps.dsp import deemphasis, mu_law_decode, mu_law_encode, preemphasis
-from sps.vocoders.excitation import (INPUTS, ExcitationState, LinearPrediction, sample_frames, source_phase,
-                                     teacher_inputs)
+from sps.vocoders.excitation import (INPUTS, ExcitationState, LinearPrediction, generation_source, sample_frames,
+                                     training_batch)
 from sps.vocoders.sampling import sample_cdf
 
 from .generate import CHUNK_FLOATS, Packed, TorchState
@@ -50,8 +50,11 @@ class LPCWaveNet(WaveNet):
         Training only: the inputs come from a history whose excitation was moved by
         Gaussian noise of this many mu-law classes (LPCNet's noise injection; 0: off).
     pitch_phase : bool
-        A pitch-phase input (``sin, cos`` of :func:`~sps.vocoders.excitation.source_phase`,
+        A pitch-phase input (``sin, cos`` of :func:`~sps.vocoders.excitation.pitch_source`,
         through ``phase_proj (R, 2)``, added to the layer-0 input before its tanh).
+    pulses : bool
+        A pulse train is part of the excitation (see
+        :class:`~sps.vocoders.wavernn.lpc.LPCWaveRNN`): the network models the rest.
     """
 
     def __init__(self, cond_dim: int, features: dict, *, hop_length: int = 80, residual_channels: int = 64,
@@ -59,7 +62,7 @@ class LPCWaveNet(WaveNet):
                  upsample_scales=(4, 4, 5), use_embed_tanh: bool = True, order: int = 16,
                  preemphasis: float = 0.85, lag_window_hz: float = 50.0, context_frames: int = 4,
                  temperature: float = 1.0, voiced_temperature: float = 0.7, input_noise: float = 0.0,
-                 pitch_phase: bool = False):
+                 pitch_phase: bool = False, pulses: bool = False):
         super().__init__(cond_dim, hop_length=hop_length, out_channels=N_CLASSES,
                          residual_channels=residual_channels, skip_channels=skip_channels, layers=layers,
                          max_dilation=max_dilation, cond_channels=cond_channels, upsample_scales=upsample_scales,
@@ -72,6 +75,7 @@ class LPCWaveNet(WaveNet):
         self.temperature, self.voiced_temperature = float(temperature), float(voiced_temperature)
         self.input_noise = float(input_noise)
         self.phase_proj = nn.Linear(2, residual_channels, bias=False) if pitch_phase else None
+        self.pulses = bool(pulses)
 
     def set_conditioning(self, mean, std) -> None:
         """The statistics the conditioning is normalised with (to de-normalise mgc and lf0)."""
@@ -89,17 +93,18 @@ class LPCWaveNet(WaveNet):
         raise NotImplementedError("the LPC WaveNet has no nv-wavenet layout (its inputs are not two samples)")
 
     # ------------------------------------------------------------------ training
-    def excitation_logits(self, s: Tensor, cond: Tensor,
-                          phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def excitation_logits(self, s: Tensor, cond: Tensor, phase: Tensor | None = None,
+                          pulses: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Teacher-forced logits ``(B, N, 256)`` and target classes ``(B, N)`` of the
-        pre-emphasised waveform ``s (B, N)``; ``phase`` ``(B, N, 2)``: the pitch-phase
-        inputs (default: locked to the pulses of ``s``)."""
-        a, lag = self.lp.frame_lpc(cond).double(), self.lp.frame_lag(cond)
-        inputs, e = teacher_inputs(s, a, lag, self.hop_length, noise=self.input_noise if self.training else 0.0)
-        if self.phase_proj is not None and phase is None:
-            phase = source_phase(lag, self.lp.frame_voicing(cond), self.hop_length, s, a)
-        x = self.embed_excitation(mu_law_encode(inputs, N_CLASSES), phase if self.phase_proj is not None else None)
-        return self.stack(x, self.conditioning(cond)), mu_law_encode(e.float(), N_CLASSES)
+        pre-emphasised waveform ``s (B, N)``; ``phase`` ``(B, N, 2)`` and ``pulses``
+        ``(B, N)``: the pitch-phase inputs and pulse train (default: locked to the
+        pulses of ``s``)."""
+        inputs, target, ph = training_batch(
+            self.lp, s, cond, self.hop_length, noise=self.input_noise if self.training else 0.0,
+            phase=(phase if phase is not None else True) if self.phase_proj is not None else False,
+            pulses=(pulses if pulses is not None else True) if self.pulses else False)
+        x = self.embed_excitation(mu_law_encode(inputs, N_CLASSES), ph)
+        return self.stack(x, self.conditioning(cond)), target
 
     def loss(self, wav: Tensor, cond: Tensor) -> Tensor:
         """Cross-entropy of the excitation classes (nats per sample), the first
@@ -142,15 +147,15 @@ class LPCWaveNet(WaveNet):
         voiced = self.lp.frame_voicing(cond)
         temp = torch.where(voiced, t_voi, t_unv).float()
         u = (torch.rand(B, N, generator=generator) if uniforms is None else uniforms).to(cond.device).float()
-        ph = source_phase(lag, voiced, hop) if self.phase_proj is not None else None
+        ph, pd = generation_source(self.lp, cond, hop, self.phase_proj is not None, self.pulses)
         P = Packed(self, cond.device)
         ups = self.upsample(cond)                                   # (B, U, N)
         if backend == "native":
             from . import native
             chunk = max(1, CHUNK_FLOATS // max(1, B * P.L * 2 * P.R))
-            s, q = native.run_lpc(self, P, ups, a, lag, temp, u, chunk, threads, phase=ph)
+            s, q = native.run_lpc(self, P, ups, a, lag, temp, u, chunk, threads, phase=ph, pulses=pd)
         else:
-            s, q = self._run_reference(P, ups, a, lag, temp, u, ph)
+            s, q = self._run_reference(P, ups, a, lag, temp, u, ph, pd)
         wav = deemphasis(s.double(), self.lp.preemphasis).float() if self.lp.preemphasis else s
         wav = wav.clamp(-1.0, 1.0)
         if lengths is not None:
@@ -161,7 +166,7 @@ class LPCWaveNet(WaveNet):
         return (wav, q) if return_excitation else wav
 
     def _run_reference(self, P: Packed, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tensor,
-                       phase: Tensor | None = None):
+                       phase: Tensor | None = None, pulses: Tensor | None = None):
         B, T = a.shape[:2]
         hop = self.hop_length
         N = T * hop
@@ -185,7 +190,8 @@ class LPCWaveNet(WaveNet):
                 x = torch.tanh(x) if P.embed_tanh else x
                 logits = layers.layers(x, c[i], n % P.D)
                 cls = sample_cdf(logits * itemp[:, f[n], None], u[:, n])
-                s_out[:, n] = state.push(mu_law_decode(cls, N_CLASSES))
+                e = mu_law_decode(cls, N_CLASSES)
+                s_out[:, n] = state.push(e if pulses is None else e + pulses[:, n])
                 q_out[:, n] = cls
         return s_out, q_out
 

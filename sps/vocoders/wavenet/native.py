@@ -51,7 +51,8 @@ class NativeState:
 
 
 def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tensor,
-            chunk: int, threads: int | None = None, phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
+            chunk: int, threads: int | None = None, phase: Tensor | None = None,
+            pulses: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """LPC WaveNet sampling with the C kernel (see :meth:`~sps.vocoders.wavenet.lpc.LPCWaveNet.generate`).
 
     Parameters
@@ -65,6 +66,8 @@ def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tens
         Samples per kernel call (the conditioning of a chunk is materialised).
     phase : Tensor [shape=(B, N, 2)], optional
         Pitch-phase inputs (models with ``pitch_phase``).
+    pulses : Tensor [shape=(B, N)], optional
+        Pulse train added to the drawn excitation (models with ``pulses``).
 
     Returns
     -------
@@ -92,11 +95,12 @@ def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tens
         out = torch.empty(B, t1 - t0, dtype=torch.int32)
         out_s = torch.empty(B, t1 - t0)
         ph = None if phase is None else phase[:, t0:t1].float().contiguous()
+        pd = None if pulses is None else pulses[:, t0:t1].float().contiguous()
         check(lib.wavenet_lpc_run(
             B, t1 - t0, P.A, P.R, P.S, P.L, P.D + 1, ptr(P.dil_t), ptr(E), int(P.embed_tanh),
             ptr(P.WprevT), ptr(P.WcurT), ptr(P.WresT), ptr(P.bres), ptr(P.WskipT), ptr(P.bskip), ptr(P.WoutT),
             ptr(P.WendT), ptr(c), ptr(uc), ptr(a), ptr(lag), ptr(itemp), ptr(ring_s), ptr(ring_e),
-            T, hop, p, HL, ptr(buf), t0, ptr(out), ptr(out_s), ptr(ph), ptr(wph), nthreads), "wavenet_lpc_run")
+            T, hop, p, HL, ptr(buf), t0, ptr(out), ptr(out_s), ptr(ph), ptr(wph), ptr(pd), nthreads), "wavenet_lpc_run")
         s_out[:, t0:t1] = out_s
         q_out[:, t0:t1] = out.long()
     return s_out, q_out

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from sps.backend import resolve_backend
 from sps.dsp import deemphasis, mu_law_decode, mu_law_encode, preemphasis
-from sps.vocoders.excitation import (INPUTS, ExcitationState, LinearPrediction, sample_frames, source_phase,
-                                     teacher_inputs)
+from sps.vocoders.excitation import (INPUTS, ExcitationState, LinearPrediction, generation_source, sample_frames,
+                                     training_batch)
 from sps.vocoders.sampling import sample_cdf
 
 from .rnn import gru_projected
@@ -66,16 +66,22 @@ class LPCWaveRNN(nn.Module):
         Training only: the inputs come from a history whose excitation was moved by
         Gaussian noise of this many mu-law classes (LPCNet's noise injection; 0: off).
     pitch_phase : bool
-        A pitch-phase input (``sin, cos`` of :func:`~sps.vocoders.excitation.source_phase`,
+        A pitch-phase input (``sin, cos`` of :func:`~sps.vocoders.excitation.pitch_source`,
         through ``I_phase (3H, 2)``): locked to the pulses of the natural waveform in
         training, following F0 in generation, so the pulses fall where the F0 contour
         puts them.
+    pulses : bool
+        A pulse train (one pulse per period, at the pitch phase's zeros, height
+        ``sqrt(gain T0)``) is part of the excitation: the network models the excitation
+        minus the pulses, and generation adds them back, so voiced speech stays exactly
+        periodic (the classical vocoder's source, refined by the network).
     """
 
     def __init__(self, cond_dim: int, features: dict, hidden: int = 384, cond_channels: int = 128,
                  cond_kernel: int = 3, hop_length: int = 80, order: int = 16, preemphasis: float = 0.85,
                  lag_window_hz: float = 50.0, context_frames: int = 4, temperature: float = 1.0,
-                 voiced_temperature: float = 0.7, input_noise: float = 0.0, pitch_phase: bool = False):
+                 voiced_temperature: float = 0.7, input_noise: float = 0.0, pitch_phase: bool = False,
+                 pulses: bool = False):
         super().__init__()
         if cond_kernel % 2 == 0 or hidden < 2:
             raise ValueError(f"cond_kernel must be odd and hidden >= 2, got {cond_kernel}, {hidden}")
@@ -97,6 +103,7 @@ class LPCWaveRNN(nn.Module):
         self.O1 = nn.Linear(H, N_CLASSES)
         self.O2 = nn.Linear(N_CLASSES, N_CLASSES)
         self.I_phase = nn.Linear(2, 3 * H, bias=False) if pitch_phase else None
+        self.pulses = bool(pulses)
 
     def set_conditioning(self, mean, std) -> None:
         """The statistics the conditioning is normalised with (to de-normalise mgc and lf0)."""
@@ -146,21 +153,22 @@ class LPCWaveRNN(nn.Module):
         s = preemphasis(wav.double(), self.lp.preemphasis) if self.lp.preemphasis else wav.double()
         return self.excitation_logits(s, cond)
 
-    def excitation_logits(self, s: Tensor, cond: Tensor,
-                          phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def excitation_logits(self, s: Tensor, cond: Tensor, phase: Tensor | None = None,
+                          pulses: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """:meth:`logits` of the pre-emphasised waveform ``s (B, N)`` itself; ``phase``
-        ``(B, N, 2)``: the pitch-phase inputs (default: locked to the pulses of ``s``)."""
-        a, lag = self.lp.frame_lpc(cond).double(), self.lp.frame_lag(cond)
-        inputs, e = teacher_inputs(s, a, lag, self.hop_length, noise=self.input_noise if self.training else 0.0)
+        ``(B, N, 2)`` and ``pulses`` ``(B, N)``: the pitch-phase inputs and pulse train
+        (default: locked to the pulses of ``s``)."""
+        inputs, target, ph = training_batch(
+            self.lp, s, cond, self.hop_length, noise=self.input_noise if self.training else 0.0,
+            phase=(phase if phase is not None else True) if self.I_phase is not None else False,
+            pulses=(pulses if pulses is not None else True) if self.pulses else False)
         q = mu_law_encode(inputs, N_CLASSES)                           # (B, N, 4)
         xi = self.sample_projection(self.frame_projection(cond))
-        if self.I_phase is not None:
-            if phase is None:
-                phase = source_phase(lag, self.lp.frame_voicing(cond), self.hop_length, s, a)
-            xi = xi + self.I_phase(phase)
+        if ph is not None:
+            xi = xi + self.I_phase(ph)
         for i in range(q.shape[-1]):
             xi = xi + F.embedding(q[..., i], self.embed[i])
-        return self.head(gru_projected(xi, self.R, self.training)), mu_law_encode(e.float(), N_CLASSES)
+        return self.head(gru_projected(xi, self.R, self.training)), target
 
     def loss(self, wav: Tensor, cond: Tensor) -> Tensor:
         """Cross-entropy of the excitation classes (nats per sample), the first
@@ -232,12 +240,12 @@ class LPCWaveRNN(nn.Module):
         if uniforms is None:
             uniforms = torch.rand(B, N, generator=generator)
         u = uniforms.to(cond.device).float()
-        ph = source_phase(lag, voiced, hop) if self.I_phase is not None else None   # (B, N, 2)
+        ph, pd = generation_source(self.lp, cond, hop, self.I_phase is not None, self.pulses)
         if backend == "native":
             from . import native
-            s, q = native.run_lpc(self, P, a, lag, temp, u, precision=precision, sparse=sparse, phase=ph)
+            s, q = native.run_lpc(self, P, a, lag, temp, u, precision=precision, sparse=sparse, phase=ph, pulses=pd)
         else:
-            s, q = self._run_reference(P, a, lag, temp, u, precision, ph)
+            s, q = self._run_reference(P, a, lag, temp, u, precision, ph, pd)
         wav = deemphasis(s.double(), self.lp.preemphasis).float() if self.lp.preemphasis else s
         wav = wav.clamp(-1.0, 1.0)
         for i, n in enumerate(lengths):
@@ -252,7 +260,8 @@ class LPCWaveRNN(nn.Module):
                                                           self.O1.bias, self.O2.bias))
 
     def _run_reference(self, P: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tensor,
-                       precision: str = "float32", phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                       precision: str = "float32", phase: Tensor | None = None,
+                       pulses: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Eager per-sample loop: ``(s (B, N), classes (B, N))``."""
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
@@ -288,7 +297,8 @@ class LPCWaveRNN(nn.Module):
             h = z * h + (1 - z) * c
             logits = F.linear(F.relu(F.linear(h, O1, self.O1.bias)), O2, self.O2.bias)
             cls = sample_cdf(logits * itemp[:, f[n], None], u[:, n])
-            s_out[:, n] = state.push(mu_law_decode(cls, N_CLASSES))
+            e = mu_law_decode(cls, N_CLASSES)
+            s_out[:, n] = state.push(e if pulses is None else e + pulses[:, n])
             q_out[:, n] = cls
         return s_out, q_out
 

@@ -154,7 +154,8 @@ def run(w, P: torch.Tensor, u: torch.Tensor, hop: int, temperature: float = 1.0,
 
 def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: torch.Tensor,
             u: torch.Tensor, precision: str = "float32", threads: int | None = None,
-            sparse: bool | None = None, phase: torch.Tensor | None = None):
+            sparse: bool | None = None, phase: torch.Tensor | None = None,
+            pulses: torch.Tensor | None = None):
     """LPC WaveRNN sampling with the C kernel.
 
     Parameters
@@ -165,6 +166,8 @@ def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: to
     a : Tensor [shape=(S, T, p)]; lag, temp : Tensor [shape=(S, T)]; u : Tensor [shape=(S, T * hop)]
     phase : Tensor [shape=(S, T * hop, 2)], optional
         Pitch-phase inputs (models with ``pitch_phase``).
+    pulses : Tensor [shape=(S, T * hop)], optional
+        Pulse train added to the drawn excitation (models with ``pulses``).
 
     Returns
     -------
@@ -191,12 +194,13 @@ def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: to
         raise ValueError("pitch-phase inputs go with a pitch_phase model, and only with one")
     ph = None if phase is None else phase.detach().float().contiguous()
     wph = None if phase is None else model.I_phase.weight.detach().float().contiguous()
+    pd = None if pulses is None else pulses.detach().float().contiguous()
     itemp = (1.0 / temp).float().contiguous()
     s = torch.empty(S, N)
     q = torch.empty(S, N, dtype=torch.int64)
     ptr = native.ptr
     native.check(lib.wavernn_lpc_run(S, T, hop, H, p, ring_length(p, model.lp.max_lag), ptr(P),
                                      ptr(c["E"]), c["mats"][0], ptr(c["b1"]), ptr(c["b2"]), ptr(a),
-                                     ptr(lag), ptr(itemp), ptr(u), ptr(ph), ptr(wph), ptr(s), ptr(q),
+                                     ptr(lag), ptr(itemp), ptr(u), ptr(ph), ptr(wph), ptr(pd), ptr(s), ptr(q),
                                      threads or default_threads(S)), "wavernn_lpc_run")
     return s, q
