@@ -1,6 +1,6 @@
 """Throughput of the ``features`` stage on the shipped corpus, with 1 and 2 worker processes.
 
-Runs :func:`sps.features.stage.run` (WORLD analysis, mel-cepstrum, band aperiodicity,
+Runs :func:`sps.stages.features.run` (WORLD analysis, mel-cepstrum, band aperiodicity,
 deltas, log-mel, waveform; all four outputs written) on the first ``--utts``
 utterances of ``data/slt_festival`` (default 40, a subset of the corpus) in a fresh
 temporary experiment directory per run, and prints utterances per second, audio

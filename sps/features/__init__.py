@@ -1,9 +1,10 @@
 """Acoustic features: WORLD/SPTK analysis, log-F0, V/UV, deltas, mel spectrogram, normalisation.
 
 Importing this package needs only NumPy; pyworld and pysptk are loaded on first use
-(so :mod:`sps.vocoders` can read stream specs without them). The recipe stages are
-``sps.features.stage:run`` (features -> ``dump/``) and ``sps.features.stats:run``
-(normalisation statistics -> ``stats/``). See ``docs/features.md``.
+(so :mod:`sps.vocoders` can read stream specs without them). The recipe stages that
+use it are ``sps.stages.features:run`` (features -> ``dump/``) and
+``sps.stages.stats:run`` (normalisation statistics -> ``stats/``). See
+``docs/features.md``.
 """
 from sps.features.deltas import delta_features
 from sps.features.f0 import f0_to_lf0, interp_lf0, lf0_to_f0

@@ -1,7 +1,7 @@
 """Frame losses with padding masks: MSE and Gaussian negative log-likelihood.
 
 The minimum generation error (MGE) loss lives in :mod:`sps.mlpg.mge` (it needs the
-differentiable MLPG); :func:`sps.models.stage.make_step_fn` combines them.
+differentiable MLPG); :func:`sps.stages.train.make_step_fn` combines them.
 """
 from __future__ import annotations
 
