@@ -2,7 +2,7 @@
 # sps recipe: the shipped Festival SLT corpus (or any wav/ + lab/ corpus) -> a voice.
 #
 #   ./run.sh [--stage N] [--stop-stage M] [--exp-dir DIR] [--jobs N] [--force]
-#            [--cmd PREFIX --nj N] [--vocoder world|wavenet|wavernn] [--vocoder-config FILE]
+#            [--cmd PREFIX --nj N] [--vocoder world|wavenet|wavernn|source_filter] [--vocoder-config FILE]
 #            [--gpu] [<conf>.<key>=<value> ...]
 #
 # Stages (all outputs under the experiment directory, default exp/slt_festival):
@@ -19,7 +19,8 @@
 #                   -> synth/<system>/eval/<utt>.{wav,npy,png}                 (conf/synth.yaml)
 #   8  eval         MCD, BAP, F0 RMSE/corr, V/UV, duration RMSE -> eval/        (conf/eval.yaml)
 #   9  vocoder      train the neural vocoder picked by --vocoder (wavenet|wavernn;
-#                   skipped for world) on natural features -> models/<vocoder>  (conf/<vocoder>.yaml)
+#                   skipped for world and source_filter) on natural features
+#                   -> models/<vocoder>                                       (conf/<vocoder>.yaml)
 #  10  vocode       neural vocoding of natural (copy) and generated features of the
 #                   eval split, with the same metrics -> synth/, eval/          (conf/<vocoder>.yaml)
 #  11  report       metrics table + eval/report.html (audio players, plots)    (conf/report.yaml)
@@ -177,12 +178,13 @@ if run_stage 8; then sps_stage eval eval duration_model="$duration_model"; fi
 
 case "$vocoder" in
     world) ;;
-    wavenet|wavernn) vocoder_config=${vocoder_config:-$conf/$vocoder.yaml} ;;
-    *) echo "run.sh: --vocoder must be world, wavenet or wavernn, got '$vocoder'" >&2; exit 2 ;;
+    wavenet|wavernn|source_filter) vocoder_config=${vocoder_config:-$conf/$vocoder.yaml} ;;
+    *) echo "run.sh: --vocoder must be world, wavenet, wavernn or source_filter, got '$vocoder'" >&2; exit 2 ;;
 esac
 if [ "$vocoder" != world ]; then
     # one thread per process: small recurrent steps stall with several OpenMP threads
-    if run_stage 9; then OMP_NUM_THREADS=1 sps_stage train-vocoder "$vocoder_config"; fi
+    # (the classical source_filter vocoder has nothing to train)
+    if run_stage 9 && [ "$vocoder" != source_filter ]; then OMP_NUM_THREADS=1 sps_stage train-vocoder "$vocoder_config"; fi
     if run_stage 10; then sps_stage vocode "$vocoder_config"; fi
 fi
 if run_stage 11; then
