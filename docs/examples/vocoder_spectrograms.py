@@ -55,6 +55,8 @@ def main() -> None:
     np.atleast_1d(axes)[-1].set_xlabel("s", fontsize=7)
     fig.tight_layout()
     fig.savefig(args.out, dpi=80)
+    from PIL import Image   # matplotlib's own dependency: a 256-colour palette keeps the file small
+    Image.open(args.out).convert("RGB").quantize(256).save(args.out, optimize=True)
     print(f"wrote {args.out}")
 
 
