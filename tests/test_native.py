@@ -73,6 +73,7 @@ def test_thread_policy(monkeypatch):
 def test_lockstep_threads_follow_the_idle_cores(monkeypatch):
     monkeypatch.delenv("SPS_THREADS", raising=False)
     monkeypatch.setattr(native.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(native, "LOADAVG", "/nonexistent/loadavg")   # the load-average fallback
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(8)
     try:
@@ -87,3 +88,20 @@ def test_lockstep_threads_follow_the_idle_cores(monkeypatch):
         assert native.threads(64, 1e12, lockstep=True) == 4
     finally:
         torch.set_num_threads(torch_threads)
+
+
+def test_idle_cores_count_the_run_queue_now(tmp_path, monkeypatch):
+    # /proc/loadavg: the run queue counts the caller; the 1-minute average (9.0, lagging
+    # a job that just ended) is ignored where the run queue is known
+    f = tmp_path / "loadavg"
+    monkeypatch.setattr(native, "LOADAVG", str(f))
+    monkeypatch.setattr(native.os, "cpu_count", lambda: 8)
+    f.write_text("9.00 4.00 2.00 3/412 12345\n")
+    assert native.runnable_others() == 2.0
+    assert native.idle_cores() == 6.0
+    f.write_text("0.10 0.00 0.00 1/412 12345\n")           # only the caller
+    assert native.idle_cores() == 8.0
+    f.write_text("0.10 0.00 0.00 12/412 12345\n")          # more runnable than cores
+    assert native.idle_cores() == 0.0
+    f.write_text("garbage\n")
+    assert native.runnable_others() is None

@@ -245,14 +245,41 @@ def ptr(t) -> ctypes.c_void_p | None:
 WORK_PER_THREAD = 1 << 18
 
 
-def idle_cores() -> float:
-    """Cores the other processes leave free: the core count minus the 1-minute load
-    average (Linux, macOS; all cores where the load is unknown)."""
-    cores = os.cpu_count() or 1
+#: Linux's run-queue counts (4th field: runnable / total scheduling entities)
+LOADAVG = "/proc/loadavg"
+
+
+def runnable_others(samples: int = 3, interval: float = 0.002) -> float | None:
+    """Threads of other work runnable right now: the run-queue count of :data:`LOADAVG`
+    less the caller, the smallest of ``samples`` readings ``interval`` s apart (a thread
+    that only briefly wakes is not a busy core; a CPU-bound job is runnable in every
+    reading). None where the file is missing or unreadable."""
+    import time
+    counts = []
     try:
-        return max(0.0, cores - os.getloadavg()[0])
-    except (AttributeError, OSError):
-        return float(cores)
+        for i in range(samples):
+            if i:
+                time.sleep(interval)
+            with open(LOADAVG) as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return float(max(0, min(counts)))
+
+
+def idle_cores() -> float:
+    """Cores the other processes leave free now: the core count minus the other
+    runnable threads (:func:`runnable_others`, Linux), else minus the 1-minute load
+    average (macOS and others; it lags a change of load by about a minute); all cores
+    where neither is known."""
+    cores = os.cpu_count() or 1
+    busy = runnable_others()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return float(cores)
+    return max(0.0, cores - busy)
 
 
 def threads(parallel: int, work: float, lockstep: bool = False) -> int:
