@@ -139,18 +139,22 @@ NUMERIC: list[tuple[str, str]] = [
 ]
 
 
-def question_lines() -> list[str]:
+def question_lines(phones: list[str] = PHONES, classes: dict[str, list[str]] = CLASSES,
+                   none_patterns: dict[str, str] = NONE_PATTERNS,
+                   numeric: list[tuple[str, str]] = NUMERIC) -> list[str]:
+    """The question file's lines for a phone set, its classes, the "beyond the edge"
+    patterns and the numeric fields (defaults: Festival's labels)."""
     lines = []
 
     def qs(name: str, patterns: list[str]) -> None:
         lines.append(f'QS "{name}" {{{",".join(patterns)}}}')
 
     for pos, template in POSITIONS.items():
-        for cls, members in CLASSES.items():
+        for cls, members in classes.items():
             qs(f"{pos}-{cls}", [template.format(p) for p in members])
-        for p in PHONES:
+        for p in phones:
             qs(f"{pos}-{p}", [template.format(p)])
-        qs(f"{pos}-none", [NONE_PATTERNS[pos]])  # beyond the utterance edge
+        qs(f"{pos}-none", [none_patterns[pos]])  # beyond the utterance edge
     for v in VOWELS:
         qs(f"C-Syl_Vowel=={v}", [f"*|{v}/C:*"])
     for pos, template in (("L", "*/D:{}_*"), ("C", "*/E:{}+*"), ("R", "*/F:{}_*")):
@@ -158,7 +162,7 @@ def question_lines() -> list[str]:
             qs(f"{pos}-Word_GPOS=={g}", [template.format(g)])
     for tone in TOBI_END_TONES:
         qs(f"C-Phrase_ToBI_End_Tone=={tone}", [f"*|{tone}/I:*"])
-    for name, pattern in NUMERIC:
+    for name, pattern in numeric:
         lines.append(f'CQS "{name}" {{{pattern}}}')
     return lines
 

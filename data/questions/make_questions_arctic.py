@@ -54,27 +54,7 @@ NUMERIC: list[tuple[str, str]] = [(name, HTS_FIELDS.get(name, pattern)) for name
 
 
 def question_lines() -> list[str]:
-    lines = []
-
-    def qs(name: str, patterns: list[str]) -> None:
-        lines.append(f'QS "{name}" {{{",".join(patterns)}}}')
-
-    for pos, template in POSITIONS.items():
-        for cls, members in CLASSES.items():
-            qs(f"{pos}-{cls}", [template.format(p) for p in members])
-        for p in PHONES:
-            qs(f"{pos}-{p}", [template.format(p)])
-        qs(f"{pos}-none", [NONE_PATTERNS[pos]])  # beyond the utterance edge
-    for v in festival.VOWELS:
-        qs(f"C-Syl_Vowel=={v}", [f"*|{v}/C:*"])
-    for pos, template in (("L", "*/D:{}_*"), ("C", "*/E:{}+*"), ("R", "*/F:{}_*")):
-        for g in festival.GPOS:
-            qs(f"{pos}-Word_GPOS=={g}", [template.format(g)])
-    for tone in festival.TOBI_END_TONES:
-        qs(f"C-Phrase_ToBI_End_Tone=={tone}", [f"*|{tone}/I:*"])
-    for name, pattern in NUMERIC:
-        lines.append(f'CQS "{name}" {{{pattern}}}')
-    return lines
+    return festival.question_lines(PHONES, CLASSES, NONE_PATTERNS, NUMERIC)
 
 
 def main(argv: list[str]) -> None:
