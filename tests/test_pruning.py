@@ -12,12 +12,7 @@ from sps.vocoders.wavernn import native
 needs_native = pytest.mark.skipif(native.library() is None, reason="no C compiler (or SPS_NO_NATIVE=1)")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_cubic_schedule():

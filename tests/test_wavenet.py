@@ -18,13 +18,7 @@ from sps.vocoders.wavenet.native import library as native_lib
 HOP = 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and contention in CI)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(cond_dim=5, *, layers=6, max_dilation=4, tanh=True, scales=(2, 4), seed=0, **kw) -> WaveNet:

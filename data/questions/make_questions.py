@@ -167,11 +167,16 @@ def question_lines(phones: list[str] = PHONES, classes: dict[str, list[str]] = C
     return lines
 
 
-def main(argv: list[str]) -> None:
-    default = Path(__file__).resolve().parents[2] / "sps" / "frontend" / "question_files" / "festival_slt.hed"
+def write(argv: list[str], lines: list[str], default_name: str) -> None:
+    """Write ``lines`` to ``argv[1]``, else to the package's ``question_files/<default_name>``."""
+    default = Path(__file__).resolve().parents[2] / "sps" / "frontend" / "question_files" / default_name
     out = Path(argv[1]) if len(argv) > 1 else default
-    out.write_text("\n".join(question_lines()) + "\n")
+    out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
+
+
+def main(argv: list[str]) -> None:
+    write(argv, question_lines(), "festival_slt.hed")
 
 
 if __name__ == "__main__":

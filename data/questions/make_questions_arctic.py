@@ -58,10 +58,7 @@ def question_lines() -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    default = Path(__file__).resolve().parents[2] / "sps" / "frontend" / "question_files" / "arctic_hts.hed"
-    out = Path(argv[1]) if len(argv) > 1 else default
-    out.write_text("\n".join(question_lines()) + "\n")
-    print(f"wrote {out}")
+    festival.write(argv, question_lines(), "arctic_hts.hed")
 
 
 if __name__ == "__main__":
