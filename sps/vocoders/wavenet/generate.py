@@ -198,7 +198,7 @@ def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: fl
         matrix between cores instead, which is faster single-stream generation on an
         idle machine but slow on a busy one (they meet at every layer). The default
         (:func:`sps.vocoders.wavenet.native.default_threads`) is torch's thread count,
-        and for split rows no more than the idle cores (load average).
+        and for split rows no more than the idle cores (:func:`sps.native.idle_cores`).
     uniforms : Tensor [shape=(B, N)], optional
         The uniform draws themselves (instead of drawing them from ``generator``).
     return_classes : bool

@@ -178,12 +178,12 @@ class LPCWaveRNN(nn.Module):
         return F.cross_entropy(logits[:, skip:].reshape(-1, N_CLASSES), target[:, skip:].reshape(-1))
 
     # ------------------------------------------------------------------ generation
-    @torch.no_grad()
     def prunable(self) -> dict[str, nn.Parameter]:
         """The matrices gradual pruning may sparsify (:mod:`sps.vocoders.pruning`): the
         recurrent matrix and the two output layers (LPCNet prunes its GRU to 10 %)."""
         return {"R": self.R, "O1": self.O1.weight, "O2": self.O2.weight}
 
+    @torch.no_grad()
     def generate(self, cond: Tensor, lengths: Tensor | list | None = None, temperature: float | None = None,
                  *, voiced_temperature: float | None = None, generator: torch.Generator | None = None,
                  backend: str = "auto", precision: str = "float32", uniforms: Tensor | None = None,
