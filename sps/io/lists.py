@@ -25,6 +25,11 @@ def check_id(utt: str, where: str = "utterance id") -> str:
     return utt
 
 
+def is_valid_id(utt: str) -> bool:
+    """True when ``utt`` is a safe utterance id (:func:`check_id` would accept it)."""
+    return isinstance(utt, str) and _ID.fullmatch(utt) is not None
+
+
 def read_list(path: str | os.PathLike) -> list[str]:
     """Utterance ids, one per line; blank lines and ``#`` comment lines ignored.
 

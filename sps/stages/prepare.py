@@ -28,13 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sps.config import bind
-from sps.io import check_id, read_list, write_list, write_scp
+from sps.io import AUDIO_EXTENSIONS, is_valid_id, read_list, write_list, write_scp
 from sps.stages.experiment import SPLITS
 from sps.stages.runner import StageContext
 
 logger = logging.getLogger(__name__)
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".WAV")
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,7 @@ def scan_corpus(root: Path) -> tuple[dict[str, str], dict[str, str]]:
     for d in (wav_dir, lab_dir):
         if not d.is_dir():
             raise FileNotFoundError(f"{d}: corpus directory must contain wav/ and lab/")
-    wavs = {p.stem: str(p.resolve()) for p in sorted(wav_dir.iterdir()) if p.suffix in AUDIO_EXTENSIONS}
+    wavs = {p.stem: str(p.resolve()) for p in sorted(wav_dir.iterdir()) if p.suffix.lower() in AUDIO_EXTENSIONS}
     labs = {p.stem: str(p.resolve()) for p in sorted(lab_dir.glob("*.lab"))}
     missing_lab = sorted(set(wavs) - set(labs))
     missing_wav = sorted(set(labs) - set(wavs))
@@ -101,7 +99,7 @@ def scan_corpus(root: Path) -> tuple[dict[str, str], dict[str, str]]:
     if missing_wav:
         logger.warning("%d labels have no audio and are left out (e.g. %s)", len(missing_wav), missing_wav[0])
     common = sorted(set(wavs) & set(labs))
-    bad = [u for u in common if not _valid_id(u)]
+    bad = [u for u in common if not is_valid_id(u)]
     if bad:
         logger.warning("%d utterances have names that are not valid ids and are left out (e.g. %r; allowed: "
                        "letters, digits, '_', '.', '-', no leading dot)", len(bad), bad[0])
@@ -111,14 +109,6 @@ def scan_corpus(root: Path) -> tuple[dict[str, str], dict[str, str]]:
     return {u: wavs[u] for u in common}, {u: labs[u] for u in common}
 
 
-def _valid_id(utt: str) -> bool:
-    try:
-        check_id(utt)
-        return True
-    except ValueError:
-        return False
-
-
 def make_splits(utts: list[str], dev_fraction: float, eval_fraction: float) -> dict[str, list[str]]:
     """Deterministic split: the last utterances (sorted by id) go to dev and eval."""
     n = len(utts)
@@ -126,6 +116,31 @@ def make_splits(utts: list[str], dev_fraction: float, eval_fraction: float) -> d
     n_eval = max(1, round(n * eval_fraction)) if n >= 3 else 0
     n_train = n - n_dev - n_eval
     return {"train": utts[:n_train], "dev": utts[n_train:n_train + n_dev], "eval": utts[n_train + n_dev:]}
+
+
+def corpus_splits(root: Path, utts, dev_fraction: float, eval_fraction: float,
+                  max_utts: int | None = None) -> dict[str, list[str]]:
+    """Splits of the utterances ``utts`` of the corpus at ``root``.
+
+    The corpus's own ``train.list``, ``dev.list`` and ``eval.list`` where all three exist
+    (ids not among ``utts`` are left out, with a warning), else :func:`make_splits` of the
+    sorted ids; ``max_utts`` caps each split.
+    """
+    utts = set(utts)
+    if all((root / f"{s}.list").exists() for s in SPLITS):
+        splits = {}
+        for s in SPLITS:
+            ids = read_list(root / f"{s}.list")
+            unknown = [u for u in ids if u not in utts]
+            if unknown:
+                logger.warning("%s.list: %d ids are not usable utterances of the corpus and are left out (e.g. %s)",
+                               s, len(unknown), unknown[0])
+            splits[s] = [u for u in ids if u in utts]
+    else:
+        splits = make_splits(sorted(utts), dev_fraction, eval_fraction)
+    if max_utts:
+        splits = {s: ids[:max_utts] for s, ids in splits.items()}
+    return splits
 
 
 def run(ctx: StageContext) -> None:
@@ -139,19 +154,7 @@ def run(ctx: StageContext) -> None:
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: corpus directory not found")
     wavs, labs = scan_corpus(root)
-    if all((root / f"{s}.list").exists() for s in SPLITS):
-        splits = {}
-        for s in SPLITS:
-            ids = read_list(root / f"{s}.list")
-            unknown = [u for u in ids if u not in wavs]
-            if unknown:
-                logger.warning("%s.list: %d ids have no wav+lab pair and are left out (e.g. %s)",
-                               s, len(unknown), unknown[0])
-            splits[s] = [u for u in ids if u in wavs]
-    else:
-        splits = make_splits(sorted(wavs), cfg.dev_fraction, cfg.eval_fraction)
-    if cfg.max_utts:
-        splits = {s: ids[:cfg.max_utts] for s, ids in splits.items()}
+    splits = corpus_splits(root, wavs, cfg.dev_fraction, cfg.eval_fraction, cfg.max_utts)
     data = ctx.exp.data_dir
     used = sorted({u for ids in splits.values() for u in ids})
     for s in SPLITS:
