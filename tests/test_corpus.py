@@ -148,3 +148,65 @@ def test_regenerates_shipped_utterances(script, sentences, tmp_path):
         old, _ = sf.read(str(CORPUS / "wav" / f"{utt}.flac"), dtype="int16")
         assert new.shape == old.shape
         assert np.abs(new.astype(int) - old.astype(int)).max() <= 1, utt
+
+
+# ------------------------------------------------------------------ the kal diphone voice (--voice kal)
+def test_kal_voice_script_and_ids(script, tmp_path):
+    kal = script.VOICES["kal"]
+    assert script.corpus_id("slt_0005", kal) == "kal_0005"
+    assert script.corpus_id("slt_0005", script.VOICES["slt"]) == "slt_0005"
+    text = 'He said "stop" \\ then (left).'
+    prog = script.festival_script([("kal_0001", text)], tmp_path, kal)
+    lines = prog.splitlines()
+    # the HTS voice first (it defines hts_dump_feats), then the diphone voice; the text only quoted
+    assert lines[:2] == ["(voice_cmu_us_slt_arctic_hts)", "(voice_kal_diphone)"]
+    assert '"He said \\"stop\\" \\\\ then (left)."' in lines[-1]
+    script.write_metadata({"kal_0001": "Hello there.", "kal_0002": "Two."}, tmp_path)
+    assert (tmp_path / "metadata.csv").read_text() == "kal_0001|Hello there.|Hello there.\nkal_0002|Two.|Two.\n"
+
+
+def test_convert_labels_off_the_grid(script, tmp_path):
+    good = "x^x-pau+hh=ax@x_x/A:0"
+    lab = tmp_path / "u.lab"
+    lab.write_text(f"0 1650002 {good}\n1650002 1999996 {good}\n")
+    # off the grid: times kept to 100 ns, the last pause runs to the waveform's end (0.22 s)
+    assert script.convert_labels(lab, 3520, 16000, on_grid=False) == [(0, 1650002, good), (1650002, 2200000, good)]
+    with pytest.raises(ValueError, match="waveform lasts"):
+        script.convert_labels(lab, 3520 + 800, 16000, on_grid=False)       # 55 ms past the labels
+    with pytest.raises(ValueError, match="waveform lasts"):
+        script.convert_labels(lab, 3200 - 160, 16000, on_grid=False)       # 10 ms short of them
+
+
+@pytest.mark.skipif(shutil.which("festival") is None, reason="needs festival + festvox-kallpc16k")
+def test_kal_voice_makes_its_own_timings(script, sentences, tmp_path):
+    sub = tmp_path / "sentences.txt"
+    sub.write_text("".join(f"{u}\t{sentences[u]}\n" for u in ("slt_0005", "slt_0100", "slt_0200")))
+    try:
+        code = script.main(["--voice", "kal", "--sentences", str(sub), "--out", str(tmp_path / "kal"),
+                            "--jobs", "1", "--held-out", "0.5", "--min-held-out", "1"])
+    except SystemExit as err:                   # the voice is not installed
+        pytest.skip(str(err))
+    assert code == 0
+    out = tmp_path / "kal"
+    text = sentences["slt_0005"]
+    assert (out / "metadata.csv").read_text().splitlines()[0] == f"kal_0005|{text}|{text}"
+    off_grid = 0
+    for utt in ("kal_0005", "kal_0100"):
+        x, sr = sf.read(str(out / "wav" / f"{utt}.flac"))
+        assert sr == 16000
+        labels = read_label_file(out / "lab" / f"{utt}.lab")
+        assert labels[0].start == 0 and all(a.end == b.start for a, b in zip(labels, labels[1:]))
+        assert labels[-1].end == round(x.size / sr * 1e7)
+        ref = read_label_file(CORPUS / "lab" / f"slt_{utt[4:]}.lab")
+        # the kal voice's front end reduces some vowels to ax ("the" -> dh ax); the phones correspond 1:1
+        phones = [CONTEXT.match(ln.context).group(1) for ln in labels]
+        ref_phones = [CONTEXT.match(ln.context).group(1) for ln in ref]
+        assert len(phones) == len(ref_phones)
+        assert all(a == b or a == "ax" for a, b in zip(phones, ref_phones)), utt
+        off_grid += sum(line.end % FRAME != 0 for line in labels[:-1])
+        pause = np.zeros(x.size, dtype=bool)
+        for line in labels:
+            if "-pau+" in line.context:
+                pause[line.start * sr // 10**7:line.end * sr // 10**7] = True
+        assert np.sqrt(np.mean(x[pause] ** 2)) < 0.2 * np.sqrt(np.mean(x[~pause] ** 2)), utt
+    assert off_grid >= 10                       # the diphone voice's times are not on the 5 ms grid

@@ -36,7 +36,7 @@ _VOICE_RE = re.compile(r"[A-Za-z0-9_]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 
 
-def _scheme_string(text: str) -> str:
+def scheme_string(text: str) -> str:
     """A Scheme string literal for ``text`` (backslashes and quotes escaped)."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -102,9 +102,9 @@ def _festival_labels(text: str, voice: str, timeout: float) -> Labels:
         script = Path(tmp) / "run.scm"
         script.write_text(
             f"(voice_{voice})\n"
-            f"(set! utt (Utterance Text {_scheme_string(text)}))\n"
+            f"(set! utt (Utterance Text {scheme_string(text)}))\n"
             "(utt.synth utt)\n"
-            f"(hts_dump_feats utt hts_feats_list {_scheme_string(str(lab))})\n")
+            f"(hts_dump_feats utt hts_feats_list {scheme_string(str(lab))})\n")
         try:
             proc = subprocess.run([exe, "-b", str(script)], capture_output=True, text=True,
                                   timeout=timeout, stdin=subprocess.DEVNULL)
