@@ -11,6 +11,7 @@ from sps.io import read_json, read_list
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "recipes" / "slt_festival" / "run.sh"
+PIPELINE = ROOT / "recipes" / "common" / "pipeline.sh"
 
 
 def _run(*args, exp):
@@ -60,8 +61,7 @@ def test_stages_0_to_3_with_overrides_and_resume(tmp_path):
 
 @pytest.mark.parametrize("gpu", [0, 1])
 def test_model_names_come_from_conf(gpu):
-    out = subprocess.run(["bash", "-c", f"conf={RUN.parent}/conf; gpu={gpu}; "
-                          f"source <(sed -n '/^conf_name()/,/^tts_model=/p' {RUN}); "
+    out = subprocess.run(["bash", "-c", f"source {PIPELINE}; conf_dirs=({RUN.parent}/conf); gpu={gpu}; "
                           "echo $(for f in $(acoustic_confs dnn) $(acoustic_confs conv lstm); do conf_name $f; done)"],
                          capture_output=True, text=True, timeout=60)
     names = out.stdout.split()
