@@ -35,6 +35,12 @@ STAGES: dict[str, tuple[str, str]] = {
     "train-vocoder": ("sps.stages.vocoder:train", "train a neural vocoder (config 'vocoder': wavenet | wavernn) on natural features"),
     "vocode": ("sps.stages.vocoder:vocode", "neural vocoding: copy synthesis + acoustic-model features -> synth/, metrics -> eval/"),
     "export-vocoder": ("sps.stages.vocoder:export", "a trained vocoder's weights as one small file (for init_from)"),
+    "pack": ("sps.stages.pack:run", "one voice file: models, vocoders, statistics, questions, configs (for sps speak)"),
+}
+#: commands that need no experiment directory: name -> ("module", one-line help); the module
+#: has add_arguments(parser) and run(args)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "speak": ("sps.stages.speak", "a voice file (sps pack) speaks text or labels -> wav (no experiment needed)"),
 }
 
 #: extra options some stages accept: stage -> list of (flags, kwargs); each sets the config key of its name
@@ -42,6 +48,7 @@ EXTRA_OPTIONS: dict[str, list[tuple[tuple[str, ...], dict]]] = {
     "synth": [(("--text",), dict(help="synthesize this text (Festival front end) instead of a split")),
               (("--out",), dict(help="output wav for --text (default: synth/text.wav in the exp dir)"))],
     "export-vocoder": [(("--out",), dict(help="output .pt (default: models/<name>/<name>.pt in the exp dir)"))],
+    "pack": [(("--out",), dict(help="output voice file (default: <exp-dir>/<name>.voice.pt)"))],
 }
 
 
@@ -66,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         for flags, kwargs in EXTRA_OPTIONS.get(name, []):
             p.add_argument(*flags, **kwargs)
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+        p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+        p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
@@ -94,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.stage in COMMANDS:
+        return _command(args)
     try:
         from sps.config import load_config
         from sps.io import sweep_temp_files
@@ -119,6 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sps {args.stage}: error: {error_line(err)}", file=sys.stderr)
         return 1
     return int(result) if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def _command(args) -> int:
+    """Run one of :data:`COMMANDS`: errors are one line, as for the stages."""
+    try:
+        result = importlib.import_module(COMMANDS[args.stage][0]).run(args)
+    except KeyboardInterrupt:
+        print(f"sps {args.stage}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - one line per error, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"sps {args.stage}: error: {error_line(err)}", file=sys.stderr)
+        return 1
+    return int(result or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

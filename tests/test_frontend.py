@@ -742,7 +742,7 @@ def test_synthesizer_reads_the_recorded_semantics(tmp_path, monkeypatch):
         if recorded is not None:
             spec["question_semantics"] = recorded
         write_json(exp.spec_path("in_acoustic"), spec)
-        synth.make_synthesizer(exp, synth.SynthConfig(**cfg), need_duration=False)
+        synth.make_synthesizer(exp, synth.SynthConfig(acoustic_model="ac", **cfg), need_duration=False)
         return made["questions"].semantics
 
     assert semantics_used("hts") == "hts"

@@ -16,7 +16,7 @@ from sps.frontend.features import (duration_features, feature_names, linguistic_
 from sps.frontend.festival import text_to_labels
 from sps.frontend.labels import FRAME_SHIFT, Labels, labels_from_lines, load_labels
 from sps.frontend.questions import (DEFAULT_SEMANTICS, SEMANTICS, Question, QuestionSet, load_questions,
-                                    pattern_to_regex)
+                                    parse_questions, pattern_to_regex)
 
 #: question files shipped with the package (``question_file(name)``)
 QUESTION_FILE_DIR = Path(__file__).resolve().parent / "question_files"
@@ -42,7 +42,8 @@ def question_file(name: str | Path | None) -> Path:
 
 __all__ = [
     "Labels", "load_labels", "labels_from_lines", "FRAME_SHIFT",
-    "Question", "QuestionSet", "load_questions", "pattern_to_regex", "SEMANTICS", "DEFAULT_SEMANTICS",
+    "Question", "QuestionSet", "load_questions", "parse_questions", "pattern_to_regex", "SEMANTICS",
+    "DEFAULT_SEMANTICS",
     "linguistic_features", "duration_features", "positional_features", "positional_feature_names",
     "feature_names", "text_to_labels", "DEFAULT_QUESTION_FILE", "question_file",
 ]

@@ -86,6 +86,13 @@ def split_text(text: str, max_words: int = CHUNK_WORDS) -> list[str]:
     return chunks
 
 
+def split_sentences(text: str, max_words: int = CHUNK_WORDS) -> list[str]:
+    """The sentences of a text (cut after ``. ! ? ; :``), each of at most ``max_words``
+    words; pieces with no letter or digit (stray punctuation) are left out."""
+    return [chunk for sentence in _SENTENCE_END.split(text) for chunk in split_text(sentence, max_words)
+            if any(c.isalnum() for c in chunk)]
+
+
 def check_voice(voice: str) -> str:
     """``voice`` if it is a Festival voice name (an identifier), else ValueError."""
     if not isinstance(voice, str) or not _VOICE_RE.fullmatch(voice):

@@ -477,15 +477,22 @@ def load_questions(path: str | os.PathLike, semantics: str = DEFAULT_SEMANTICS) 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: question file not found")
+    return parse_questions(path.read_text(errors="replace"), semantics, source=str(path))
+
+
+def parse_questions(text: str, semantics: str = DEFAULT_SEMANTICS, source: str = "questions") -> QuestionSet:
+    """A question set from the text of a question file (as :func:`load_questions`;
+    errors name ``source:line``)."""
+    check_semantics(semantics)
     binary, numeric, seen = [], [], {}
-    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        q = parse_question_line(line, f"{path}:{n}")
+    for n, line in enumerate(text.splitlines(), 1):
+        q = parse_question_line(line, f"{source}:{n}")
         if q is None:
             continue
         if q.name in seen:
-            raise ValueError(f"{path}:{n}: duplicate question name {q.name!r} (first at line {seen[q.name]})")
+            raise ValueError(f"{source}:{n}: duplicate question name {q.name!r} (first at line {seen[q.name]})")
         seen[q.name] = n
         (numeric if q.numeric else binary).append(q)
     if not seen:
-        raise ValueError(f"{path}: no questions found")
-    return QuestionSet(binary=binary, numeric=numeric, path=str(path), semantics=semantics)
+        raise ValueError(f"{source}: no questions found")
+    return QuestionSet(binary=binary, numeric=numeric, path=source, semantics=semantics)

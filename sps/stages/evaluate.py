@@ -19,6 +19,13 @@ Config (``conf/eval.yaml`` or the synth config)::
     source: auto           # auto | features | audio (always analyse the waveforms)
     duration_model: null   # models/<name> to score (duration RMSE in frames)
 
+After scoring, ``eval/best.json`` records the models the split scored best
+(:func:`best_models`): the acoustic model with the lowest MCD of its generated
+parameters (natural durations), the duration model with the lowest duration RMSE and
+the vocoder with the lowest MCD in copy synthesis (``world_copy``, ``<vocoder>_copy``),
+each with its scores. Wherever a model is not named (``sps synth --text``, ``sps pack``,
+``sps speak``) these are the defaults, and the choice is printed.
+
 ``metrics.json``: ``{"system", "split", "source", "alignment" ("frames" | "dtw"),
 "num_utterances", "mean": {...}, "utterances": {utt: {...}}}`` (a full-TTS system also
 ``"duration_model"``) with keys ``mcd_db``, ``bap_db``, ``f0_rmse_hz``,
@@ -38,9 +45,9 @@ from sps.features import lf0_to_f0
 from sps.io import load_array, read_json, read_wav, write_json
 from sps.metrics import bap_distortion, dtw_path, duration_rmse, f0_corr, f0_rmse, mcd, nanmean, vuv_error
 from sps.spec import split_streams, static_columns
+from sps.stages.best import best_models, describe_score
 from sps.stages.experiment import Experiment
 from sps.stages.runner import StageContext
-from sps.stages.synth import SYNTH_INFO
 from sps.synthesis import round_durations
 from sps.vocoders import world
 
@@ -99,12 +106,6 @@ def dtw_align(natural: np.ndarray, generated: np.ndarray, spec: dict) -> tuple[n
     return natural[ix], generated[iy]
 
 
-def synthesis_info(exp: Experiment, system: str, split: str) -> dict:
-    """The synth stage's record of how ``synth/<system>/<split>`` was made ({} if none)."""
-    path = exp.synth_dir(system, split) / SYNTH_INFO
-    return read_json(path) if path.exists() else {}
-
-
 def evaluate_system(exp: Experiment, system: str, split: str = "eval", source: str = "auto") -> dict | None:
     """Metrics of ``synth/<system>/<split>`` against natural speech (None if nothing to compare).
 
@@ -128,7 +129,7 @@ def evaluate_system(exp: Experiment, system: str, split: str = "eval", source: s
         used_source.add("features" if source != "audio" and (sdir / f"{utt}.npy").exists() else "audio")
     if not pairs:
         return None
-    info = synthesis_info(exp, system, split)
+    info = exp.synth_info(system, split)
     if "durations" in info:
         dtw = info["durations"] == "predicted"
     else:
@@ -249,3 +250,9 @@ def run(ctx: StageContext) -> None:
                    evaluate_duration_model(exp, cfg.duration_model, split))
     print(f"objective evaluation on the {split} split ({exp.root}):")
     print(metrics_table(exp, split))
+    best = best_models(exp, split)
+    write_json(exp.best_path, best)
+    chosen = [f"{k.replace('_', ' ')} {best[k]['name']} ({describe_score(best[k], split)})"
+              for k in ("acoustic_model", "duration_model", "vocoder") if best[k]]
+    if chosen:
+        print(f"best ({exp.best_path}): " + "; ".join(chosen))

@@ -9,6 +9,7 @@ Every stage reads and writes through :class:`Experiment`, so the on-disk contrac
     models/<name>/{config.yaml, best.pt, ...}         train, train-vocoder
     synth/<system>/<split>/<utt>.{wav,npy,png}        synth, vocode
     eval/<system>/<split>/metrics.json, report.html   eval, vocode, report
+    eval/best.json                                    eval (the best-scored models)
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from sps.vocoders.conditioning import Conditioning
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "eval")
+#: file beside a system's utterances recording how they were synthesized
+SYNTH_INFO = "synth.json"
 #: the stages that make training data, in order: an utterance one of them rejects is left
 #: out of every later stage
 DATA_STAGES = ("features", "linguistic")
@@ -90,6 +93,16 @@ class Experiment:
 
     def eval_dir(self, system: str, split: str) -> Path:
         return self.root / "eval" / system / split
+
+    def synth_info(self, system: str, split: str) -> dict:
+        """The synth stage's record of how ``synth/<system>/<split>`` was made ({} if none)."""
+        path = self.synth_dir(system, split) / SYNTH_INFO
+        return read_json(path) if path.exists() else {}
+
+    @property
+    def best_path(self) -> Path:
+        """``eval/best.json``: the models and vocoder the eval stage scored best."""
+        return self.root / "eval" / "best.json"
 
     # ---------------------------------------------------------------- contents
     def splits(self) -> list[str]:

@@ -19,8 +19,10 @@ With ``durations: oracle`` (default) the frame-level linguistic features of the
 dump are used, so generated and natural frames correspond one to one (objective
 evaluation); ``durations: predicted`` runs the duration model first.
 
-``sps synth --text "Any sentence." --out x.wav`` synthesizes new text
-(:func:`synthesize_text`).
+``sps synth --text "Any sentence." --out x.wav [vocoder=wavenet]`` speaks new text
+(:func:`synthesize_text`) through the same :class:`~sps.synthesis.Voice` a packed voice
+file gives, with WORLD or any trained vocoder. Models and vocoder not named are the ones
+the eval stage scored best (``eval/best.json``); the choice is printed.
 """
 from __future__ import annotations
 
@@ -35,13 +37,13 @@ from typing import Literal
 import numpy as np
 
 from sps.config import bind
-from sps.frontend import load_labels, load_questions, question_file, text_to_labels
+from sps.frontend import load_labels, load_questions
 from sps.frontend.festival import clean_text
-from sps.frontend.questions import DEFAULT_SEMANTICS
 from sps.io import load_array, save_array, write_json, write_wav
 from sps.spec import static_columns
-from sps.stages.experiment import Experiment
-from sps.stages.linguistic import LEGACY_SEMANTICS
+from sps.stages.best import best_name
+from sps.stages.experiment import SYNTH_INFO, Experiment
+from sps.stages.pack import experiment_voice, question_setup
 from sps.stages.runner import StageContext, run_utterances
 from sps.synthesis import Synthesizer, plot_comparison
 from sps.vocoders import world
@@ -54,8 +56,8 @@ COPY_NAME = "world_copy"
 @dataclass(frozen=True)
 class SynthConfig:
     """Keys of ``conf/synth.yaml``."""
-    acoustic_model: str = "acoustic_dnn_mge"            # models/<name>
-    duration_model: str = "duration_dnn"                # models/<name>
+    acoustic_model: str | None = None   # models/<name> (None: the best-scored, eval/best.json)
+    duration_model: str | None = None   # models/<name> (None: the best-scored)
     durations: Literal["oracle", "predicted"] = "oracle"  # oracle: natural durations (for eval)
     postfilter: bool = False                            # Merlin-style mel-cepstral formant enhancement
     postfilter_beta: float = 1.4                        # weight of c2.. (Merlin's pf_coef)
@@ -72,6 +74,9 @@ class SynthConfig:
     copy_synthesis: bool = False         # WORLD analysis/resynthesis of natural speech -> synth/world_copy
     text: str | None = None              # sps synth --text: speak this instead of a split
     out: str | None = None               # --out: wav for --text (default synth/text.wav)
+    vocoder: str | None = None           # --text: world, or a trained vocoder (models/<name>); None: the
+                                         # best-scored one (eval/best.json), else world
+    seed: int = 0                        # --text: seed of a neural vocoder's draws
 
     @property
     def output_name(self) -> str:
@@ -83,18 +88,26 @@ class SynthConfig:
         return self.acoustic_model + ("_durpred" if self.durations == "predicted" else "")
 
 
+def resolve_models(exp: Experiment, cfg: SynthConfig, need_duration: bool = True) -> SynthConfig:
+    """``cfg`` with the acoustic (and duration) model filled in where not named: the
+    best-scored of ``eval/best.json``; the choice is printed."""
+    changes = {}
+    for kind in ("acoustic_model", "duration_model") if need_duration else ("acoustic_model",):
+        if getattr(cfg, kind) is None:
+            name, why = best_name(exp, kind)
+            print(f"synth: {kind.replace('_', ' ')} {name} ({why})")
+            changes[kind] = name
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
 def make_synthesizer(exp: Experiment, cfg: SynthConfig, need_duration: bool = True) -> Synthesizer:
     """The :class:`~sps.synthesis.Synthesizer` of an experiment's trained models."""
-    meta = exp.spec("in_acoustic") if exp.spec_path("in_acoustic").exists() else {}
-    qfile = question_file(cfg.questions or meta.get("question_file"))
-    # the semantics the linguistic stage used, so that text input gets the features the
-    # models were trained on (specs from before the option: Merlin's rule)
-    semantics = cfg.question_semantics or (meta.get("question_semantics", LEGACY_SEMANTICS) if meta
-                                           else DEFAULT_SEMANTICS)
+    cfg = resolve_models(exp, cfg, need_duration)
+    qfile, semantics, subphone = question_setup(exp, cfg.questions, cfg.question_semantics, cfg.subphone_features)
     return Synthesizer(exp.load_model(cfg.acoustic_model), exp.spec("out_acoustic"),
                        duration=exp.load_model(cfg.duration_model) if need_duration else None,
                        questions=load_questions(qfile, semantics=semantics),
-                       subphone_features=cfg.subphone_features or meta.get("subphone_features") or "auto",
+                       subphone_features=subphone,
                        postfilter_beta=cfg.postfilter_beta if cfg.postfilter else None,
                        vuv_threshold=cfg.vuv_threshold)
 
@@ -134,10 +147,6 @@ def synth_utterance(utt: str, *, exp: Experiment, split: str, cfg: SynthConfig) 
     write_wav(out / f"{utt}.wav", wav, syn.spec["sample_rate"])  # last: marks the utterance done
 
 
-#: file beside a system's utterances recording how they were synthesized
-SYNTH_INFO = "synth.json"
-
-
 def synth_info(cfg: SynthConfig) -> dict:
     """What ``synth/<name>/<split>/synth.json`` records for a config."""
     if cfg.copy_synthesis:
@@ -155,27 +164,31 @@ def _done(utt: str, *, out_dir: Path) -> bool:
 
 def synthesize_text(exp: Experiment, text: str, out_path: str | os.PathLike,
                     cfg: SynthConfig | None = None) -> np.ndarray:
-    """Speak a new sentence with the trained models of an experiment.
+    """Speak a new sentence with the trained models of an experiment and any of its vocoders.
 
     Festival makes the full-context labels (:func:`sps.frontend.text_to_labels`), the
-    duration model times them, the acoustic model and MLPG give the parameters and
-    WORLD the waveform. The static features go beside the wav as ``.npy``.
+    duration model times them, the acoustic model and MLPG give the parameters and the
+    vocoder (``cfg.vocoder``: WORLD or a trained vocoder) the waveform, through the same
+    :class:`~sps.synthesis.Voice` that a packed voice file gives. The static features go
+    beside the wav as ``.npy``.
 
     Returns
     -------
     ndarray [shape=(N,)]
         The waveform (float64 in [-1, 1]).
     """
-    cfg = dataclasses.replace(cfg or SynthConfig(), durations="predicted")
+    cfg = cfg or SynthConfig()
     clean_text(text)   # a text that cannot be spoken fails before any model is loaded
-    syn = make_synthesizer(exp, cfg, need_duration=True)
-    labels = text_to_labels(text, voice=cfg.voice, timeout=cfg.festival_timeout)
-    static = syn.from_labels(labels)
-    wav = syn.waveform(static)
+    voice = experiment_voice(exp, cfg)   # the sections sps pack writes, in memory
+    labels = voice.labels(text)
+    static = voice.parameters(labels)
+    runner = voice.vocoder(cfg.vocoder)
+    wav = runner.waveforms([static], seed=cfg.seed)[0]
     out_path = Path(out_path)
-    write_wav(out_path, wav, syn.spec["sample_rate"])
+    write_wav(out_path, wav, voice.sample_rate)
     save_array(out_path.with_suffix(".npy"), static)
-    logger.info("%s: %.2f s of speech for %d phones", out_path, len(wav) / syn.spec["sample_rate"], len(labels))
+    logger.info("%s: %.2f s of speech for %d phones (vocoder %s)", out_path, len(wav) / voice.sample_rate,
+                len(labels), runner.name)
     return wav
 
 
@@ -183,6 +196,8 @@ def run(ctx: StageContext) -> None:
     """Stage entry point (``sps synth``)."""
     cfg = bind(SynthConfig, ctx.config, "synth")
     exp = ctx.exp
+    if cfg.text is None and not cfg.copy_synthesis:
+        cfg = resolve_models(exp, cfg, need_duration=cfg.durations == "predicted")
     if cfg.text is not None:
         out = Path(cfg.out or exp.root / "synth" / "text.wav")
         synthesize_text(exp, cfg.text, out, cfg)
