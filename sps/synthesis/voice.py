@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -121,6 +120,15 @@ class Voice:
     @property
     def vocoders(self) -> list[str]:
         return [WORLD, *sorted(self._entries)]
+
+    def add_vocoder(self, runner: VocoderRunner) -> None:
+        """Speak with one more vocoder (one trained elsewhere, or built for a measurement):
+        it must read this voice's stream layout (:attr:`conditioning`)."""
+        if runner.model is not None and runner.cond is not None and runner.cond.dim != self.conditioning.dim:
+            raise ValueError(f"vocoder {runner.name}: {runner.cond.dim} conditioning features, the voice has "
+                             f"{self.conditioning.dim}")
+        self._runners[runner.name] = runner
+        self._entries.setdefault(runner.name, {})
 
     def vocoder(self, name: str | None = None) -> VocoderRunner:
         """The runner of vocoder ``name`` (None: :attr:`default_vocoder`); a vocoder that
@@ -226,14 +234,3 @@ class Voice:
             static = self.parameters(lab, speed=speed, pitch=pitch, postfilter=postfilter)
             yield from runner.stream(static, seed=seed, chunk_samples=chunk_samples)
 
-
-def voice_file_summary(path: str | os.PathLike) -> str:
-    """A few lines describing a voice file (for ``sps speak --info``)."""
-    voice = Voice.load(path)
-    m = voice.info.get("manifest", {})
-    lines = [f"{Path(path)}: voice {voice.name!r}, {voice.sample_rate} Hz, sps {m.get('sps_version', '?')}, "
-             f"format {m.get('format_version', '?')}, created {m.get('created', '?')}",
-             f"  models: {voice.info.get('models')}",
-             f"  vocoders: {', '.join(voice.vocoders)} (default {voice.default_vocoder})",
-             f"  Festival voice: {voice.festival_voice}"]
-    return "\n".join(lines)
