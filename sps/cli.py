@@ -106,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.stage in COMMANDS:
-        return _command(args)
     try:
+        if args.stage in COMMANDS:       # no experiment directory
+            result = importlib.import_module(COMMANDS[args.stage][0]).run(args)
+            return int(result or 0)
         from sps.config import load_config
         from sps.io import sweep_temp_files
         from sps.stages.runner import StageContext, parse_shard
@@ -133,21 +134,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sps {args.stage}: error: {error_line(err)}", file=sys.stderr)
         return 1
     return int(result) if isinstance(result, int) and not isinstance(result, bool) else 0
-
-
-def _command(args) -> int:
-    """Run one of :data:`COMMANDS`: errors are one line, as for the stages."""
-    try:
-        result = importlib.import_module(COMMANDS[args.stage][0]).run(args)
-    except KeyboardInterrupt:
-        print(f"sps {args.stage}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - one line per error, the traceback with --debug
-        if args.debug:
-            raise
-        print(f"sps {args.stage}: error: {error_line(err)}", file=sys.stderr)
-        return 1
-    return int(result or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,15 +31,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from sps.config import bind, load_config, to_dict
 from sps.frontend import question_file
 from sps.frontend.festival import check_voice
 from sps.frontend.questions import DEFAULT_SEMANTICS
+from sps.io import read_json
 from sps.stages.best import best_name, describe_score, read_best
 from sps.stages.experiment import Experiment
 from sps.stages.linguistic import LEGACY_SEMANTICS
 from sps.stages.runner import StageContext
+from sps.stages.vocoder import VocodeConfig, load_vocoder, make_vocoder, vocoder_config
 from sps.synthesis import Voice
 from sps.synthesis.vocoding import WORLD
 from sps.synthesis.voicefile import write_voice
@@ -111,7 +114,6 @@ def vocoder_section(exp: Experiment, ref: str, cond) -> tuple[str, dict]:
     """(name, section) of a vocoder: ``ref`` is a trained vocoder's name (``models/<ref>``)
     or a vocoder config file (a classical vocoder is built from it; a trained one is
     ``models/<its name>``, with the config's vocode settings)."""
-    from sps.stages.vocoder import VocodeConfig, load_vocoder, make_vocoder, vocoder_config
     path = Path(ref)
     if path.suffix in (".yaml", ".yml"):
         if not path.exists():
@@ -141,7 +143,6 @@ def vocoder_section(exp: Experiment, ref: str, cond) -> tuple[str, dict]:
 
 def trained_vocoders(exp: Experiment) -> list[str]:
     """Names of the trained vocoders of an experiment (``models/*`` with a ``vocoder`` key and weights)."""
-    import yaml
     out = []
     for cfg in sorted(exp.root.glob("models/*/config.yaml")):
         meta = yaml.safe_load(cfg.read_text()) or {}
@@ -151,14 +152,24 @@ def trained_vocoders(exp: Experiment) -> list[str]:
 
 
 def _metrics(exp: Experiment, system: str, split: str) -> dict | None:
-    from sps.io import read_json
     path = exp.eval_dir(system, split) / "metrics.json"
-    if not path.exists():
+    if not system or not path.exists():
         return None
     m = read_json(path)
     keep = ("mcd_db", "bap_db", "f0_rmse_hz", "f0_corr", "vuv_error_pct", "duration_rmse_frames")
     return _plain({"system": system, "alignment": m.get("alignment"), "mean": m.get("mean", {}),
                    "utterances": {u: {k: v[k] for k in keep if k in v} for u, v in m.get("utterances", {}).items()}})
+
+
+def full_tts_system(exp: Experiment, acoustic: str, duration: str, split: str) -> str | None:
+    """The system under ``synth/`` that synthesized ``split`` with these two models and
+    predicted durations (the synth stage's ``synth.json``), if any."""
+    for path in sorted(exp.root.glob(f"synth/*/{split}")):
+        info = exp.synth_info(path.parent.name, split)
+        if (info.get("durations") == "predicted" and info.get("acoustic_model") == acoustic
+                and info.get("duration_model") == duration):
+            return path.parent.name
+    return None
 
 
 def voice_sections(exp: Experiment, cfg: PackConfig) -> tuple[dict, list[str]]:
@@ -205,7 +216,7 @@ def voice_sections(exp: Experiment, cfg: PackConfig) -> tuple[dict, list[str]]:
     if postfilter is None:
         postfilter = bool(((best.get("acoustic_models") or {}).get(acoustic) or {}).get("postfilter", False))
     score_rows = {"split": split, "acoustic": _metrics(exp, acoustic, split),
-                  "full_tts": _metrics(exp, f"{acoustic}_durpred", split),
+                  "full_tts": _metrics(exp, full_tts_system(exp, acoustic, duration, split) or "", split),
                   "duration": _metrics(exp, duration, split),
                   "vocoders": {n: _metrics(exp, e["system"], split) for n, e in scores.items()}}
     configs = {"acoustic": _plain(exp.model_config(acoustic)), "duration": _plain(exp.model_config(duration)),

@@ -71,10 +71,20 @@ def run(args) -> int:
         print(f"{path}: voice {voice.name!r}, {voice.sample_rate} Hz; sps {m.get('sps_version', '?')}, "
               f"created {m.get('created', '?')}")
         for key, value in (voice.info.get("models") or {}).items():
-            print(f"  {key}: {value}")
+            if key != "vocoders":
+                print(f"  {key} model: {value}")
         print(f"  vocoders: {', '.join(voice.vocoders)} (default {voice.default_vocoder}: "
               f"{(voice.info.get('defaults') or {}).get('vocoder', '')})")
         print(f"  Festival voice: {voice.festival_voice}")
+        scores = voice.info.get("scores") or {}
+        for what, row in (("acoustic model (natural durations)", scores.get("acoustic")),
+                          ("full TTS (predicted durations, DTW)", scores.get("full_tts")),
+                          *((f"vocoder {n} (copy synthesis)", r) for n, r in (scores.get("vocoders") or {}).items())):
+            if row:
+                mean = row.get("mean", {})
+                print(f"  {what}, {scores.get('split', 'eval')} split: " + ", ".join(
+                    f"{k} {mean[k]:.3g}" for k in ("mcd_db", "bap_db", "f0_rmse_hz", "f0_corr", "vuv_error_pct",
+                                                    "duration_rmse_frames") if k in mean))
         return 0
     if args.text is None and args.text_file is None and args.labels is None:
         raise ValueError("nothing to speak: give --text, --text-file or --labels")
