@@ -617,6 +617,24 @@ def test_text_to_labels_unknown_voice():
         text_to_labels("Hi.", voice="no_such_voice")
 
 
+@needs_festival
+def test_texts_to_labels_batched_equals_the_shipped_labels_and_isolates_bad_texts():
+    from sps.frontend import texts_to_labels
+    sentences = dict(line.split("\t", 1) for line in
+                     (REPO / "data" / "slt_festival" / "sentences.txt").read_text().splitlines())
+    utts = ["slt_0001", "slt_0002", "slt_0004"]
+    out = texts_to_labels([sentences[u] for u in utts] + ["", "?!", "Fine."], batch_size=2)
+    for u, (lab, words) in zip(utts, out):
+        assert lab.contexts == load_labels(CORPUS_LAB / f"{u}.lab").contexts and not lab.has_times
+        assert len(words) == len(sentences[u].split())
+    assert isinstance(out[3], ValueError) and "empty" in str(out[3])
+    assert isinstance(out[4], ValueError) and "speakable" in str(out[4])
+    assert out[5][1] == ["Fine"]
+    # a bad voice fails every text with Festival's message, the batch retried text by text
+    bad = texts_to_labels(["Hi.", "Ho."], voice="no_such_voice")
+    assert all(isinstance(b, RuntimeError) and "festival produced no labels" in str(b) for b in bad)
+
+
 def test_text_to_labels_without_festival(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(FileNotFoundError, match="apt-get install festival festvox-us-slt-hts"):

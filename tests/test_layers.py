@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / "sps"
 LAYERS = [
     ("base", ["sps.io", "sps.spec", "sps.native", "sps.config", "sps.backend"]),
     ("core", ["sps.frontend", "sps.features", "sps.mlpg", "sps.dsp", "sps.metrics"]),
+    ("alignment", ["sps.align"]),
     ("models", ["sps.models", "sps.vocoders", "sps.train", "sps.compat"]),
     ("synthesis", ["sps.synthesis"]),
     ("stages", ["sps.stages"]),

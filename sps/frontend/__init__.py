@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sps.frontend.features import (duration_features, feature_names, linguistic_features,
                                    positional_feature_names, positional_features)
-from sps.frontend.festival import text_to_labels
+from sps.frontend.festival import text_to_labels, texts_to_labels
 from sps.frontend.labels import FRAME_SHIFT, Labels, labels_from_lines, load_labels
 from sps.frontend.questions import (DEFAULT_SEMANTICS, SEMANTICS, Question, QuestionSet, load_questions,
                                     parse_questions, pattern_to_regex)
@@ -45,5 +45,5 @@ __all__ = [
     "Question", "QuestionSet", "load_questions", "parse_questions", "pattern_to_regex", "SEMANTICS",
     "DEFAULT_SEMANTICS",
     "linguistic_features", "duration_features", "positional_features", "positional_feature_names",
-    "feature_names", "text_to_labels", "DEFAULT_QUESTION_FILE", "question_file",
+    "feature_names", "text_to_labels", "texts_to_labels", "DEFAULT_QUESTION_FILE", "question_file",
 ]

@@ -125,6 +125,115 @@ def _festival_labels(text: str, voice: str, timeout: float) -> Labels:
         return load_labels(lab)
 
 
+#: Festival's text modules up to durations: ``utt.synth`` without the waveform
+_FRONT_END_MODULES = ("Initialize", "Text", "Token_POS", "Token", "POS", "Phrasify", "Word", "Pauses",
+                      "Intonation", "PostLex", "Duration")
+
+
+def _front_end_script(voice: str, items: list[tuple[str, Path, Path]]) -> str:
+    """Scheme program writing, for every ``(text, lab, words)``, the untimed labels to ``lab``
+    and Festival's words (one per line) to ``words``; a failing text is skipped (its files
+    are missing) and the rest go on."""
+    modules = " ".join(f"({m} utt)" for m in _FRONT_END_MODULES)
+    lines = [f"(voice_{voice})",
+             "(define (sps_front text labfile wordfile)",
+             "  (unwind-protect",
+             "    (let ((utt (eval (list 'Utterance 'Text text))))",   # Utterance quotes its arguments
+             f"      {modules}",
+             "      (hts_dump_feats utt hts_feats_list labfile)",
+             "      (let ((fd (fopen wordfile \"w\")))",
+             "        (mapcar (lambda (w) (format fd \"%s\\n\" (item.name w))) (utt.relation.items utt 'Word))",
+             "        (fclose fd)))",
+             "    (format stderr \"sps-failed %s\\n\" labfile)))"]
+    for text, lab, words in items:
+        lines.append(f"(sps_front {scheme_string(text)} {scheme_string(str(lab))} {scheme_string(str(words))})")
+    return "\n".join(lines) + "\n"
+
+
+def _run_front_end(exe: str, voice: str, chunks: list[str], timeout: float) -> list:
+    """One Festival process over ``chunks``: ``(Labels, words)`` or a RuntimeError for each."""
+    with tempfile.TemporaryDirectory(prefix="sps_festival_") as tmp:
+        tmp = Path(tmp)
+        items = [(c, tmp / f"{i}.lab", tmp / f"{i}.words") for i, c in enumerate(chunks)]
+        script = tmp / "run.scm"
+        script.write_text(_front_end_script(voice, items))
+        try:
+            proc = subprocess.run([exe, "-b", str(script)], capture_output=True, text=True,
+                                  timeout=timeout, stdin=subprocess.DEVNULL)
+            msg = " ".join((proc.stdout + proc.stderr).split())[-300:]
+        except subprocess.TimeoutExpired:
+            msg = f"festival did not finish within {timeout:g} s"
+        out = []
+        for text, lab, words in items:
+            if lab.exists() and lab.stat().st_size and words.exists():
+                out.append((load_labels(lab).without_times(), words.read_text().split()))
+            else:
+                hint = f" (is the voice installed? {INSTALL_HINT})" if "voice_" in msg or "unbound" in msg else ""
+                out.append(RuntimeError(f"festival produced no labels for {text[:80]!r} with voice "
+                                        f"{voice!r}{hint}: {msg or 'no message'}"))
+        return out
+
+
+def texts_to_labels(texts, voice: str = "cmu_us_slt_arctic_hts", timeout: float = 60.0,
+                    batch_size: int = 50) -> list:
+    """Untimed full-context labels and words for many texts, a few Festival processes in all.
+
+    Runs Festival's text modules up to its duration model (the labels equal those of
+    :func:`text_to_labels`, without synthesising a waveform), ``batch_size`` texts per
+    process. Texts are cleaned and cut into chunks as in :func:`text_to_labels`; a batch
+    that fails as a whole is retried text by text, so one bad text costs only itself.
+
+    Parameters
+    ----------
+    texts : sequence of str
+    voice : str
+        Festival voice (sets the lexicon and phrasing).
+    timeout : float
+        Seconds per chunk (a batch process gets ``timeout`` plus 2 s per further chunk).
+    batch_size : int
+        Chunks per Festival process.
+
+    Returns
+    -------
+    list, one entry per text
+        ``(Labels, words)``: untimed labels (chunks joined) and Festival's words; or the
+        exception (``ValueError`` for bad text, ``RuntimeError`` for a Festival failure,
+        ``FileNotFoundError`` when Festival is missing) that explains the failure.
+    """
+    check_voice(voice)
+    exe = shutil.which("festival")
+    results: list = [None] * len(texts)
+    chunks: list[tuple[int, str]] = []
+    for i, text in enumerate(texts):
+        try:
+            chunks += [(i, c) for c in split_text(clean_text(text))]
+        except ValueError as err:
+            results[i] = err
+    if chunks and exe is None:
+        missing = FileNotFoundError(f"festival not found on PATH; {INSTALL_HINT}")
+        return [r if r is not None else missing for r in results]
+    done: list = [None] * len(chunks)
+    for start in range(0, len(chunks), batch_size):
+        part = list(range(start, min(start + batch_size, len(chunks))))
+        got = _run_front_end(exe, voice, [chunks[k][1] for k in part], timeout + 2.0 * (len(part) - 1))
+        if len(part) > 1 and all(isinstance(g, Exception) for g in got):
+            got = [_run_front_end(exe, voice, [chunks[k][1]], timeout)[0] for k in part]
+        for k, g in zip(part, got):
+            done[k] = g
+    for i in range(len(texts)):
+        if results[i] is not None:
+            continue
+        parts = [done[k] for k, (j, _) in enumerate(chunks) if j == i]
+        err = next((p for p in parts if isinstance(p, Exception)), None)
+        if err is not None:
+            results[i] = err
+            continue
+        labels = Labels(contexts=[c for lab, _ in parts for c in lab.contexts], num_states=1,
+                        path=f"<festival {voice}>")
+        results[i] = (labels, [w for _, words in parts for w in words])
+    return results
+
+
 def text_to_labels(text: str, voice: str = "cmu_us_slt_arctic_hts", durations: bool = False,
                    timeout: float = 60.0) -> Labels:
     """Full-context labels for a text, made by Festival.

@@ -79,6 +79,10 @@ KERNELS: dict[str, Kernel] = {
         "lfilter_bwd": [_P, _P, _P, _P, _P, _P, _I64, _I64, _I, _P, _P, _I64, _I64, _I, _I,
                         _P, _P, _P, _P, _P, _I64, _I64, _I],
     })),
+    "align": Kernel("align.c", {
+        "align_forward_backward": [_P] * 7 + [_I64] * 3 + [ctypes.c_double] + [_P] * 3 + [_I],
+        "align_viterbi": [_P] * 7 + [_I64] * 3 + [ctypes.c_double] + [_P] * 2 + [_I],
+    }),
     "wavenet": Kernel("wavenet.c", {
         "wavenet_run": [_I] * 7 + [_P] * 3 + [_I] + [_P] * 10 + [_F, _I] + [_P] * 3 + [_LL, _P, _I],
         "wavenet_lpc_run": [_I] * 7 + [_P] * 2 + [_I] + [_P] * 15 + [_I] * 4 + [_P, _LL, _P, _P, _P, _P, _P, _I],
