@@ -25,6 +25,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "prepare": ("sps.stages.prepare:run", "stage 0: corpus -> data/{train,dev,eval}.list, wav.scp, lab.scp"),
     "ingest": ("sps.stages.ingest:run", "recordings + transcripts (any layout, rate, format) -> data/wav/, "
                "wav.scp, text, lists"),
+    "align": ("sps.stages.align:run", "HMM forced alignment of recordings + transcripts -> align/, data/lab.scp"),
     "features": ("sps.stages.features:run", "WORLD/SPTK acoustic features, log-mel, waveform -> dump/<split>/"),
     "linguistic": ("sps.stages.linguistic:run", "HTS labels + questions -> in_acoustic, in_duration, out_duration"),
     "stats": ("sps.stages.stats:run", "normalisation statistics over the train split -> stats/<kind>.npz"),
