@@ -1,8 +1,7 @@
 """The aligner's acoustic features: MFCCs with deltas and delta-deltas, mean-normalised.
 
-Per frame (5 ms shift by default, centred frames as everywhere in sps): the log-mel
-spectrum of :func:`sps.features.mel_spectrogram` (Hann window of ``window_ms``, natural
-log), a DCT-II (orthonormal) to ``num_ceps`` coefficients including c0, the
+Per frame (5 ms shift by default): the log-mel spectrum of
+:func:`sps.features.mel_spectrogram` (Hann window of ``window_ms``, natural log), a DCT-II (orthonormal) to ``num_ceps`` coefficients including c0, the
 per-utterance mean subtracted (cepstral mean normalisation), then deltas and
 delta-deltas by HTK's regression formula over +-``delta_window`` frames:
 
@@ -10,6 +9,12 @@ delta-deltas by HTK's regression formula over +-``delta_window`` frames:
 
 (edges padded by repeating the end frames). Audio at another rate than
 ``sample_rate`` is resampled first (polyphase, scipy).
+
+Frame ``t`` of the aligner stands for the interval ``[t, t + 1)`` frame shifts of the
+labels it writes (a boundary after frame ``t - 1`` is written at ``t`` shifts), so its
+analysis window is centred on the middle of that interval, ``(t + 1/2)`` shifts.
+Centring it on ``t`` shifts instead (the WORLD convention of the feature stage) would
+write every boundary half a frame late.
 """
 from __future__ import annotations
 
@@ -95,7 +100,7 @@ def align_features(x: np.ndarray, sample_rate: int, settings: FeatureSettings = 
     -------
     ndarray [shape=(T, 3 * num_ceps), float32]
         ``T = round(duration / frame shift)`` frames (the length of the labels the aligner
-        writes), frame ``t`` centred on ``t * frame shift``.
+        writes), frame ``t`` centred on ``(t + 1/2) * frame shift``.
     """
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     if x.size == 0:
@@ -106,6 +111,7 @@ def align_features(x: np.ndarray, sample_rate: int, settings: FeatureSettings = 
         g = math.gcd(int(sample_rate), settings.sample_rate)
         x = resample_poly(x, settings.sample_rate // g, int(sample_rate) // g)
     sr = settings.sample_rate
+    x = x[settings.hop // 2:]          # frame t centred at (t + 1/2) shifts (module docstring)
     win = int(round(sr * settings.window_ms / 1000.0))
     n_fft = 1 << max(0, (win - 1).bit_length())
     logmel = mel_spectrogram(x, sr, settings.hop, n_fft=n_fft, win_length=win, n_mels=settings.num_mels,

@@ -122,29 +122,28 @@ class Gmm:
 
 
 def accumulate(stats: GmmStats, x: torch.Tensor, pdfs: torch.Tensor, occupancy: torch.Tensor,
-               component_ll: torch.Tensor) -> None:
+               posteriors: torch.Tensor | None) -> None:
     """Add one utterance's statistics.
 
     Parameters
     ----------
     stats : GmmStats
-        Accumulators, updated in place.
+        Accumulators (float64), updated in place.
     x : Tensor [shape=(T, D)]
     pdfs : LongTensor [shape=(U,)]
         Distinct distributions of the utterance.
     occupancy : Tensor [shape=(T, U)]
         Posterior of each distribution at each frame.
-    component_ll : Tensor [shape=(T, U, M)]
-        From :meth:`Gmm.component_log_likelihood`; turned into component posteriors.
+    posteriors : Tensor [shape=(T, U, M)] or None
+        Posterior of each component given its distribution (None: single Gaussians).
+        The sums over the utterance's frames are taken in float32, then added in float64.
     """
-    U, M = component_ll.shape[1:]
-    if M == 1:
-        r = occupancy.double()
-    else:
-        post = torch.softmax(component_ll, dim=-1).nan_to_num(nan=0.0)
-        r = (post.double() * occupancy.double().unsqueeze(-1)).reshape(x.shape[0], -1)   # (T, U*M)
-    xd = x.double()
-    rt = r.T.contiguous()
-    stats.occ.index_add_(0, pdfs, rt.sum(1).view(U, M))
-    stats.first.index_add_(0, pdfs, (rt @ xd).view(U, M, -1))
-    stats.second.index_add_(0, pdfs, (rt @ (xd * xd)).view(U, M, -1))
+    T = x.shape[0]
+    occ = occupancy.float()
+    r = occ if posteriors is None else (posteriors * occ.unsqueeze(-1)).reshape(T, -1)    # (T, U*M)
+    U, M = pdfs.numel(), r.shape[1] // pdfs.numel()
+    x = x.float()
+    rt = r.T
+    stats.occ.index_add_(0, pdfs, r.sum(0).double().view(U, M))
+    stats.first.index_add_(0, pdfs, (rt @ x).double().view(U, M, -1))
+    stats.second.index_add_(0, pdfs, (rt @ (x * x)).double().view(U, M, -1))

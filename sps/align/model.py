@@ -163,11 +163,13 @@ class HmmSet:
 
         Returns ``log_b [T, N]`` (float64), the distinct distributions ``pdfs [U]``, the
         chain state -> distinct distribution map ``local [N]`` and the component
-        log-likelihoods ``[T, U, M]``."""
+        posteriors ``[T, U, M]`` (float32; None for single Gaussians)."""
         pdfs, local = np.unique(graph.pdf, return_inverse=True)
         pdfs, local = torch.from_numpy(pdfs), torch.from_numpy(local.reshape(-1))
         comp = self.gmm.component_log_likelihood(x, pdfs)
-        return log_sum(comp)[:, local].double(), pdfs, local, comp
+        log_b = log_sum(comp)
+        post = None if comp.shape[-1] == 1 else torch.exp(comp - log_b.unsqueeze(-1)).nan_to_num_(nan=0.0)
+        return log_b[:, local].double(), pdfs, local, post
 
     def update(self, stats: Stats, min_occ: float = 3.0, update_transitions: bool = True) -> None:
         """M-step from the statistics of the whole training set."""
@@ -259,14 +261,14 @@ def accumulate(model: HmmSet, batch: Sequence[tuple[str, torch.Tensor, Graph]], 
     graphs = [g for _, _, g in items]
     inputs = batch_graphs(graphs, [p[0] for p in parts], model.log_loop(), model.log_enter())
     gamma, entries, loglik = forward_backward(**inputs, beam=beam, backend=backend)
-    for b, ((utt, x, graph), (_, pdfs, local, comp)) in enumerate(zip(items, parts)):
+    for b, ((utt, x, graph), (_, pdfs, local, post)) in enumerate(zip(items, parts)):
         if not math.isfinite(float(loglik[b])):
             stats.failed[utt] = f"no path within the beam ({beam:g})"
             continue
         T, N = x.shape[0], len(graph)
         g = gamma[b, :T, :N]
         occ = torch.zeros(pdfs.numel(), T, dtype=torch.float64).index_add_(0, local, g.T.contiguous())
-        accumulate_gmm(stats.gmm, x, pdfs, occ.T, comp)
+        accumulate_gmm(stats.gmm, x, pdfs, occ.T, post)
         e = entries[b, :N].clone()
         e[0] += 1.0                      # the path starts in state 0
         exits = e.clone()

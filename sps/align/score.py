@@ -1,8 +1,10 @@
 """Boundary accuracy of an alignment against reference labels of the same phones.
 
-The two label sequences must hold the same non-pause phones in the same order; they may
-differ in their pauses (the aligner decides where pauses go). Boundaries are matched
-through the non-pause phones: every non-pause phone contributes its start, and its end
+The two label sequences must hold as many non-pause phones, in the same order (their
+names may differ, e.g. a vowel reduced to ``ax`` by another voice's lexicon; they are
+matched by position); they may differ in their pauses (the aligner decides where pauses
+go). Boundaries are matched through the non-pause phones: every non-pause phone
+contributes its start, and its end
 when a pause follows it in either sequence (otherwise its end is the next phone's start,
 already counted). So when the pauses agree every internal boundary of the reference is
 scored once; where a pause is in one sequence only, both of its edges are scored against
@@ -32,7 +34,7 @@ def boundary_pairs(ref_phones: Sequence[str], ref_times: np.ndarray, hyp_phones:
     Raises
     ------
     ValueError
-        The non-pause phones differ.
+        The numbers of non-pause phones differ.
     """
     def spans(phones, times):
         times = np.asarray(times)
@@ -42,8 +44,8 @@ def boundary_pairs(ref_phones: Sequence[str], ref_times: np.ndarray, hyp_phones:
 
     rp, rt, rpause = spans(ref_phones, ref_times)
     hp, ht, hpause = spans(hyp_phones, hyp_times)
-    if rp != hp:
-        raise ValueError(f"the phone sequences differ ({len(rp)} and {len(hp)} phones besides pauses)")
+    if len(rp) != len(hp):
+        raise ValueError(f"the phone sequences differ in length ({len(rp)} and {len(hp)} phones besides pauses)")
     ends = rpause | hpause   # the last phone's end counts when the final pause follows it
     out = np.stack([np.concatenate([rt[:, 0], rt[ends, 1]]), np.concatenate([ht[:, 0], ht[ends, 1]])], axis=1)
     # a first phone starting at 0 in both (no leading pause) has no boundary to score

@@ -30,6 +30,8 @@ from sps.frontend.labels import Labels, load_labels
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "install it with: apt-get install festival festvox-us-slt-hts"
+#: the voice whose files define ``hts_dump_feats`` (the default voice)
+HTS_VOICE = "cmu_us_slt_arctic_hts"
 #: words per Festival call at most (cut at sentence ends, or between words)
 CHUNK_WORDS = 60
 _VOICE_RE = re.compile(r"[A-Za-z0-9_]+")
@@ -135,7 +137,8 @@ def _front_end_script(voice: str, items: list[tuple[str, Path, Path]]) -> str:
     and Festival's words (one per line) to ``words``; a failing text is skipped (its files
     are missing) and the rest go on."""
     modules = " ".join(f"({m} utt)" for m in _FRONT_END_MODULES)
-    lines = [f"(voice_{voice})",
+    # the SLT HTS voice's files define hts_dump_feats: load it first for any other voice
+    lines = ([] if voice == HTS_VOICE else [f"(voice_{HTS_VOICE})"]) + [f"(voice_{voice})",
              "(define (sps_front text labfile wordfile)",
              "  (unwind-protect",
              "    (let ((utt (eval (list 'Utterance 'Text text))))",   # Utterance quotes its arguments
@@ -150,7 +153,7 @@ def _front_end_script(voice: str, items: list[tuple[str, Path, Path]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run_front_end(exe: str, voice: str, chunks: list[str], timeout: float) -> list:
+def _run_front_end(exe: str, voice: str, chunks: list[str], timeout: float, durations: bool = False) -> list:
     """One Festival process over ``chunks``: ``(Labels, words)`` or a RuntimeError for each."""
     with tempfile.TemporaryDirectory(prefix="sps_festival_") as tmp:
         tmp = Path(tmp)
@@ -166,7 +169,8 @@ def _run_front_end(exe: str, voice: str, chunks: list[str], timeout: float) -> l
         out = []
         for text, lab, words in items:
             if lab.exists() and lab.stat().st_size and words.exists():
-                out.append((load_labels(lab).without_times(), words.read_text().split()))
+                labels = load_labels(lab)
+                out.append((labels if durations else labels.without_times(), words.read_text().split()))
             else:
                 hint = f" (is the voice installed? {INSTALL_HINT})" if "voice_" in msg or "unbound" in msg else ""
                 out.append(RuntimeError(f"festival produced no labels for {text[:80]!r} with voice "
@@ -175,7 +179,7 @@ def _run_front_end(exe: str, voice: str, chunks: list[str], timeout: float) -> l
 
 
 def texts_to_labels(texts, voice: str = "cmu_us_slt_arctic_hts", timeout: float = 60.0,
-                    batch_size: int = 50) -> list:
+                    batch_size: int = 50, durations: bool = False) -> list:
     """Untimed full-context labels and words for many texts, a few Festival processes in all.
 
     Runs Festival's text modules up to its duration model (the labels equal those of
@@ -187,16 +191,19 @@ def texts_to_labels(texts, voice: str = "cmu_us_slt_arctic_hts", timeout: float 
     ----------
     texts : sequence of str
     voice : str
-        Festival voice (sets the lexicon and phrasing).
+        Festival voice (sets the lexicon and phrasing); the SLT HTS voice, whose files
+        define the label dump, is loaded before any other.
     timeout : float
         Seconds per chunk (a batch process gets ``timeout`` plus 2 s per further chunk).
     batch_size : int
         Chunks per Festival process.
+    durations : bool
+        Keep the times of Festival's duration module (``Labels.predicted_times``).
 
     Returns
     -------
     list, one entry per text
-        ``(Labels, words)``: untimed labels (chunks joined) and Festival's words; or the
+        ``(Labels, words)``: the labels (chunks joined) and Festival's words; or the
         exception (``ValueError`` for bad text, ``RuntimeError`` for a Festival failure,
         ``FileNotFoundError`` when Festival is missing) that explains the failure.
     """
@@ -215,9 +222,9 @@ def texts_to_labels(texts, voice: str = "cmu_us_slt_arctic_hts", timeout: float 
     done: list = [None] * len(chunks)
     for start in range(0, len(chunks), batch_size):
         part = list(range(start, min(start + batch_size, len(chunks))))
-        got = _run_front_end(exe, voice, [chunks[k][1] for k in part], timeout + 2.0 * (len(part) - 1))
+        got = _run_front_end(exe, voice, [chunks[k][1] for k in part], timeout + 2.0 * (len(part) - 1), durations)
         if len(part) > 1 and all(isinstance(g, Exception) for g in got):
-            got = [_run_front_end(exe, voice, [chunks[k][1]], timeout)[0] for k in part]
+            got = [_run_front_end(exe, voice, [chunks[k][1]], timeout, durations)[0] for k in part]
         for k, g in zip(part, got):
             done[k] = g
     for i in range(len(texts)):
@@ -228,8 +235,12 @@ def texts_to_labels(texts, voice: str = "cmu_us_slt_arctic_hts", timeout: float 
         if err is not None:
             results[i] = err
             continue
-        labels = Labels(contexts=[c for lab, _ in parts for c in lab.contexts], num_states=1,
-                        path=f"<festival {voice}>")
+        times = None
+        if durations:
+            offsets = np.cumsum([0] + [int(lab.times[-1, -1]) for lab, _ in parts[:-1]])
+            times = np.concatenate([lab.times + off for (lab, _), off in zip(parts, offsets)])
+        labels = Labels(contexts=[c for lab, _ in parts for c in lab.contexts], times=times, num_states=1,
+                        path=f"<festival {voice}>", predicted_times=durations)
         results[i] = (labels, [w for _, words in parts for w in words])
     return results
 
