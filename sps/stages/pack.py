@@ -104,8 +104,10 @@ def model_section(exp: Experiment, name: str) -> dict:
     """A duration/acoustic model as a voice-file section."""
     trained = exp.load_model(name)
     norm = trained.norm
+    # (out_min/out_max: the range of the training outputs, which bounds predicted durations)
     stats = {k: torch.from_numpy(np.asarray(v, dtype=np.float64).copy()) for k, v in
-             (("in_min", norm.in_min), ("in_max", norm.in_max), ("out_mean", norm.out_mean), ("out_std", norm.out_std))}
+             (("in_min", norm.in_min), ("in_max", norm.in_max), ("out_mean", norm.out_mean), ("out_std", norm.out_std),
+              ("out_min", norm.out_min), ("out_max", norm.out_max)) if v is not None}
     return {"name": name, "config": _plain(exp.model_config(name)), "state_dict": _tensors(trained.net.state_dict()),
             "stats": stats}
 

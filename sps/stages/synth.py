@@ -45,7 +45,7 @@ from sps.stages.best import best_name
 from sps.stages.experiment import SYNTH_INFO, Experiment
 from sps.stages.pack import experiment_voice, question_setup
 from sps.stages.runner import StageContext, run_utterances
-from sps.synthesis import Synthesizer, plot_comparison
+from sps.synthesis import MAX_FRAMES, Synthesizer, plot_comparison
 from sps.vocoders import world
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,17 @@ class SynthConfig:
     vocoder: str | None = None           # --text: world, or a trained vocoder (models/<name>); None: the
                                          # best-scored one (eval/best.json), else world
     seed: int = 0                        # --text: seed of a neural vocoder's draws
+    #: upper bound of a predicted duration in frames (None: 2x the longest in training)
+    max_duration: int | None = None
+    max_frames: int = MAX_FRAMES         # per-utterance frame budget (60 000: 5 min at 5 ms)
+
+    def __post_init__(self):
+        if self.max_duration is not None and self.max_duration < 1:
+            raise ValueError(f"max_duration must be >= 1 frame or null, got {self.max_duration}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+        if not self.festival_timeout > 0:
+            raise ValueError(f"festival_timeout must be > 0 s, got {self.festival_timeout}")
 
     @property
     def output_name(self) -> str:
@@ -109,7 +120,8 @@ def make_synthesizer(exp: Experiment, cfg: SynthConfig, need_duration: bool = Tr
                        questions=load_questions(qfile, semantics=semantics),
                        subphone_features=subphone,
                        postfilter_beta=cfg.postfilter_beta if cfg.postfilter else None,
-                       vuv_threshold=cfg.vuv_threshold)
+                       vuv_threshold=cfg.vuv_threshold, max_duration=cfg.max_duration,
+                       max_frames=cfg.max_frames)
 
 
 @functools.lru_cache(maxsize=2)

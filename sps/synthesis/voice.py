@@ -44,8 +44,9 @@ def trained_model(section: dict) -> TrainedModel:
     cfg, st = section["config"], section["stats"]
     net = build_model(cfg["model"], int(cfg["in_dim"]), int(cfg["net_out_dim"]))
     net.load_state_dict(section["state_dict"])
-    norm = Normalizer({"min": st["in_min"].numpy(), "max": st["in_max"].numpy()},
-                      {"mean": st["out_mean"].numpy(), "std": st["out_std"].numpy()})
+    out = {"mean": st["out_mean"].numpy(), "std": st["out_std"].numpy()}
+    out.update({k: st[f"out_{k}"].numpy() for k in ("min", "max") if f"out_{k}" in st})   # (older files lack them)
+    norm = Normalizer({"min": st["in_min"].numpy(), "max": st["in_max"].numpy()}, out)
     return TrainedModel(net, norm, bool(cfg.get("predict_variance", False)))
 
 
