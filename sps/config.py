@@ -7,7 +7,8 @@ validated:
 
 * an unknown key is an error that names it and suggests the closest valid key;
 * a value of the wrong type is an error that names the key, the type and the value
-  (``mgc_order: expected int, got 'abc'``); ints are accepted for floats;
+  (``mgc_order: expected int, got 'abc'``); ints are accepted for floats, NaN and
+  infinities are not, anywhere (``lr: expected a finite number, got nan``);
 * ``Literal[...]`` fields take one of their values only;
 * a dataclass's ``__post_init__`` adds the checks that involve several fields.
 
@@ -20,6 +21,7 @@ import copy
 import dataclasses
 import difflib
 import inspect
+import math
 import os
 import types
 import typing
@@ -60,8 +62,12 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple = (
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: config file not found")
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory, not a config file")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason})") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: invalid YAML ({_yaml_problem(err)})") from err
         if not isinstance(data, dict):
@@ -139,8 +145,22 @@ def _is_union(tp) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
 
+def check_finite(value: Any, where: str) -> None:
+    """``ConfigError`` for a NaN or infinite number anywhere in ``value`` (lists and
+    mappings included): no option of sps takes one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_finite(v, f"{where}[{i}]")
+
+
 def coerce(value: Any, tp, where: str):
     """Check (and lightly convert) ``value`` against the annotation ``tp``."""
+    check_finite(value, where)
     if tp is Any or tp is object:
         return value
     origin = typing.get_origin(tp)
@@ -259,5 +279,5 @@ def bind_kwargs(fn, data: dict | None, where: str = "config", skip: tuple[str, .
     for key, value in dict(data or {}).items():
         if key not in params:
             raise unknown_key_error(str(key), params, where)
-        out[key] = coerce(value, hints[key], f"{where}.{key}") if key in hints else value
+        out[key] = coerce(value, hints.get(key, Any), f"{where}.{key}")
     return out

@@ -13,7 +13,9 @@ Config (``conf/acoustic.yaml`` etc.)::
     train: {batch_size: 16, lr: 1e-3, epochs: 20, ...}        # sps.train.TrainConfig
 
 A finished model directory (``done.json``) is skipped unless ``--force``; an
-interrupted one resumes exactly from its latest checkpoint. The seed (``train.seed``)
+interrupted one resumes exactly from its newest readable checkpoint. ``--force``
+validates the whole config and the data first, then sets the old run aside
+(``models/<name>/.replaced``, deleted once the new run succeeds). The seed (``train.seed``)
 seeds the weight initialisation too, so two runs with one seed are identical on CPU.
 """
 from __future__ import annotations
@@ -34,8 +36,9 @@ from sps.mlpg import generate_streams, mge_loss
 from sps.models import ModelConfig, build_model, gaussian_nll, masked_mse, split_output
 from sps.spec import parse_spec, static_columns
 from sps.stages.datasets import FeatureDataset, collate_pairs
+from sps.stages.experiment import check_names
 from sps.stages.runner import StageContext
-from sps.train import TrainConfig, checkpoints, fit, load_checkpoint, seed_everything
+from sps.train import TrainConfig, fit, load_checkpoint, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ class TrainStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        check_names(name=self.name, init_from=self.init_from, train_split=self.train_split,
+                    valid_split=self.valid_split)
         if self.loss == "mge" and self.kind != "acoustic":
             raise ValueError("loss 'mge' applies to acoustic models only")
         if self.stream_weights is not None:
@@ -173,11 +178,12 @@ def train(ctx: StageContext) -> None:
     metadata = {k: v for k, v in to_dict(c).items() if k != "train"}
     metadata.update(name=name, in_dim=norm.in_dim, out_dim=norm.out_dim, net_out_dim=net_out,
                     in_kind=in_kind, out_kind=out_kind)
-    if ctx.force and out_dir.exists():  # a fresh run must not inherit stale files
-        for p in [*checkpoints(out_dir), out_dir / "best.pt", out_dir / "done.json"]:
-            p.unlink(missing_ok=True)
+    # everything above validated the run; a fresh one (--force) sets the old files aside only now
     result = fit(model, make_step_fn(c, norm, spec), train_set, valid_set, out_dir, c.train,
                  collate_fn=collate_pairs, resume=not ctx.force, metadata=metadata)
     if int(os.environ.get("RANK", "0")) == 0:
+        if not (out_dir / "best.pt").exists():
+            raise ValueError(f"{out_dir}: training ended without best.pt (the validation loss was never "
+                             "finite); no done.json written")
         write_json(out_dir / "done.json", {**result, "parameters": n_params})
     print(f"train: {name}: {result['step']} steps, best valid loss {result['best_valid']:.4f} -> {out_dir}")
