@@ -42,13 +42,13 @@ import numpy as np
 
 from sps.config import bind
 from sps.features import lf0_to_f0
-from sps.io import load_array, read_json, read_wav, write_json
+from sps.io import is_valid_id, load_array, read_json, read_wav, write_json
 from sps.metrics import bap_distortion, dtw_path, duration_rmse, f0_corr, f0_rmse, mcd, nanmean, vuv_error
 from sps.spec import split_streams, static_columns
 from sps.stages.best import best_models, describe_score
-from sps.stages.experiment import Experiment
+from sps.stages.experiment import Experiment, check_names
 from sps.stages.runner import StageContext
-from sps.synthesis import round_durations
+from sps.synthesis import bound_durations, duration_limit
 from sps.vocoders import world
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,9 @@ class EvalConfig:
     systems: tuple[str, ...] | None = None    # names under synth/ (None: every synth/*/<split>/)
     source: Literal["auto", "features", "audio"] = "auto"   # audio: always analyse the waveforms
     duration_model: str | None = None         # models/<name> to score (duration RMSE in frames)
+
+    def __post_init__(self):
+        check_names(split=self.split, systems=self.systems, duration_model=self.duration_model)
 
 
 def acoustic_metrics(natural: np.ndarray, generated: np.ndarray, spec: dict,
@@ -159,12 +162,13 @@ def evaluate_duration_model(exp: Experiment, model: str, split: str = "eval",
     """Duration RMSE (frames per phone, or per state) of ``models/<model>`` on a split
     (or on the given ``utterances`` of it)."""
     trained = exp.load_model(model)
+    limit = duration_limit(trained)
     per_utt = {}
     for utt in exp.utterances(split) if utterances is None else utterances:
         x = exp.dump_path(split, "in_duration", utt)
         if not x.exists():
             continue
-        pred = round_durations(trained(load_array(x))[0])
+        pred = bound_durations(trained(load_array(x))[0], limit, f"{model} on {utt}")
         ref = load_array(exp.dump_path(split, "out_duration", utt))
         per_utt[utt] = {"duration_rmse_frames": duration_rmse(ref, pred.astype(np.float64)), "phones": len(ref)}
     return {"system": model, "split": split, "source": "durations", "num_utterances": len(per_utt),
@@ -230,11 +234,21 @@ def metrics_table(exp: Experiment, split: str = "eval", markdown: bool = False) 
     return "\n".join([row(header), "-" * (sum(widths) + 2 * (len(widths) - 1)), *map(row, body)])
 
 
+def found_systems(exp: Experiment, split: str) -> list[str]:
+    """The systems under ``synth/*/<split>/``; a directory whose name is not a valid name
+    (made by hand: sps refuses such names) is left out with a warning."""
+    names = sorted(p.parent.name for p in exp.root.glob(f"synth/*/{split}") if p.is_dir())
+    ok = [n for n in names if is_valid_id(n)]
+    for n in sorted(set(names) - set(ok)):
+        logger.warning("eval: %s left out: not a valid system name", exp.root / "synth" / n)
+    return ok
+
+
 def run(ctx: StageContext) -> None:
     """Stage entry point (``sps eval``)."""
     cfg = bind(EvalConfig, ctx.config, "eval")
     exp, split = ctx.exp, cfg.split
-    systems = cfg.systems or sorted(p.parent.name for p in exp.root.glob(f"synth/*/{split}") if p.is_dir())
+    systems = cfg.systems or found_systems(exp, split)
     for system in systems:
         out = exp.eval_dir(system, split) / "metrics.json"
         sdir = exp.synth_dir(system, split)

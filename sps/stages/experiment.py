@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from sps.features import FeatureConfig, Normalizer
-from sps.io import read_json, read_list, read_scp
+from sps.io import check_id, read_json, read_list, read_scp
 from sps.models import TrainedModel, build_model
 from sps.spec import static_columns
 from sps.train import load_checkpoint
@@ -73,26 +73,26 @@ class Experiment:
         return self.root / "stats"
 
     def list_path(self, split: str) -> Path:
-        return self.data_dir / f"{split}.list"
+        return self.data_dir / f"{_name(split, 'split')}.list"
 
     def dump_path(self, split: str, kind: str, utt: str) -> Path:
         """``dump/<split>/<kind>/<utt>.npy``."""
-        return self.dump_dir / split / kind / f"{utt}.npy"
+        return self.dump_dir / _name(split, "split") / _name(kind, "feature kind") / f"{check_id(utt)}.npy"
 
     def spec_path(self, kind: str) -> Path:
-        return self.dump_dir / f"{kind}.json"
+        return self.dump_dir / f"{_name(kind, 'feature kind')}.json"
 
     def stats_path(self, kind: str) -> Path:
-        return self.stats_dir / f"{kind}.npz"
+        return self.stats_dir / f"{_name(kind, 'feature kind')}.npz"
 
     def model_dir(self, name: str) -> Path:
-        return self.root / "models" / name
+        return self.root / "models" / _name(name, "model name")
 
     def synth_dir(self, system: str, split: str) -> Path:
-        return self.root / "synth" / system / split
+        return self.root / "synth" / _name(system, "system name") / _name(split, "split")
 
     def eval_dir(self, system: str, split: str) -> Path:
-        return self.root / "eval" / system / split
+        return self.root / "eval" / _name(system, "system name") / _name(split, "split")
 
     def synth_info(self, system: str, split: str) -> dict:
         """The synth stage's record of how ``synth/<system>/<split>`` was made ({} if none)."""
@@ -168,8 +168,12 @@ class Experiment:
         path = self.stats_path(kind)
         if not path.exists():
             raise FileNotFoundError(f"{path}: statistics not found (run the stats stage)")
-        with np.load(path) as data:
-            return {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
+        except Exception as err:  # noqa: BLE001 - zip, pickle and format errors alike
+            raise ValueError(f"{path}: not a readable statistics file ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())}); rerun the stats stage") from None
 
     def normalizer(self, in_kind: str, out_kind: str) -> Normalizer:
         """Input min-max scaling and output standardisation from the statistics."""
@@ -199,7 +203,29 @@ class Experiment:
         path = self.model_dir(name) / "config.yaml"
         if not path.exists():
             raise FileNotFoundError(f"{path}: model config not found (train the model first)")
-        return yaml.safe_load(path.read_text())
+        try:
+            cfg = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not a readable model config ({type(err).__name__})") from None
+        missing = [k for k in ("model", "in_dim", "net_out_dim", "in_kind", "out_kind")
+                   if not isinstance(cfg, dict) or k not in cfg]
+        if not isinstance(cfg, dict) or ("vocoder" not in cfg and missing):
+            raise ValueError(f"{path}: not a model config (missing {', '.join(missing) or 'everything'}); "
+                             "retrain the model")
+        return cfg
+
+
+def _name(value: str, what: str) -> str:
+    """A name that becomes a path inside the experiment, checked like an utterance id."""
+    return check_id(value, what, what)
+
+
+def check_names(**names) -> None:
+    """Config check: every given name (``key=value``; None and lists allowed) is a valid
+    path component (:func:`sps.io.check_id`); the error names the key."""
+    for key, value in names.items():
+        for v in ([] if value is None else [value] if isinstance(value, str) else list(value)):
+            check_id(v, key, "name")
 
 
 @functools.lru_cache(maxsize=8)

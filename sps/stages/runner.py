@@ -120,6 +120,18 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _kill_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Stop a pool at once: queued work is cancelled and the workers are killed (waiting
+    for them would finish the whole queue)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    for proc in procs:
+        proc.join(timeout=5)
+
+
 def _call(process: Callable[[str], object], utt: str) -> tuple[str, str | None]:
     try:
         process(utt)
@@ -181,11 +193,16 @@ def run_utterances(utts: Iterable[str], process: Callable[[str], object], *, des
             record(*_call(process, utt))
     else:
         ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_die_with_parent,
-                                    initargs=(os.getpid(),)) as pool:
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_die_with_parent,
+                                      initargs=(os.getpid(),))
+        try:
             futures = [pool.submit(_call, process, utt) for utt in todo]
             for fut in cf.as_completed(futures):
                 record(*fut.result())
+        except BaseException:   # interrupted (Ctrl-C, SIGTERM) or broken: the workers go now
+            _kill_workers(pool)
+            raise
+        pool.shutdown(wait=True)
     bar.close()
     summary.failed = dict(sorted(summary.failed.items()))
     (logger.warning if summary.failed else logger.info)("%s", summary)

@@ -45,8 +45,8 @@ from sps.config import bind, bind_kwargs
 from sps.dsp import deemphasis
 from sps.io import atomic_path, load_array, write_wav
 from sps.stages.datasets import SegmentDataset, collate_segments
-from sps.stages.evaluate import write_system_metrics
-from sps.stages.experiment import Experiment
+from sps.stages.evaluate import found_systems, write_system_metrics
+from sps.stages.experiment import Experiment, check_names
 from sps.stages.runner import StageContext, StageSummary, select_shard
 from sps.train import TrainConfig, fit, load_checkpoint, seed_everything
 from sps.vocoders import build_vocoder, get_vocoder
@@ -77,6 +77,13 @@ class VocodeConfig:
     metrics: bool = True
     generate: dict = field(default_factory=dict)      # keyword arguments of the vocoder's generate()
 
+    def __post_init__(self):
+        check_names(splits=self.splits, acoustic_models=self.acoustic_models)
+        if self.batch_size < 1 or (self.max_utts is not None and self.max_utts < 1):
+            raise ValueError("batch_size must be >= 1 and max_utts >= 1 or null")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+
 
 @dataclass(frozen=True)
 class VocoderConfig:
@@ -90,6 +97,7 @@ class VocoderConfig:
     vocode: VocodeConfig = field(default_factory=VocodeConfig)
 
     def __post_init__(self):
+        check_names(name=self.name)
         if not self.vocoder:
             raise ValueError("needs a 'vocoder' key (one of the sps.vocoders.VOCODERS names)")
         get_vocoder(self.vocoder)  # unknown names fail here
@@ -304,7 +312,7 @@ def vocode(ctx: StageContext) -> dict:
         sources = {f"{name}_copy": exp.dump_dir / split / "out_acoustic"}
         models = vcfg.acoustic_models
         if models is None:
-            models = sorted(p.parent.name for p in exp.root.glob(f"synth/*/{split}") if any(p.glob("*.npy")))
+            models = [m for m in found_systems(exp, split) if any(exp.synth_dir(m, split).glob("*.npy"))]
         for m in models:
             sources[f"{m}_{name}"] = exp.synth_dir(m, split)
         for out_name, src in sources.items():
