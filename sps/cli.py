@@ -54,9 +54,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 #: per-utterance stages: their shard jobs share the experiment lock (the others hold it alone)
-SHARED_STAGES = {"features", "linguistic", "synth"}
+SHARED_STAGES = {"ingest", "features", "linguistic", "synth"}
 #: stages that may run in an experiment directory that does not exist yet
-CREATES_EXPERIMENT = {"prepare"}
+CREATES_EXPERIMENT = {"prepare", "ingest"}
 
 #: extra options some stages accept: stage -> list of (flags, kwargs); each sets the config key of its name
 EXTRA_OPTIONS: dict[str, list[tuple[tuple[str, ...], dict]]] = {

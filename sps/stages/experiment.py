@@ -25,7 +25,8 @@ from sps.features import FeatureConfig, Normalizer
 from sps.io import check_id, read_json, read_list, read_scp
 from sps.models import TrainedModel, build_model
 from sps.spec import static_columns
-from sps.train import load_checkpoint
+from sps.stages.stamps import check_inputs, digest, files_digest
+from sps.train import load_checkpoint, weights_path
 from sps.vocoders.conditioning import Conditioning
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "eval")
 #: file beside a system's utterances recording how they were synthesized
 SYNTH_INFO = "synth.json"
+#: the per-utterance files each data stage writes (dump/<split>/<kind>/<utt>.npy)
+STAGE_KINDS = {"features": ("out_acoustic", "lf0_raw", "mel", "wav"),
+               "linguistic": ("in_duration", "out_duration", "in_acoustic")}
 #: the stages that make training data, in order: an utterance one of them rejects is left
 #: out of every later stage
 DATA_STAGES = ("features", "linguistic")
@@ -103,6 +107,33 @@ class Experiment:
     def best_path(self) -> Path:
         """``eval/best.json``: the models and vocoder the eval stage scored best."""
         return self.root / "eval" / "best.json"
+    def stamp_dir(self, stage: str, split: str, system: str | None = None) -> Path:
+        """Where a per-utterance stage records what made each utterance's outputs
+        (:mod:`sps.stages.stamps`): ``dump/<split>/.stamps/<stage>/`` for the data
+        stages, ``synth/<system>/<split>/.stamps/`` for a synthesized system."""
+        if system is not None:
+            return self.synth_dir(system, split) / ".stamps"
+        return self.dump_dir / _name(split, "split") / ".stamps" / _name(stage, "stage")
+
+    def spec_digests(self, kinds) -> dict[str, str]:
+        """``kind -> digest`` of the stream specs ``dump/<kind>.json`` that exist."""
+        return {k: digest(self.spec(k)) for k in kinds if self.spec_path(k).exists()}
+
+    def check_current(self, split: str, kinds, utts) -> None:
+        """``ValueError`` when a data file of ``kinds`` of one of ``utts`` was made with other
+        stream settings than the spec files now say (an interrupted ``--force`` run of
+        the stage that writes them, not rerun since)."""
+        for stage, stage_kinds in STAGE_KINDS.items():
+            wanted = [k for k in kinds if k in stage_kinds]
+            specs = self.spec_digests(wanted)
+            if not specs:
+                continue
+            stale = check_inputs(self.stamp_dir(stage, split), utts, specs, f"{stage} {split}")
+            if stale:
+                raise ValueError(f"{self.dump_dir / split}: {len(stale)} of {len(list(utts))} utterances' "
+                                 f"{'/'.join(wanted)} were made with other settings than "
+                                 f"{', '.join(str(self.spec_path(k)) for k in specs)} (e.g. {stale[0]}; an "
+                                 f"interrupted --force run?): rerun the {stage} stage")
 
     # ---------------------------------------------------------------- contents
     def splits(self) -> list[str]:
@@ -197,6 +228,14 @@ class Experiment:
         load_checkpoint(self.model_dir(name), net, map_location)
         return TrainedModel(net, self.normalizer(cfg["in_kind"], cfg["out_kind"]),
                             bool(cfg.get("predict_variance", False)))
+
+    def model_digest(self, name: str) -> str:
+        """Digest of what a trained model's output depends on: its ``config.yaml``, the
+        weights it loads (``best.pt``, else the latest checkpoint) and its statistics."""
+        d = self.model_dir(name)
+        cfg = self.model_config(name)
+        stats = [self.stats_path(k) for k in (cfg.get("in_kind"), cfg.get("out_kind")) if k]
+        return files_digest([d / "config.yaml", weights_path(d), *[p for p in stats if p.exists()]], self.root)
 
     def model_config(self, name: str) -> dict:
         """``models/<name>/config.yaml``."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sps.config import bind
 from sps.io import load_array, read_wav, write_text, write_wav
-from sps.stages.evaluate import COLUMNS, fmt, metrics_rows
+from sps.stages.evaluate import COLUMNS, metrics_rows
 from sps.stages.experiment import Experiment, check_names
 from sps.stages.runner import StageContext
 from sps.synthesis import plot_spectrogram
@@ -82,8 +82,8 @@ def _metrics_html(exp: Experiment, split: str) -> str:
     used = [c for c in COLUMNS if any(c[0] in r[1] for r in rows)]
     head = "".join(f"<th>{esc(h)}</th>" for h in ["system", *[h for _, h, _ in used], "utts", "from"])
     body = ""
-    for name, mean, n, src in rows:
-        cells = "".join(f"<td>{esc(fmt(mean.get(k), f))}</td>" for k, _, f in used)
+    for name, values, n, src in rows:
+        cells = "".join(f"<td>{esc(values.get(k, '-'))}</td>" for k, _, _ in used)
         body += f"<tr><td>{esc(name)}</td>{cells}<td>{esc(n)}</td><td>{esc(src)}</td></tr>\n"
     return f"<table><tr>{head}</tr>\n{body}</table>"
 

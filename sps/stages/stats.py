@@ -110,6 +110,7 @@ def run(ctx: StageContext) -> dict:
     if not complete:
         raise ValueError(f"{exp.dump_dir / cfg.split}: no utterance of the {cfg.split} list has every kind "
                          f"({', '.join(kinds)})")
+    exp.check_current(cfg.split, kinds, complete)   # no statistics of files made under other settings
     acc = {kind: RunningStats() for kind in kinds}
     failed: dict[str, str] = {}
     for utt in complete:       # every kind of an utterance, or none of them

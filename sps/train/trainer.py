@@ -265,18 +265,24 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
-def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
-                    map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint (``best.pt``, ``checkpoint_<step>.pt`` or a model directory,
-    meaning its ``best.pt`` or else its latest checkpoint) and load the weights into
-    ``model`` when given. Returns the checkpoint dict (see :func:`read_checkpoint`)."""
+def weights_path(path: str | os.PathLike) -> Path:
+    """The checkpoint file a path names: itself, or for a model directory its ``best.pt``,
+    else its latest ``checkpoint_<step>.pt`` (``FileNotFoundError`` when it has neither)."""
     path = Path(path)
     if path.is_dir():
         cands = [path / "best.pt"] if (path / "best.pt").exists() else checkpoints(path)[-1:]
         if not cands:
             raise FileNotFoundError(f"{path}: no best.pt or checkpoint_<step>.pt in model directory")
         path = cands[0]
-    ckpt = read_checkpoint(path, map_location)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
+                    map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint (``best.pt``, ``checkpoint_<step>.pt`` or a model directory,
+    meaning its ``best.pt`` or else its latest checkpoint) and load the weights into
+    ``model`` when given. Returns the checkpoint dict (see :func:`read_checkpoint`)."""
+    ckpt = read_checkpoint(weights_path(path), map_location)
     if model is not None:
         model.load_state_dict(ckpt["model"])
     return ckpt
