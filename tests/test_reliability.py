@@ -63,6 +63,17 @@ def duration_exp(tmp_path, constant_col=True, n_train=4, seed=0):
     return exp
 
 
+def trained_duration_exp(tmp_path):
+    """:func:`duration_exp` with statistics and a tiny trained model ``models/dur``; returns
+    the experiment and the ``sps train`` arguments that trained it."""
+    exp = duration_exp(tmp_path)
+    stats.run(StageContext(exp_dir=exp, config={}))
+    args = ["train", "--exp-dir", str(exp), "kind=duration", "name=dur", "model.hidden_dim=4", "model.num_layers=1",
+            "train.epochs=1", "train.plot=false"]
+    assert main(args) == 0
+    return exp, args
+
+
 class Linear(nn.Module):
     """A duration network reacting strongly to its first input (``(B, T, D), lengths -> (B, T, 1)``)."""
 
@@ -120,11 +131,7 @@ def test_P2_predicted_durations_are_clamped_with_a_count_and_the_frame_budget_ho
 
 # ------------------------------------------------------------------ P3: validate, then destroy
 def test_P3_forced_training_with_a_nan_option_destroys_nothing(tmp_path, capsys):
-    exp = duration_exp(tmp_path)
-    stats.run(StageContext(exp_dir=exp, config={}))
-    args = ["train", "--exp-dir", str(exp), "kind=duration", "name=dur", "model.hidden_dim=4", "model.num_layers=1",
-            "train.epochs=1", "train.plot=false"]
-    assert main(args) == 0
+    exp, args = trained_duration_exp(tmp_path)
     model_dir = exp / "models" / "dur"
     before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
     assert {"best.pt", "done.json", "config.yaml"} <= set(before)
@@ -358,11 +365,7 @@ def test_P1_damaged_or_unrecorded_outputs_are_redone(tmp_path, damage):
 
 
 def test_P1_a_model_trained_on_other_data_is_retrained(tmp_path, capsys):
-    exp = duration_exp(tmp_path)
-    stats.run(StageContext(exp_dir=exp, config={}))
-    args = ["train", "--exp-dir", str(exp), "kind=duration", "name=dur", "model.hidden_dim=4", "model.num_layers=1",
-            "train.epochs=1", "train.plot=false"]
-    assert main(args) == 0
+    exp, args = trained_duration_exp(tmp_path)
     first = json.loads((exp / "models" / "dur" / "done.json").read_text())["data_digest"]
     assert main(args) == 0 and "is complete (done.json, same data)" in capsys.readouterr().out
     y = np.load(exp / "dump" / "train" / "out_duration" / "train0.npy")

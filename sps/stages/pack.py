@@ -154,9 +154,9 @@ def trained_vocoders(exp: Experiment) -> list[str]:
 
 
 def _metrics(exp: Experiment, system: str, split: str) -> dict | None:
-    path = exp.eval_dir(system, split) / "metrics.json"
-    if not system or not path.exists():
+    if not system or not (exp.eval_dir(system, split) / "metrics.json").exists():
         return None
+    path = exp.eval_dir(system, split) / "metrics.json"
     m = read_json(path)
     keep = ("mcd_db", "bap_db", "f0_rmse_hz", "f0_corr", "vuv_error_pct", "duration_rmse_frames")
     return _plain({"system": system, "alignment": m.get("alignment"), "mean": m.get("mean", {}),
