@@ -7,8 +7,9 @@ validated:
 
 * an unknown key is an error that names it and suggests the closest valid key;
 * a value of the wrong type is an error that names the key, the type and the value
-  (``mgc_order: expected int, got 'abc'``); ints are accepted for floats, NaN and
-  infinities are not, anywhere (``lr: expected a finite number, got nan``);
+  (``mgc_order: expected int, got 'abc'``); ints are accepted for floats, NaN is not,
+  anywhere, nor infinities (``lr: expected a finite number, got nan``) except for the
+  fields a dataclass lists in ``ALLOW_INF`` (where inf means "no limit");
 * ``Literal[...]`` fields take one of their values only;
 * a dataclass's ``__post_init__`` adds the checks that involve several fields.
 
@@ -145,22 +146,23 @@ def _is_union(tp) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
 
-def check_finite(value: Any, where: str) -> None:
-    """``ConfigError`` for a NaN or infinite number anywhere in ``value`` (lists and
-    mappings included): no option of sps takes one."""
-    if isinstance(value, float) and not math.isfinite(value):
+def check_finite(value: Any, where: str, allow_inf: bool = False) -> None:
+    """``ConfigError`` for a NaN (or, unless ``allow_inf``, an infinite) number anywhere in
+    ``value`` (lists and mappings included)."""
+    if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and not allow_inf)):
         raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     if isinstance(value, dict):
         for k, v in value.items():
-            check_finite(v, f"{where}.{k}")
+            check_finite(v, f"{where}.{k}", allow_inf)
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            check_finite(v, f"{where}[{i}]")
+            check_finite(v, f"{where}[{i}]", allow_inf)
 
 
-def coerce(value: Any, tp, where: str):
-    """Check (and lightly convert) ``value`` against the annotation ``tp``."""
-    check_finite(value, where)
+def coerce(value: Any, tp, where: str, allow_inf: bool = False):
+    """Check (and lightly convert) ``value`` against the annotation ``tp``. NaN is refused
+    everywhere, infinities unless ``allow_inf``."""
+    check_finite(value, where, allow_inf)
     if tp is Any or tp is object:
         return value
     origin = typing.get_origin(tp)
@@ -239,7 +241,8 @@ def bind(cls, data: dict | None, where: str = "config"):
     for key in data:
         if key not in fields:
             raise unknown_key_error(str(key), fields, where)
-    kwargs = {name: coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+    infinite = getattr(cls, "ALLOW_INF", ())      # options where inf means "no limit"
+    kwargs = {name: coerce(value, hints[name], f"{where}.{name}", name in infinite) for name, value in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError:
