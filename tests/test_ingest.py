@@ -146,9 +146,13 @@ def test_bad_input_one_line_each_and_the_rest_go_on(tmp_path, capsys):
         "empty_text": "empty transcript", "no_word": "no speakable word", "no_text": "missing partner file",
         "no_audio": "missing partner file", "corrupt": "unreadable audio", "zero": "empty audio",
         "silent": "silent audio", "nan": "NaN samples", "dup": "duplicate id", "bad id": "invalid id",
-        "latin1": "unreadable transcript",
+        "latin1": "unreadable transcript", "grid_only": "missing partner file",
     }
     for utt in bad:
+        if utt == "grid_only":       # a TextGrid needs the transcript too
+            sf.write(corpus / f"{utt}.wav", _speech(16000), 16000)
+            (corpus / f"{utt}.TextGrid").write_text('File type = "ooTextFile"\nObject class = "TextGrid"\n')
+            continue
         if utt != "no_audio":
             sf.write(corpus / f"{utt}.wav", _speech(16000), 16000)
         if utt != "no_text":
@@ -171,7 +175,7 @@ def test_bad_input_one_line_each_and_the_rest_go_on(tmp_path, capsys):
         assert str(corpus) in line          # names the file
     report = (tmp_path / "exp" / "data" / "ingest" / "report.txt").read_text()
     assert f"3 utterances" in report and f"{len(bad)} of {len(bad) + 3} rejected" in report
-    assert "2 missing partner file" in report and "1 NaN samples" in report
+    assert "3 missing partner file" in report and "1 NaN samples" in report
     # more rejected than --max-failed allows: the stage fails, with the report written
     with pytest.raises(StageFailed, match="rejected"):
         _run(tmp_path / "exp2", corpus, max_failed=0.2)

@@ -19,8 +19,9 @@
     anywhere under ``DIR``, each with partner files of the same name anywhere under
     ``DIR``: ``<id>.txt`` (transcript), ``<id>.lab`` (HTS full-context labels, timed or
     not; a ``.lab`` that is not HTS labels is a plain transcript, as in MFA corpora)
-    and ``<id>.TextGrid`` (an alignment, e.g. from MFA). An utterance needs at least
-    one of them. The shipped corpora (``wav/`` + ``lab/``) are of this kind.
+    and ``<id>.TextGrid`` (an alignment, e.g. from MFA). An utterance needs a transcript
+    or labels; a TextGrid comes on top (the aligner maps its times onto the transcript's
+    phones). The shipped corpora (``wav/`` + ``lab/``) are of this kind.
 
 ``textgrid_dir`` adds a folder of ``<id>.TextGrid`` files (e.g. MFA's output) to any
 layout. The corpus's own ``train.list``, ``dev.list`` and ``eval.list`` are used where
@@ -47,8 +48,8 @@ RMS of the same active frames is ``loudness_db`` dBFS, less where the peak would
     ingest/audio.tsv        the same, one line per utterance
     ingest/report.txt       the summary and one line per rejected file
 
-Every utterance of ``wav.scp`` has a line in ``text``, ``lab_untimed.scp`` or
-``textgrid.scp`` (or several). ``sps align`` uses an utterance's TextGrid if it has one,
+Every utterance of ``wav.scp`` has a line in ``text`` or ``lab_untimed.scp`` (or both),
+and may have one in ``textgrid.scp``. ``sps align`` uses an utterance's TextGrid if it has one,
 else its labels, else its transcript (Festival's front end), and writes
 ``data/lab.scp``, after which ``sps features`` and the rest run as on a labelled corpus.
 An ``.scp`` file or list of a layout no longer given is removed.
@@ -312,9 +313,9 @@ def check_utterance(utt: str, entry: Utterance) -> None:
         raise ValueError(f"{names}: no audio file for {utt!r}")
     if entry.text is None and entry.text_file is not None:
         entry.text = _read_text_file(Path(entry.text_file))
-    if entry.text is None and entry.lab is None and entry.textgrid is None:
-        raise ValueError(f"{entry.audio}: no transcript, labels or TextGrid for {utt!r} "
-                         f"(expected {utt}.txt, {utt}.lab or {utt}.TextGrid)")
+    if entry.text is None and entry.lab is None:
+        raise ValueError(f"{entry.audio}: no transcript or labels for {utt!r} (expected {utt}.txt or {utt}.lab"
+                         + ("; a TextGrid needs the transcript too" if entry.textgrid else "") + ")")
     if entry.text is not None:
         where = entry.text_file or entry.audio
         if not entry.text.strip():
