@@ -10,14 +10,23 @@ and calls the function named in :data:`STAGES` with a
 stage runs, so ``sps --help`` works without the audio libraries.
 
 Errors end the command with one line on stderr that names the problem (exit status 1);
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. SIGTERM and SIGHUP end a stage as Ctrl-C does
+(exit status 128 + the signal): temporary files are removed and the lock is released.
+
+Every stage holds the experiment's lock (:mod:`sps.io.lock`) while it runs: the stages
+of :data:`SHARED_STAGES` share it between their ``--shard`` jobs, every other stage
+holds it alone. A second writer is refused with one line naming the holder.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 #: subcommand -> ("module:function", one-line help)
@@ -43,6 +52,11 @@ STAGES: dict[str, tuple[str, str]] = {
 COMMANDS: dict[str, tuple[str, str]] = {
     "speak": ("sps.stages.speak", "a voice file (sps pack) speaks text or labels -> wav (no experiment needed)"),
 }
+
+#: per-utterance stages: their shard jobs share the experiment lock (the others hold it alone)
+SHARED_STAGES = {"ingest", "features", "linguistic", "synth"}
+#: stages that may run in an experiment directory that does not exist yet
+CREATES_EXPERIMENT = {"prepare", "ingest"}
 
 #: extra options some stages accept: stage -> list of (flags, kwargs); each sets the config key of its name
 EXTRA_OPTIONS: dict[str, list[tuple[tuple[str, ...], dict]]] = {
@@ -90,9 +104,51 @@ def resolve(target: str):
 def error_line(err: BaseException) -> str:
     """One line that names the problem (the exception's message, else its type)."""
     msg = " ".join(str(err).split())
-    if isinstance(err, (FileNotFoundError, ValueError, MemoryError)) and msg:
+    if isinstance(err, OSError) and err.strerror and not isinstance(err, FileNotFoundError):
+        msg = " ".join(f"{err.strerror}{': ' + str(err.filename) if err.filename else ''}".split())
+        return msg if err.filename or ":" in err.strerror else f"{type(err).__name__}: {msg}"
+    if isinstance(err, (FileNotFoundError, ValueError, MemoryError, OSError)) and msg:
         return msg
     return f"{type(err).__name__}: {msg}" if msg else type(err).__name__
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP: unwinds the stage (temporary files and the lock go)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):  # noqa: ARG001 - signal handler signature
+    # the first signal unwinds the stage; more (a terminal's Ctrl-C reaches the whole process
+    # group, and run.sh forwards it too) must not interrupt the clean-up
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` (SIGINT also when the shell
+    started this process with it ignored, as a script does for background jobs); SIGHUP
+    ignored on purpose (``nohup``) stays ignored. Restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {}
+    for sig, handler in ((signal.SIGTERM, _raise_interrupted), (signal.SIGHUP, _raise_interrupted),
+                         (signal.SIGINT, _raise_interrupted)):
+        old = signal.getsignal(sig)
+        if sig == signal.SIGHUP and old == signal.SIG_IGN:
+            continue
+        saved[sig] = old
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,35 +161,48 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage is None:
         parser.print_help()
         return 2
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        if args.stage in COMMANDS:       # no experiment directory
-            result = importlib.import_module(COMMANDS[args.stage][0]).run(args)
-            return int(result or 0)
-        from sps.config import load_config
-        from sps.io import sweep_temp_files
-        from sps.stages.runner import StageContext, parse_shard
-        config = load_config(args.config, args.overrides)
-        if not 0.0 <= args.max_failed <= 1.0:
-            raise ValueError(f"--max-failed must be a fraction in [0, 1], got {args.max_failed}")
-        if sweep_temp_files(args.exp_dir):
-            logging.getLogger("sps").info("removed temporary files left by killed runs under %s", args.exp_dir)
-        for flags, _ in EXTRA_OPTIONS.get(args.stage, []):
-            name = flags[0].lstrip("-").replace("-", "_")
-            if getattr(args, name) is not None:
-                config[name] = getattr(args, name)
-        ctx = StageContext(exp_dir=args.exp_dir, config=config, jobs=args.jobs,
-                           shard=parse_shard(args.shard), force=args.force, max_failed=args.max_failed)
-        result = resolve(STAGES[args.stage][0])(ctx)
-    except KeyboardInterrupt:
-        print(f"sps {args.stage}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - one line per error, the traceback with --debug
-        if args.debug:
-            raise
-        print(f"sps {args.stage}: error: {error_line(err)}", file=sys.stderr)
-        return 1
+    level = logging.getLevelName(args.log_level.upper())
+    if not isinstance(level, int):
+        print(f"sps {args.stage}: error: --log-level {args.log_level!r}: not a level (DEBUG, INFO, WARNING, "
+              "ERROR or CRITICAL)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with _signals_interrupt():
+        try:
+            if args.stage in COMMANDS:       # no experiment directory
+                result = importlib.import_module(COMMANDS[args.stage][0]).run(args)
+                return int(result or 0)
+            from sps.config import load_config
+            from sps.io.lock import experiment_lock
+            from sps.stages.runner import StageContext, parse_shard
+            config = load_config(args.config, args.overrides)
+            if not 0.0 <= args.max_failed <= 1.0:
+                raise ValueError(f"--max-failed must be a fraction in [0, 1], got {args.max_failed}")
+            if args.jobs < 1:
+                raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+            shard = parse_shard(args.shard)
+            if args.stage not in CREATES_EXPERIMENT and not args.exp_dir.is_dir():
+                raise FileNotFoundError(f"{args.exp_dir}: experiment directory not found (run 'sps prepare' first)")
+            for flags, _ in EXTRA_OPTIONS.get(args.stage, []):
+                name = flags[0].lstrip("-").replace("-", "_")
+                if getattr(args, name) is not None:
+                    config[name] = getattr(args, name)
+            ctx = StageContext(exp_dir=args.exp_dir, config=config, jobs=args.jobs,
+                               shard=shard, force=args.force, max_failed=args.max_failed)
+            # under torchrun only rank 0 writes, so only it takes the lock
+            lock = experiment_lock(args.exp_dir, args.stage, shared=args.stage in SHARED_STAGES, shard=shard) \
+                if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+            with lock:
+                result = resolve(STAGES[args.stage][0])(ctx)
+        except KeyboardInterrupt as err:
+            signum = getattr(err, "signum", signal.SIGINT)
+            print(f"sps {args.stage}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+            return 128 + int(signum)
+        except Exception as err:  # noqa: BLE001 - one line per error, the traceback with --debug
+            if args.debug:
+                raise
+            print(f"sps {args.stage}: error: {error_line(err)}", file=sys.stderr)
+            return 1
     return int(result) if isinstance(result, int) and not isinstance(result, bool) else 0
 
 

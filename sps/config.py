@@ -7,7 +7,9 @@ validated:
 
 * an unknown key is an error that names it and suggests the closest valid key;
 * a value of the wrong type is an error that names the key, the type and the value
-  (``mgc_order: expected int, got 'abc'``); ints are accepted for floats;
+  (``mgc_order: expected int, got 'abc'``); ints are accepted for floats, NaN is not,
+  anywhere, nor infinities (``lr: expected a finite number, got nan``) except for the
+  fields a dataclass lists in ``ALLOW_INF`` (where inf means "no limit");
 * ``Literal[...]`` fields take one of their values only;
 * a dataclass's ``__post_init__`` adds the checks that involve several fields.
 
@@ -20,6 +22,7 @@ import copy
 import dataclasses
 import difflib
 import inspect
+import math
 import os
 import types
 import typing
@@ -60,8 +63,12 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple = (
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: config file not found")
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory, not a config file")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason})") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: invalid YAML ({_yaml_problem(err)})") from err
         if not isinstance(data, dict):
@@ -139,8 +146,23 @@ def _is_union(tp) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
 
-def coerce(value: Any, tp, where: str):
-    """Check (and lightly convert) ``value`` against the annotation ``tp``."""
+def check_finite(value: Any, where: str, allow_inf: bool = False) -> None:
+    """``ConfigError`` for a NaN (or, unless ``allow_inf``, an infinite) number anywhere in
+    ``value`` (lists and mappings included)."""
+    if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and not allow_inf)):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(v, f"{where}.{k}", allow_inf)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_finite(v, f"{where}[{i}]", allow_inf)
+
+
+def coerce(value: Any, tp, where: str, allow_inf: bool = False):
+    """Check (and lightly convert) ``value`` against the annotation ``tp``. NaN is refused
+    everywhere, infinities unless ``allow_inf``."""
+    check_finite(value, where, allow_inf)
     if tp is Any or tp is object:
         return value
     origin = typing.get_origin(tp)
@@ -219,7 +241,8 @@ def bind(cls, data: dict | None, where: str = "config"):
     for key in data:
         if key not in fields:
             raise unknown_key_error(str(key), fields, where)
-    kwargs = {name: coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+    infinite = getattr(cls, "ALLOW_INF", ())      # options where inf means "no limit"
+    kwargs = {name: coerce(value, hints[name], f"{where}.{name}", name in infinite) for name, value in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -259,5 +282,5 @@ def bind_kwargs(fn, data: dict | None, where: str = "config", skip: tuple[str, .
     for key, value in dict(data or {}).items():
         if key not in params:
             raise unknown_key_error(str(key), params, where)
-        out[key] = coerce(value, hints[key], f"{where}.{key}") if key in hints else value
+        out[key] = coerce(value, hints.get(key, Any), f"{where}.{key}")
     return out

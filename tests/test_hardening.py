@@ -34,18 +34,6 @@ needs_festival = pytest.mark.skipif(shutil.which("festival") is None,
 XSS_ID = "q'onerror='alert(1)'b='"
 
 
-def corpus_exp(tmp_path, n=3, extra=()):
-    """An experiment over ``n`` shipped utterances (+ ``extra`` (utt, wav, lab) triples)."""
-    wavs = sorted((CORPUS / "wav").glob("*.flac"))[:n]
-    utts = [(w.stem, w, CORPUS / "lab" / f"{w.stem}.lab") for w in wavs] + list(extra)
-    data = tmp_path / "exp" / "data"
-    data.mkdir(parents=True)
-    (data / "wav.scp").write_text("".join(f"{u} {w}\n" for u, w, _ in utts))
-    (data / "lab.scp").write_text("".join(f"{u} {lab}\n" for u, _, lab in utts))
-    (data / "train.list").write_text("".join(f"{u}\n" for u, _, _ in utts))
-    return tmp_path / "exp", utts
-
-
 # ------------------------------------------------------------------ 2, 3: XSS and paths
 def test_report_escapes_hostile_names(tmp_path):
     from sps.stages.report import build_report, esc
@@ -102,14 +90,14 @@ def test_festival_voice_must_be_an_identifier(voice, monkeypatch):
 
 # ------------------------------------------------------------------ 5: poisoned statistics
 @pytest.mark.slow
-def test_a_rejected_utterance_reaches_no_later_stage(tmp_path):
+def test_a_rejected_utterance_reaches_no_later_stage(tmp_path, corpus_exp):
     """A label claiming 2,000 s: features and linguistic reject it, stats never see it."""
     lab = (CORPUS / "lab" / "slt_0005.lab").read_text().splitlines()
     start, end, ctx = lab[-1].split()
     lab[-1] = f"{start} {2000 * 10 ** 7} {ctx}"
     bad = tmp_path / "long.lab"
     bad.write_text("\n".join(lab) + "\n")
-    exp, utts = corpus_exp(tmp_path, 3, extra=[("long", CORPUS / "wav" / "slt_0005.flac", bad)])
+    exp, utts = corpus_exp(3, extra=[("long", CORPUS / "wav" / "slt_0005.flac", bad)])
     ctx = lambda cfg: StageContext(exp_dir=exp, config=cfg, max_failed=1.0)  # noqa: E731
     assert "long" in features.run(ctx({"f0_method": "dio"}))["train"].failed
     summaries = linguistic.run(ctx({}))
@@ -148,8 +136,8 @@ def test_audio_without_voiced_frames_is_rejected(tmp_path):
 
 
 # ------------------------------------------------------------------ 7: changed settings on rerun
-def test_changed_question_file_is_refused_unless_forced(tmp_path):
-    exp, _ = corpus_exp(tmp_path, 2)
+def test_changed_question_file_is_refused_unless_forced(tmp_path, corpus_exp):
+    exp, _ = corpus_exp(2)
     linguistic.run(StageContext(exp_dir=exp, config={}))
     small = tmp_path / "small.hed"
     small.write_text('QS "C-a" {*-aa+*}\nCQS "n" {@(\\d+)_}\n')
@@ -161,7 +149,7 @@ def test_changed_question_file_is_refused_unless_forced(tmp_path):
 
 
 # ------------------------------------------------------------------ 8: unknown phones, bad question lines
-def test_unknown_phones_and_damaged_contexts_are_counted(tmp_path, caplog):
+def test_unknown_phones_and_damaged_contexts_are_counted(tmp_path, corpus_exp, caplog):
     lab = tmp_path / "odd.lab"
     good = (CORPUS / "lab" / "slt_0001.lab").read_text().splitlines()
     s, e, c = good[3].split()
@@ -169,7 +157,7 @@ def test_unknown_phones_and_damaged_contexts_are_counted(tmp_path, caplog):
     s, e, _ = good[5].split()
     good[5] = f"{s} {e} garbage"
     lab.write_text("\n".join(good) + "\n")
-    exp, _ = corpus_exp(tmp_path, 0, extra=[("odd", CORPUS / "wav" / "slt_0001.flac", lab)])
+    exp, _ = corpus_exp(0, extra=[("odd", CORPUS / "wav" / "slt_0001.flac", lab)])
     with caplog.at_level(logging.WARNING):
         linguistic.run(StageContext(exp_dir=exp, config={}))
     assert "odd.lab: 1 labels with phones the question file does not know ('zz' x1), 1 damaged" in caplog.text
@@ -256,10 +244,10 @@ def test_same_seed_same_weights(tmp_path):
 
 
 # ------------------------------------------------------------------ 13, 14: clean failures
-def test_stage_exits_non_zero_when_every_utterance_fails(tmp_path, capsys):
+def test_stage_exits_non_zero_when_every_utterance_fails(tmp_path, corpus_exp, capsys):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF junk")
-    exp, _ = corpus_exp(tmp_path, 0, extra=[("b1", bad, CORPUS / "lab" / "slt_0001.lab")])
+    exp, _ = corpus_exp(0, extra=[("b1", bad, CORPUS / "lab" / "slt_0001.lab")])
     assert main(["features", "--exp-dir", str(exp), "f0_method=dio"]) == 1
     err = capsys.readouterr().err
     assert "1 of 1 utterances failed" in err and "features_report.txt" in err and "Traceback" not in err

@@ -76,15 +76,18 @@ def test_too_many_failures_fail_the_stage_and_are_registered(tmp_path):
 
 
 def test_stale_temp_files_are_swept(tmp_path):
-    from sps.io import atomic_path, sweep_temp_files
+    from sps.io import atomic_path, node_id, sweep_temp_files
     target = tmp_path / "d" / "x.npy"
     with atomic_path(target) as live:
+        assert f".x.npy.sps-{node_id()}-{os.getpid()}-" in live.name     # temp names carry the node
         live.write_bytes(b"half")
-        dead = live.with_name(live.name.replace(f"sps-{os.getpid()}-", "sps-999999999-"))
+        dead = live.with_name(live.name.replace(f"-{os.getpid()}-", "-999999999-"))
         dead.write_bytes(b"left by a killed process")
-        assert sweep_temp_files(tmp_path) == 1                  # the live one stays
-        assert live.exists() and not dead.exists()
-    assert not any(p.name.startswith(".") for p in target.parent.iterdir())
+        remote = dead.with_name(dead.name.replace(node_id(), "node7+f0"))
+        remote.write_bytes(b"another host's writer: its PID means nothing here")
+        assert sweep_temp_files(tmp_path) == 1                  # the live one and the remote one stay
+        assert live.exists() and not dead.exists() and remote.exists()
+    assert [p.name for p in target.parent.iterdir() if p.name.startswith(".")] == [remote.name]
 
 
 _KILL_SCRIPT = """

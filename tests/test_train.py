@@ -219,3 +219,81 @@ def test_unknown_train_option_names_the_closest():
         train_config({"lr_shedule": "cosine"})
     with pytest.raises(ValueError, match=r"train.batch_size: expected int, got 'abc'"):
         train_config({"batch_size": "abc"})
+
+
+def test_torn_latest_checkpoint_falls_back_to_the_one_before(tmp_path, caplog):
+    """A truncated newest checkpoint is named, set aside, and the run resumes from the one
+    before it, ending bit-identical to an uninterrupted run."""
+    train, valid = SeqData(30, 0), SeqData(6, 1)
+    cfg = {**CFG, "max_steps": 24, "checkpoint_every": 6, "keep_checkpoints": 3, "lr_schedule": "noam"}
+    torch.manual_seed(0)
+    a = Net()
+    fit(a, step_fn, train, valid, tmp_path / "a", cfg, collate_fn=collate)
+    torch.manual_seed(0)
+    fit(Net(), step_fn, train, valid, tmp_path / "b", {**cfg, "max_steps": 18}, collate_fn=collate)
+    newest = tmp_path / "b" / "checkpoint_18.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])              # torn
+    b = Net()
+    out = fit(b, step_fn, train, valid, tmp_path / "b", cfg, collate_fn=collate, resume=True)
+    assert out["step"] == 24
+    assert "checkpoint_18.pt: not a readable checkpoint" in caplog.text and "falling back" in caplog.text
+    assert (tmp_path / "b" / "checkpoint_18.pt.torn").exists()
+    for (k, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), k
+    for p in checkpoints(tmp_path / "b"):                       # every checkpoint left is readable
+        load_checkpoint(p)
+
+
+def test_every_checkpoint_torn_is_one_clear_error(tmp_path):
+    train = SeqData(12)
+    fit(Net(), step_fn, train, None, tmp_path, {**CFG, "max_steps": 3, "checkpoint_every": 3}, collate_fn=collate)
+    (tmp_path / "checkpoint_3.pt").write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(ValueError, match=r"no readable checkpoint \(checkpoint_3.pt torn.*--force"):
+        fit(Net(), step_fn, train, None, tmp_path, {**CFG, "max_steps": 6}, collate_fn=collate, resume=True)
+
+
+class _KillAt:
+    """Raises at a step, as a kill would stop the run there."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, trainer):
+        if trainer.state.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_fresh_run_sets_the_old_run_aside_until_it_succeeds(tmp_path):
+    from sps.train.trainer import REPLACED
+    train = SeqData(12)
+    old = {**CFG, "max_steps": 6, "checkpoint_every": 3}
+    fit(Net(), step_fn, train, None, tmp_path, old, collate_fn=collate)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert "best.pt" in before and "checkpoint_6.pt" in before
+    new = {**CFG, "lr": 0.01, "max_steps": 9, "checkpoint_every": 3}
+    with pytest.raises(KeyboardInterrupt):                      # a fresh run killed at step 4
+        fit(Net(), step_fn, train, None, tmp_path, new, collate_fn=collate, hooks=[_KillAt(4)])
+    aside = tmp_path / REPLACED
+    assert {p.name: p.read_bytes() for p in aside.iterdir() if p.name != ".complete"} == before  # nothing lost
+    # the new options never sit beside the old weights: only the new run's checkpoint is there
+    assert sorted(p.name for p in checkpoints(tmp_path)) == ["checkpoint_3.pt"]
+    assert "lr: 0.01" in (tmp_path / "config.yaml").read_text()
+    assert load_checkpoint(tmp_path / "checkpoint_3.pt")["state"]["step"] == 3
+    # a second fresh run deletes the unfinished one and keeps the complete old run aside ...
+    with pytest.raises(KeyboardInterrupt):
+        fit(Net(), step_fn, train, None, tmp_path, new, collate_fn=collate, hooks=[_KillAt(2)])
+    assert {p.name: p.read_bytes() for p in aside.iterdir() if p.name != ".complete"} == before
+    assert not checkpoints(tmp_path)
+    # ... until a run succeeds
+    out = fit(Net(), step_fn, train, None, tmp_path, new, collate_fn=collate, resume=True)
+    assert out["step"] == 9 and not aside.exists()
+    assert load_checkpoint(tmp_path)["state"]["step"] == 9
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("epochs", 0, "epochs must be >= 1"), ("lr", float("nan"), "train.lr: expected a finite number, got nan"),
+    ("lr", float("inf"), "expected a finite number"), ("keep_checkpoints", 0, "keep_checkpoints must be >= 1"),
+    ("betas", [0.9, float("nan")], r"train.betas\[1\]: expected a finite number")])
+def test_impossible_training_options_are_refused(option, value, message):
+    with pytest.raises(ValueError, match=message):
+        train_config({option: value})

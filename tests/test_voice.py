@@ -123,7 +123,7 @@ def test_voice_file_loads_weights_only_and_holds_the_experiment(experiment):
     ckpt = load_checkpoint(exp / "models" / ac)["model"]
     assert all(torch.equal(ckpt[k], data["acoustic"]["state_dict"][k]) for k in ckpt)
     with np.load(exp / "stats" / "out_acoustic.npz") as st:
-        assert np.array_equal(data["acoustic"]["stats"]["out_std"].numpy(), st["std"])
+        assert np.array_equal(data["acoustic"]["stats"]["out"]["std"].numpy(), st["std"])
     spec = json.loads((exp / "dump" / "in_acoustic.json").read_text())
     assert data["voice"]["questions"]["text"] == Path(spec["question_file"]).read_text()
     assert data["voice"]["questions"]["semantics"] == spec["question_semantics"]
@@ -341,3 +341,49 @@ def test_speak_command(experiment, voice, tmp_path, capsys):
                                "--out", str(tmp_path / "lines")], capsys)
         assert status == 0 and "lines.txt:3" in out, out
         assert sorted(p.name for p in (tmp_path / "lines").glob("*.wav")) == ["0001.wav", "0004.wav"]
+
+
+# ---------------------------------------------------------------------------- the shipped voice
+
+PRETRAINED = ROOT / "data" / "pretrained" / "slt_festival.voice.pt"
+
+
+@pytest.mark.skipif(not PRETRAINED.exists(), reason="the shipped voice is not in this checkout")
+def test_shipped_voice_scores_as_the_recipe_recorded():
+    """The shipped voice against its recipe's own eval scores, utterance by utterance: the
+    natural features re-analysed from the shipped audio (the features stage's function),
+    the acoustic model with natural durations (frame by frame) and full TTS (predicted
+    durations, DTW-aligned) must score what the eval stage recorded in the file; the LPC
+    WaveNet's copy synthesis within the recorded margin."""
+    from sps import Voice
+    from sps.features import FeatureConfig, extract_utterance
+    from sps.frontend import load_labels
+    from sps.spec import static_columns
+    from sps.stages.evaluate import acoustic_metrics, dtw_align
+    from sps.vocoders import world
+    assert PRETRAINED.stat().st_size <= 15e6
+    voice = Voice.load(PRETRAINED)
+    scores = voice.info["scores"]
+    assert {"world", "wavenet"} <= set(voice.vocoders) and scores["split"] == "eval"
+    spec = voice.synthesizer.spec
+    config = FeatureConfig.from_spec(spec)
+    for utt in ("slt_0337", "slt_0345"):
+        labels = load_labels(_lab(utt))
+        feats = extract_utterance(next((CORPUS / "wav").glob(f"{utt}.*")), _lab(utt), config)
+        natural = feats["out_acoustic"][:, static_columns(spec)]
+        syn = voice.synthesizer
+        gen = syn.acoustic_params(syn.frame_features(labels, labels.durations()))
+        T = min(len(gen), len(natural))
+        got = acoustic_metrics(natural[:T], gen[:T], spec, syn.vuv_threshold)
+        want = scores["acoustic"]["utterances"][utt]
+        assert got["mcd_db"] == pytest.approx(want["mcd_db"], abs=1e-3)
+        assert got["f0_rmse_hz"] == pytest.approx(want["f0_rmse_hz"], abs=1e-2)
+        tts = acoustic_metrics(*dtw_align(natural, voice.parameters(labels), spec), spec, syn.vuv_threshold)
+        assert tts["mcd_db"] == pytest.approx(scores["full_tts"]["utterances"][utt]["mcd_db"], abs=1e-3)
+    # the LPC WaveNet from natural features, scored like the vocode stage (WORLD re-analysis)
+    wav = voice.vocoder("wavenet").waveforms([natural])[0]
+    static, _ = world.analyze(wav, voice.sample_rate, config)
+    T = min(len(static), len(natural))
+    got = acoustic_metrics(natural[:T], static[:T], spec)
+    mean = scores["vocoders"]["wavenet"]["mean"]
+    assert got["mcd_db"] < mean["mcd_db"] + 1.0 and got["vuv_error_pct"] < mean["vuv_error_pct"] + 10

@@ -117,6 +117,29 @@ pipeline_setup() {
     tts_model=$(for m in $acoustic_models; do :; done; echo "${m:-}")   # the last one: full TTS with predicted durations
 }
 
+# Signals: SIGINT, SIGTERM and SIGHUP are passed on to the running stage (or its shard jobs);
+# the script waits for it to end and exits with 128 + the signal, so no stage outlives it.
+stage_pids=()
+interrupted=
+signals=0
+forward() {
+    interrupted=$1
+    signals=$((signals + 1))
+    if [ ${#stage_pids[@]} -gt 0 ]; then kill -s "$1" "${stage_pids[@]}" 2>/dev/null || true; fi
+}
+trap 'forward INT' INT
+trap 'forward TERM' TERM
+trap 'forward HUP' HUP
+# wait_for <pid>: its exit status ('wait' returns early when a signal arrives: wait again)
+wait_for() {
+    local st seen
+    while :; do
+        seen=$signals
+        wait "$1"; st=$?
+        if [ "$seen" = "$signals" ]; then return "$st"; fi
+    done
+}
+
 # sps_stage <stage-name> <conf-name-or-file> [extra args...]: run one 'sps' subcommand with the
 # conf file and the overrides addressed to it, logged to log/<stage>.<time>.log; with --cmd,
 # a per-utterance stage (features, linguistic, synth) runs as --nj shard jobs through the prefix.
@@ -128,6 +151,7 @@ sps_stage() {
 sps_shards() { _sps_run "$([ -n "$cmd" ] && echo 1 || echo 0)" "$@"; }
 _sps_run() {
     local sharded=$1 name=$2 cfg=$3; shift 3
+    if [ -n "$interrupted" ]; then exit $((128 + $(kill -l "$interrupted"))); fi
     local key args=() file
     file=$(conf_file "$cfg")
     key=$(basename "$file" .yaml)
@@ -139,20 +163,29 @@ _sps_run() {
     log=$exp_dir/log/$name.$(date +%Y%m%d-%H%M%S).$$.log
     echo "=== sps $name --config $file $* ${args[*]+"${args[*]}"}  (log: $log)"
     local status=0
+    stage_pids=()
     if [ "$sharded" = 1 ]; then
-        local k pids=()
+        local k
         for k in $(seq 1 "$nj"); do
             # shellcheck disable=SC2086 # the prefix is a command line of its own
             $cmd sps "$name" --exp-dir "$exp_dir" --config "$file" --jobs 1 --shard "$k/$nj" "$@" \
                 "${args[@]+"${args[@]}"}" > "${log%.log}.$k.log" 2>&1 &
-            pids+=($!)
+            stage_pids+=($!)
         done
-        for k in "${!pids[@]}"; do
-            wait "${pids[$k]}" || { status=$?; echo "run.sh: sps $name shard $((k + 1))/$nj failed; see ${log%.log}.$((k + 1)).log" >&2; }
+        for k in "${!stage_pids[@]}"; do
+            wait_for "${stage_pids[$k]}" || { status=$?; echo "run.sh: sps $name shard $((k + 1))/$nj failed; see ${log%.log}.$((k + 1)).log" >&2; }
         done
     else
+        # in the background, so that signals can be passed on (tee ignores them: it ends with the stage)
         sps "$name" --exp-dir "$exp_dir" --config "$file" --jobs "$jobs" "$@" "${args[@]+"${args[@]}"}" \
-            2>&1 | tee "$log" || status=$?
+            > >(trap '' INT TERM HUP; exec tee "$log") 2>&1 &
+        stage_pids=($!)
+        wait_for "${stage_pids[0]}" || status=$?
+    fi
+    stage_pids=()
+    if [ -n "$interrupted" ]; then
+        echo "run.sh: interrupted by SIG$interrupted during 'sps $name' (it has ended); see $log" >&2
+        exit $((128 + $(kill -l "$interrupted")))
     fi
     if [ "$status" != 0 ]; then
         echo "run.sh: stage 'sps $name' failed (exit $status); see $log and the reports under $exp_dir" >&2

@@ -47,6 +47,8 @@ class AlignerConfig:
     iterations: int = 2                  # ... with this many passes each (optional pauses on)
     word_pauses: bool = True             # optional pause (sp) between words
     phrase_pauses: bool = True           # Festival's pauses inside an utterance optional
+    #: options where inf is a meaningful value (no pruning: exact)
+    ALLOW_INF = ("beam", "retry_beam")
     beam: float = 300.0                  # pruning beam, natural log
     retry_beam: float = 3000.0           # second try for utterances that fail the beam
     var_floor: float = 0.01              # variance floor, fraction of the global variance

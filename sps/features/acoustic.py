@@ -145,7 +145,32 @@ def mc2sp(mgc: np.ndarray, alpha: float, fft_size: int) -> np.ndarray:
     -------
     sp : ndarray [shape=(T, fft_size // 2 + 1)]
     """
+    check_fft_size(fft_size, np.shape(mgc)[-1] - 1)
     return np.exp(mgc_to_log_power(mgc, alpha, fft_size))
+
+
+#: largest FFT size the analysis accepts (65 536 points)
+MAX_FFT_SIZE = 1 << 16
+
+
+def check_fft_size(fft_size: int, order: int | None = None, what: str = "fft_size") -> int:
+    """``fft_size`` if it is a power of two >= 2 x (``order`` + 1) and at most
+    :data:`MAX_FFT_SIZE`, else a ``ValueError`` naming it. Called before WORLD and SPTK
+    get it: their C code aborts the process or allocates without bound on such values."""
+    if isinstance(fft_size, bool) or not isinstance(fft_size, (int, np.integer)) or fft_size < 2 \
+            or fft_size & (fft_size - 1):
+        raise ValueError(f"{what} must be a power of two, got {fft_size!r}")
+    if fft_size > MAX_FFT_SIZE:
+        raise ValueError(f"{what} {fft_size} is larger than {MAX_FFT_SIZE}")
+    if order is not None and fft_size < 2 * (int(order) + 1):
+        raise ValueError(f"{what} {fft_size} is too small for order {order} (needs >= {2 * (int(order) + 1)})")
+    return int(fft_size)
+
+
+def cheaptrick_fft_size(sample_rate: int, f0_floor: float) -> int:
+    """WORLD's CheapTrick FFT size for a rate and F0 floor, ``2^(1 + floor(log2(3 fs / f0_floor + 1)))``
+    (``pyworld.get_cheaptrick_fft_size`` without importing it)."""
+    return int(2 ** (1 + int(np.log2(3.0 * sample_rate / f0_floor + 1.0))))
 
 
 @dataclass(frozen=True)
@@ -203,8 +228,20 @@ class FeatureConfig:
             raise ValueError(f"need 0 < f0_floor < f0_ceil, got {self.f0_floor}, {self.f0_ceil}")
         if self.f0_ceil > self.sample_rate / 2:
             raise ValueError(f"f0_ceil {self.f0_ceil} Hz above Nyquist ({self.sample_rate / 2} Hz)")
-        if self.mgc_order < 1:
-            raise ValueError(f"mgc_order must be >= 1, got {self.mgc_order}")
+        if not 8000 <= self.sample_rate <= 192000:
+            raise ValueError(f"sample_rate must be in [8000, 192000] Hz, got {self.sample_rate}")
+        if not 1 <= self.mgc_order <= 255:
+            raise ValueError(f"mgc_order must be in [1, 255], got {self.mgc_order}")
+        check_fft_size(self.resolved_fft_size(), self.mgc_order, "fft_size")
+        check_fft_size(self.mel_fft_size, None, "mel_fft_size")
+        if not 1 <= self.num_mels <= self.mel_fft_size // 2 + 1:
+            raise ValueError(f"num_mels must be in [1, mel_fft_size // 2 + 1 = {self.mel_fft_size // 2 + 1}], "
+                             f"got {self.num_mels}")
+        if not 0 < self.mel_win_ms <= 1000 or not 0 <= self.mel_fmin < (self.mel_fmax or self.sample_rate / 2) \
+                or (self.mel_fmax or 0) > self.sample_rate / 2:
+            raise ValueError("need 0 < mel_win_ms <= 1000 and 0 <= mel_fmin < mel_fmax <= Nyquist")
+        if not 0.0 < self.d4c_threshold < 1.0:
+            raise ValueError(f"d4c_threshold must be in (0, 1), got {self.d4c_threshold}")
         hop = self.sample_rate * self.frame_shift_ms / 1000.0
         if hop < 1 or abs(hop - round(hop)) > 1e-6:
             raise ValueError(f"frame_shift_ms {self.frame_shift_ms} at {self.sample_rate} Hz is "
@@ -243,7 +280,7 @@ class FeatureConfig:
     def resolved_fft_size(self) -> int:
         if self.fft_size is not None:
             return int(self.fft_size)
-        return int(pyworld().get_cheaptrick_fft_size(self.sample_rate, self.f0_floor))
+        return cheaptrick_fft_size(self.sample_rate, self.f0_floor)
 
     def bap_dim(self) -> int:
         return int(pyworld().get_num_aperiodicities(self.sample_rate))
@@ -303,6 +340,7 @@ def world_analysis(x: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np
     pw = pyworld()
     x = np.ascontiguousarray(x, dtype=np.float64)
     fs, shift = config.sample_rate, config.frame_shift_ms
+    check_fft_size(config.resolved_fft_size(), config.mgc_order)
     if config.f0_method == "harvest":
         f0, t = pw.harvest(x, fs, f0_floor=config.f0_floor, f0_ceil=config.f0_ceil, frame_period=shift)
     else:

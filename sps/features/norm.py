@@ -7,6 +7,13 @@ float64 rounding.
 
 The scaling functions accept NumPy arrays or torch tensors (the statistics are
 converted to the input's type, dtype and device) and broadcast over leading axes.
+
+Constant dimensions: an input dimension that never varies in the training data (a
+question that never fires, ``max - min < eps``) has no span to scale by. It is left
+unscaled (span 1: its training value maps to the bottom of the range and any other
+value moves by its raw difference), never divided by ``eps``: a question that fires at
+synthesis time but never in training would otherwise reach the network as ``1e8``.
+The statistics stage marks these dimensions (``constant`` in ``stats/<kind>.npz``).
 """
 from __future__ import annotations
 
@@ -69,6 +76,12 @@ class RunningStats:
         self.count = n
         return self
 
+    def constant(self, eps: float = 1e-8) -> np.ndarray:
+        """Dimensions that never varied (``max - min < eps``): left unscaled by :func:`minmax_scale`."""
+        if self.count == 0:
+            raise ValueError("RunningStats: no data")
+        return (self.max - self.min) < eps
+
     def std(self, floor: float = 0.0) -> np.ndarray:
         """Population standard deviation, floored at ``floor`` (constant dimensions)."""
         if self.count == 0:
@@ -94,16 +107,19 @@ def denormalize(x, mean, std):
 
 
 def _span(x, min, max, eps):  # noqa: A002
+    """``max - min``, with 1 (no scaling) for constant dimensions (``max - min < eps``)."""
     span = _like(max, x) - _like(min, x)
-    return span.clamp_min(eps) if _is_tensor(span) else np.maximum(span, eps)
+    if _is_tensor(span):
+        return span.masked_fill(span < eps, 1.0)
+    return np.where(span < eps, 1.0, span)
 
 
 def minmax_scale(x, min, max, range=MINMAX_RANGE, eps: float = 1e-8):  # noqa: A002
     """Map ``[min, max]`` per dimension linearly onto ``range`` (0.01..0.99, as Merlin).
 
     x [shape=(..., D)], min and max [shape=(D,)]. A dimension that was constant in
-    the training data (``max - min < eps``) uses a span of ``eps``, so its training
-    value maps to ``range[0]``.
+    the training data (``max - min < eps``) is left unscaled (span 1): its training
+    value maps to ``range[0]`` and other values stay within their raw distance of it.
     """
     lo, hi = range
     return (x - _like(min, x)) / _span(x, min, max, eps) * (hi - lo) + lo
@@ -130,6 +146,21 @@ class Normalizer:
         self.in_max = np.asarray(in_stats["max"], dtype=np.float64)
         self.out_mean = np.asarray(out_stats["mean"], dtype=np.float64)
         self.out_std = np.asarray(out_stats["std"], dtype=np.float64)
+        #: range of the raw outputs in the training data (None when the statistics lack it)
+        self.out_min = None if "min" not in out_stats else np.asarray(out_stats["min"], dtype=np.float64)
+        self.out_max = None if "max" not in out_stats else np.asarray(out_stats["max"], dtype=np.float64)
+        for name in ("in_min", "in_max", "out_mean", "out_std", "out_min", "out_max"):
+            value = getattr(self, name)
+            if value is not None and not np.all(np.isfinite(value)):
+                raise ValueError(f"Normalizer: non-finite {name.replace('_', ' ')} statistics "
+                                 f"(dimension {int(np.argmin(np.isfinite(value)))})")
+        if not np.all(self.out_std > 0):
+            raise ValueError(f"Normalizer: output std must be positive (dimension {int(np.argmin(self.out_std > 0))})")
+
+    @property
+    def constant(self) -> np.ndarray:
+        """Input dimensions that were constant in training (left unscaled) [shape=(D_in,)]."""
+        return (self.in_max - self.in_min) < 1e-8
 
     @property
     def in_dim(self) -> int:

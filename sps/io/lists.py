@@ -17,10 +17,11 @@ from sps.io.atomic import write_text
 _ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 
-def check_id(utt: str, where: str = "utterance id") -> str:
-    """Return ``utt`` if it is a safe utterance id, else raise ``ValueError`` naming ``where``."""
+def check_id(utt: str, where: str = "utterance id", what: str = "utterance id") -> str:
+    """Return ``utt`` if it is a safe id (utterance, model, system or split name: every
+    name that becomes a path), else raise ``ValueError`` naming ``where``."""
     if not isinstance(utt, str) or not _ID.fullmatch(utt):
-        raise ValueError(f"{where}: invalid utterance id {utt!r} (allowed: letters, digits, '_', '.', '-'; "
+        raise ValueError(f"{where}: invalid {what} {utt!r} (allowed: letters, digits, '_', '.', '-'; "
                          "no separators, no leading dot)")
     return utt
 

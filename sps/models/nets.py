@@ -35,11 +35,12 @@ class ModelConfig:
     dilations: tuple[int, ...] | None = None  # conv: dilation of each block (None: all 1)
 
     def __post_init__(self):
-        if min(self.hidden_dim, self.lstm_dim) < 1 or self.num_layers < 0 or self.pre_layers < 0:
-            raise ValueError("hidden_dim and lstm_dim must be >= 1, num_layers and pre_layers >= 0")
+        if not 1 <= min(self.hidden_dim, self.lstm_dim) <= max(self.hidden_dim, self.lstm_dim) <= 1 << 16 \
+                or not 0 <= min(self.num_layers, self.pre_layers) <= max(self.num_layers, self.pre_layers) <= 1000:
+            raise ValueError("hidden_dim and lstm_dim must be in [1, 65536], num_layers and pre_layers in [0, 1000]")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0 or self.kernel_size > 1001:
             raise ValueError(f"kernel_size must be odd and >= 1, got {self.kernel_size}")
         if self.dilations is not None:
             if len(self.dilations) != self.num_layers:

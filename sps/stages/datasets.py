@@ -18,6 +18,7 @@ from sps.dsp import preemphasis
 from sps.features import Normalizer
 from sps.io import load_array
 from sps.stages.experiment import Experiment
+from sps.stages.stamps import digest, files_digest
 from sps.train import pad_sequences
 from sps.vocoders.conditioning import Conditioning
 
@@ -27,8 +28,14 @@ logger = logging.getLogger(__name__)
 MAX_LENGTH_MISMATCH = 5
 
 
-def _npy_rows(path: Path) -> int:
-    return int(np.load(path, mmap_mode="r").shape[0])
+def load_finite(path: Path) -> np.ndarray:
+    """A feature file; a non-finite value is a ``ValueError`` naming the file, frame and column."""
+    x = load_array(path)
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        idx = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{path}: non-finite value {x[tuple(idx)]} at frame {idx[0]}"
+                         + (f", column {idx[1]}" if len(idx) > 1 else ""))
+    return x
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -60,19 +67,31 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.norm = normalizer or exp.normalizer(in_kind, out_kind)
         if utts is None:
             utts = exp.utterances(split)
-        self.utts, self.lengths = [], []
+        self.utts, self.lengths, self.failed, files = [], [], {}, []
         for utt in utts:
             xp, yp = exp.dump_path(split, in_kind, utt), exp.dump_path(split, out_kind, utt)
             missing = [p for p in (xp, yp) if not p.exists()]
             if missing:
                 logger.warning("%s: left out of %s (missing %s)", utt, split, missing[0])
                 continue
-            nx, ny = _npy_rows(xp), _npy_rows(yp)
+            try:       # an unreadable or non-finite file fails its utterance alone, named
+                nx, ny = len(load_finite(xp)), len(load_finite(yp))
+            except ValueError as err:
+                self.failed[utt] = str(err)
+                logger.error("%s: left out of %s: %s", utt, split, err)
+                continue
             if abs(nx - ny) > MAX_LENGTH_MISMATCH:
                 raise ValueError(f"{xp}: {nx} rows but {yp} has {ny} (more than "
                                  f"{MAX_LENGTH_MISMATCH} apart: inconsistent dump)")
             self.utts.append(utt)
             self.lengths.append(min(nx, ny))
+            files += [xp, yp]
+        exp.check_current(split, (in_kind, out_kind), self.utts)
+        #: digest of the data (file contents, the statistics and specs of both kinds)
+        self.digest = digest({"files": files_digest(files, exp.root), "utts": self.utts,
+                              "stats": files_digest([exp.stats_path(k) for k in (in_kind, out_kind)
+                                                     if exp.stats_path(k).exists()], exp.root),
+                              "specs": exp.spec_digests((in_kind, out_kind))})
         if not self.utts and utts:
             raise FileNotFoundError(f"{exp.dump_dir / split}: no utterance of {split} has both {in_kind} "
                                     f"and {out_kind}")
@@ -121,13 +140,23 @@ class SegmentDataset(torch.utils.data.Dataset):
                  train: bool = True, preemphasis: float = 0.0):
         self.cond, self.frames, self.train = cond, int(segment_frames), train
         self.preemphasis = float(preemphasis)
-        self.items = []
+        self.items, self.failed = [], {}
         for utt in exp.utterances(split):
             wav, feat = exp.dump_path(split, "wav", utt), exp.dump_path(split, "out_acoustic", utt)
-            if wav.exists() and feat.exists():
-                self.items.append((utt, wav, feat))
-            else:
+            if not (wav.exists() and feat.exists()):
                 logger.warning("%s/%s: no dumped wav/out_acoustic, left out of vocoder training", split, utt)
+                continue
+            try:
+                load_finite(wav), cond(load_finite(feat), feat)
+            except ValueError as err:
+                self.failed[utt] = str(err)
+                logger.error("%s/%s: left out of vocoder training: %s", split, utt, err)
+                continue
+            self.items.append((utt, wav, feat))
+        exp.check_current(split, ("wav", "out_acoustic"), [u for u, _, _ in self.items])
+        self.digest = digest({"files": files_digest([p for _, w, f in self.items for p in (w, f)], exp.root),
+                              "cond": digest([cond.mean.tolist(), cond.std.tolist()]),
+                              "specs": exp.spec_digests(["out_acoustic"])})
 
     def __len__(self) -> int:
         return len(self.items)

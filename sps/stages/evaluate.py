@@ -42,13 +42,14 @@ import numpy as np
 
 from sps.config import bind
 from sps.features import lf0_to_f0
-from sps.io import load_array, read_json, read_wav, write_json
+from sps.io import is_valid_id, load_array, read_json, read_wav, write_json
 from sps.metrics import bap_distortion, dtw_path, duration_rmse, f0_corr, f0_rmse, mcd, nanmean, vuv_error
 from sps.spec import split_streams, static_columns
 from sps.stages.best import best_models, describe_score
-from sps.stages.experiment import Experiment
+from sps.stages.experiment import Experiment, check_names
 from sps.stages.runner import StageContext
-from sps.synthesis import round_durations
+from sps.stages.stamps import digest, files_digest
+from sps.synthesis import bound_durations, duration_limit
 from sps.vocoders import world
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class EvalConfig:
     systems: tuple[str, ...] | None = None    # names under synth/ (None: every synth/*/<split>/)
     source: Literal["auto", "features", "audio"] = "auto"   # audio: always analyse the waveforms
     duration_model: str | None = None         # models/<name> to score (duration RMSE in frames)
+
+    def __post_init__(self):
+        check_names(split=self.split, systems=self.systems, duration_model=self.duration_model)
 
 
 def acoustic_metrics(natural: np.ndarray, generated: np.ndarray, spec: dict,
@@ -120,14 +124,24 @@ def evaluate_system(exp: Experiment, system: str, split: str = "eval", source: s
     spec = exp.spec("out_acoustic")
     cols = static_columns(spec)
     sdir = exp.synth_dir(system, split)
-    pairs, used_source = {}, set()
+    pairs, used_source, failed = {}, set(), {}
     for utt in exp.utterances(split):
         if not (sdir / f"{utt}.wav").exists() and not (sdir / f"{utt}.npy").exists():
             continue
-        natural = load_array(exp.dump_path(split, "out_acoustic", utt))[:, cols]
-        pairs[utt] = (natural, generated_static(exp, system, split, utt, source))
+        try:   # an unreadable or non-finite file fails its utterance alone, named
+            natural = finite(load_array(exp.dump_path(split, "out_acoustic", utt))[:, cols],
+                             exp.dump_path(split, "out_acoustic", utt))
+            made = sdir / f"{utt}.npy" if source != "audio" and (sdir / f"{utt}.npy").exists() else sdir / f"{utt}.wav"
+            generated = finite(generated_static(exp, system, split, utt, source), made)
+        except (ValueError, FileNotFoundError, OSError) as err:
+            failed[utt] = " ".join(str(err).split())
+            logger.error("eval %s/%s: %s left out: %s", system, split, utt, failed[utt])
+            continue
+        pairs[utt] = (natural, generated)
         used_source.add("features" if source != "audio" and (sdir / f"{utt}.npy").exists() else "audio")
     if not pairs:
+        if failed:
+            raise ValueError(f"eval {system}/{split}: every utterance failed; first: {next(iter(failed.items()))}")
         return None
     info = exp.synth_info(system, split)
     if "durations" in info:
@@ -150,8 +164,25 @@ def evaluate_system(exp: Experiment, system: str, split: str = "eval", source: s
         extra["duration_model"] = info["duration_model"]
     keys = [k for k, _, _ in COLUMNS if any(k in v for v in per_utt.values())]
     return {"system": system, "split": split, "source": "+".join(sorted(used_source)),
-            "alignment": "dtw" if dtw else "frames", **extra, "num_utterances": len(per_utt),
-            "mean": {k: nanmean(v.get(k) for v in per_utt.values()) for k in keys}, "utterances": per_utt}
+            "alignment": "dtw" if dtw else "frames", **extra, **summarize(per_utt, keys), "failed": failed,
+            "utterances": per_utt}
+
+
+def finite(x: np.ndarray, path) -> np.ndarray:
+    """``x``, or a ``ValueError`` naming ``path`` and the first non-finite value."""
+    if not np.all(np.isfinite(x)):
+        t, d = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{path}: non-finite value {x[t, d]} at frame {t}, column {d}")
+    return x
+
+
+def summarize(per_utt: dict, keys) -> dict:
+    """``num_utterances``, ``mean`` of every metric over the utterances where it is defined
+    (finite), and ``counts``: how many utterances each mean averaged (F0 correlation is
+    undefined for an utterance with fewer than two frames voiced in both)."""
+    counts = {k: sum(1 for v in per_utt.values() if v.get(k) is not None and math.isfinite(v[k])) for k in keys}
+    return {"num_utterances": len(per_utt), "mean": {k: nanmean(v.get(k) for v in per_utt.values()) for k in keys},
+            "counts": counts}
 
 
 def evaluate_duration_model(exp: Experiment, model: str, split: str = "eval",
@@ -159,16 +190,16 @@ def evaluate_duration_model(exp: Experiment, model: str, split: str = "eval",
     """Duration RMSE (frames per phone, or per state) of ``models/<model>`` on a split
     (or on the given ``utterances`` of it)."""
     trained = exp.load_model(model)
+    limit = duration_limit(trained)
     per_utt = {}
     for utt in exp.utterances(split) if utterances is None else utterances:
         x = exp.dump_path(split, "in_duration", utt)
         if not x.exists():
             continue
-        pred = round_durations(trained(load_array(x))[0])
+        pred = bound_durations(trained(load_array(x))[0], limit, f"{model} on {utt}")
         ref = load_array(exp.dump_path(split, "out_duration", utt))
         per_utt[utt] = {"duration_rmse_frames": duration_rmse(ref, pred.astype(np.float64)), "phones": len(ref)}
-    return {"system": model, "split": split, "source": "durations", "num_utterances": len(per_utt),
-            "mean": {"duration_rmse_frames": nanmean(v["duration_rmse_frames"] for v in per_utt.values())},
+    return {"system": model, "split": split, "source": "durations", **summarize(per_utt, ["duration_rmse_frames"]),
             "utterances": per_utt}
 
 
@@ -189,13 +220,19 @@ def fmt(value, fmt: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
-def metrics_rows(exp: Experiment, split: str) -> list[tuple[str, dict, int, str]]:
-    """(system, mean metrics, utterances, source) of every ``eval/*/<split>/metrics.json``,
-    WORLD copy synthesis first (the ceiling the others are read against)."""
+def metrics_rows(exp: Experiment, split: str) -> list[tuple[str, dict, str, str]]:
+    """(system, mean metrics as table cells, utterances averaged, source) of every
+    ``eval/*/<split>/metrics.json``, WORLD copy synthesis first (the ceiling the others are
+    read against). A mean over fewer utterances than the others of its row says how many
+    (``0.812 (9)``); failed utterances are counted beside the utterances averaged."""
     rows = []
     for path in sorted(exp.root.glob(f"eval/*/{split}/metrics.json")):
         m = read_json(path)
-        rows.append((m["system"], m["mean"], m.get("num_utterances", 0), m.get("source", "")))
+        n, counts = m.get("num_utterances", 0), m.get("counts", {})
+        cells = {k: fmt(v, f) + (f" ({counts[k]})" if counts.get(k, n) < n and fmt(v, f) != "-" else "")
+                 for k, _, f in COLUMNS for v in [m["mean"].get(k)] if k in m["mean"]}
+        failed = len(m.get("failed") or {})
+        rows.append((m["system"], cells, f"{n}" + (f" (+{failed} failed)" if failed else ""), m.get("source", "")))
     rows.sort(key=lambda r: (r[0] != "world_copy", r[0]))
     return rows
 
@@ -217,8 +254,8 @@ def metrics_table(exp: Experiment, split: str = "eval", markdown: bool = False) 
     used = [c for c in COLUMNS if any(c[0] in r[1] for r in rows)]
     aligned = alignments(exp, split)
     header = ["system", *[h for _, h, _ in used], "utts", "aligned"]
-    body = [[name, *[fmt(mean.get(k), f) for k, _, f in used], str(n), aligned.get(name, "-")]
-            for name, mean, n, _ in rows]
+    body = [[name, *[cells.get(k, "-") for k, _, _ in used], n, aligned.get(name, "-")]
+            for name, cells, n, _ in rows]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in body]
@@ -230,21 +267,49 @@ def metrics_table(exp: Experiment, split: str = "eval", markdown: bool = False) 
     return "\n".join([row(header), "-" * (sum(widths) + 2 * (len(widths) - 1)), *map(row, body)])
 
 
+def found_systems(exp: Experiment, split: str) -> list[str]:
+    """The systems under ``synth/*/<split>/``; a directory whose name is not a valid name
+    (made by hand: sps refuses such names) is left out with a warning."""
+    names = sorted(p.parent.name for p in exp.root.glob(f"synth/*/{split}") if p.is_dir())
+    ok = [n for n in names if is_valid_id(n)]
+    for n in sorted(set(names) - set(ok)):
+        logger.warning("eval: %s left out: not a valid system name", exp.root / "synth" / n)
+    return ok
+
+
+def inputs_digest(exp: Experiment, system: str, split: str, source: str) -> str:
+    """Digest of everything a system's metrics depend on: its generated files, the natural
+    features they are scored against, the spec, its ``synth.json`` and the source setting.
+    ``metrics.json`` records it; the metrics are up to date while it is the same."""
+    sdir = exp.synth_dir(system, split)
+    files = sorted(p for p in sdir.glob("*") if p.suffix in (".wav", ".npy", ".json") and p.is_file())
+    natural = [exp.dump_path(split, "out_acoustic", p.stem) for p in files
+               if p.suffix != ".json" and is_valid_id(p.stem) and exp.dump_path(split, "out_acoustic", p.stem).exists()]
+    return digest({"files": files_digest([*files, *sorted(set(natural))], exp.root), "source": source,
+                   "spec": exp.spec_digests(["out_acoustic"]), "utterances": exp.utterances(split)})
+
+
+def _recorded(path) -> str | None:
+    try:
+        return read_json(path).get("inputs_digest")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def run(ctx: StageContext) -> None:
     """Stage entry point (``sps eval``)."""
     cfg = bind(EvalConfig, ctx.config, "eval")
     exp, split = ctx.exp, cfg.split
-    systems = cfg.systems or sorted(p.parent.name for p in exp.root.glob(f"synth/*/{split}") if p.is_dir())
+    systems = cfg.systems or found_systems(exp, split)
     for system in systems:
         out = exp.eval_dir(system, split) / "metrics.json"
-        sdir = exp.synth_dir(system, split)
-        newest = max((p.stat().st_mtime for p in sdir.glob("*") if p.suffix in (".wav", ".npy")), default=0)
-        if out.exists() and not ctx.force and out.stat().st_mtime >= newest:
+        made_from = inputs_digest(exp, system, split, cfg.source)
+        if out.exists() and not ctx.force and _recorded(out) == made_from:
             logger.info("eval: %s is up to date", out)
             continue
         result = evaluate_system(exp, system, split, cfg.source)
         if result is not None:
-            write_json(out, result)
+            write_json(out, {**result, "inputs_digest": made_from})
     if cfg.duration_model:
         write_json(exp.eval_dir(cfg.duration_model, split) / "metrics.json",
                    evaluate_duration_model(exp, cfg.duration_model, split))

@@ -22,10 +22,11 @@ import numpy as np
 import yaml
 
 from sps.features import FeatureConfig, Normalizer
-from sps.io import read_json, read_list, read_scp
+from sps.io import check_id, read_json, read_list, read_scp
 from sps.models import TrainedModel, build_model
 from sps.spec import static_columns
-from sps.train import load_checkpoint
+from sps.stages.stamps import check_inputs, digest, files_digest
+from sps.train import load_checkpoint, weights_path
 from sps.vocoders.conditioning import Conditioning
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "dev", "eval")
 #: file beside a system's utterances recording how they were synthesized
 SYNTH_INFO = "synth.json"
+#: the per-utterance files each data stage writes (dump/<split>/<kind>/<utt>.npy)
+STAGE_KINDS = {"features": ("out_acoustic", "lf0_raw", "mel", "wav"),
+               "linguistic": ("in_duration", "out_duration", "in_acoustic")}
 #: the stages that make training data, in order: an utterance one of them rejects is left
 #: out of every later stage
 DATA_STAGES = ("features", "linguistic")
@@ -73,26 +77,26 @@ class Experiment:
         return self.root / "stats"
 
     def list_path(self, split: str) -> Path:
-        return self.data_dir / f"{split}.list"
+        return self.data_dir / f"{_name(split, 'split')}.list"
 
     def dump_path(self, split: str, kind: str, utt: str) -> Path:
         """``dump/<split>/<kind>/<utt>.npy``."""
-        return self.dump_dir / split / kind / f"{utt}.npy"
+        return self.dump_dir / _name(split, "split") / _name(kind, "feature kind") / f"{check_id(utt)}.npy"
 
     def spec_path(self, kind: str) -> Path:
-        return self.dump_dir / f"{kind}.json"
+        return self.dump_dir / f"{_name(kind, 'feature kind')}.json"
 
     def stats_path(self, kind: str) -> Path:
-        return self.stats_dir / f"{kind}.npz"
+        return self.stats_dir / f"{_name(kind, 'feature kind')}.npz"
 
     def model_dir(self, name: str) -> Path:
-        return self.root / "models" / name
+        return self.root / "models" / _name(name, "model name")
 
     def synth_dir(self, system: str, split: str) -> Path:
-        return self.root / "synth" / system / split
+        return self.root / "synth" / _name(system, "system name") / _name(split, "split")
 
     def eval_dir(self, system: str, split: str) -> Path:
-        return self.root / "eval" / system / split
+        return self.root / "eval" / _name(system, "system name") / _name(split, "split")
 
     def synth_info(self, system: str, split: str) -> dict:
         """The synth stage's record of how ``synth/<system>/<split>`` was made ({} if none)."""
@@ -103,6 +107,33 @@ class Experiment:
     def best_path(self) -> Path:
         """``eval/best.json``: the models and vocoder the eval stage scored best."""
         return self.root / "eval" / "best.json"
+    def stamp_dir(self, stage: str, split: str, system: str | None = None) -> Path:
+        """Where a per-utterance stage records what made each utterance's outputs
+        (:mod:`sps.stages.stamps`): ``dump/<split>/.stamps/<stage>/`` for the data
+        stages, ``synth/<system>/<split>/.stamps/`` for a synthesized system."""
+        if system is not None:
+            return self.synth_dir(system, split) / ".stamps"
+        return self.dump_dir / _name(split, "split") / ".stamps" / _name(stage, "stage")
+
+    def spec_digests(self, kinds) -> dict[str, str]:
+        """``kind -> digest`` of the stream specs ``dump/<kind>.json`` that exist."""
+        return {k: digest(self.spec(k)) for k in kinds if self.spec_path(k).exists()}
+
+    def check_current(self, split: str, kinds, utts) -> None:
+        """``ValueError`` when a data file of ``kinds`` of one of ``utts`` was made with other
+        stream settings than the spec files now say (an interrupted ``--force`` run of
+        the stage that writes them, not rerun since)."""
+        for stage, stage_kinds in STAGE_KINDS.items():
+            wanted = [k for k in kinds if k in stage_kinds]
+            specs = self.spec_digests(wanted)
+            if not specs:
+                continue
+            stale = check_inputs(self.stamp_dir(stage, split), utts, specs, f"{stage} {split}")
+            if stale:
+                raise ValueError(f"{self.dump_dir / split}: {len(stale)} of {len(list(utts))} utterances' "
+                                 f"{'/'.join(wanted)} were made with other settings than "
+                                 f"{', '.join(str(self.spec_path(k)) for k in specs)} (e.g. {stale[0]}; an "
+                                 f"interrupted --force run?): rerun the {stage} stage")
 
     # ---------------------------------------------------------------- contents
     def splits(self) -> list[str]:
@@ -168,8 +199,12 @@ class Experiment:
         path = self.stats_path(kind)
         if not path.exists():
             raise FileNotFoundError(f"{path}: statistics not found (run the stats stage)")
-        with np.load(path) as data:
-            return {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
+        except Exception as err:  # noqa: BLE001 - zip, pickle and format errors alike
+            raise ValueError(f"{path}: not a readable statistics file ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())}); rerun the stats stage") from None
 
     def normalizer(self, in_kind: str, out_kind: str) -> Normalizer:
         """Input min-max scaling and output standardisation from the statistics."""
@@ -194,12 +229,42 @@ class Experiment:
         return TrainedModel(net, self.normalizer(cfg["in_kind"], cfg["out_kind"]),
                             bool(cfg.get("predict_variance", False)))
 
+    def model_digest(self, name: str) -> str:
+        """Digest of what a trained model's output depends on: its ``config.yaml``, the
+        weights it loads (``best.pt``, else the latest checkpoint) and its statistics."""
+        d = self.model_dir(name)
+        cfg = self.model_config(name)
+        stats = [self.stats_path(k) for k in (cfg.get("in_kind"), cfg.get("out_kind")) if k]
+        return files_digest([d / "config.yaml", weights_path(d), *[p for p in stats if p.exists()]], self.root)
+
     def model_config(self, name: str) -> dict:
         """``models/<name>/config.yaml``."""
         path = self.model_dir(name) / "config.yaml"
         if not path.exists():
             raise FileNotFoundError(f"{path}: model config not found (train the model first)")
-        return yaml.safe_load(path.read_text())
+        try:
+            cfg = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not a readable model config ({type(err).__name__})") from None
+        missing = [k for k in ("model", "in_dim", "net_out_dim", "in_kind", "out_kind")
+                   if not isinstance(cfg, dict) or k not in cfg]
+        if not isinstance(cfg, dict) or ("vocoder" not in cfg and missing):
+            raise ValueError(f"{path}: not a model config (missing {', '.join(missing) or 'everything'}); "
+                             "retrain the model")
+        return cfg
+
+
+def _name(value: str, what: str) -> str:
+    """A name that becomes a path inside the experiment, checked like an utterance id."""
+    return check_id(value, what, what)
+
+
+def check_names(**names) -> None:
+    """Config check: every given name (``key=value``; None and lists allowed) is a valid
+    path component (:func:`sps.io.check_id`); the error names the key."""
+    for key, value in names.items():
+        for v in ([] if value is None else [value] if isinstance(value, str) else list(value)):
+            check_id(v, key, "name")
 
 
 @functools.lru_cache(maxsize=8)

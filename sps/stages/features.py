@@ -5,8 +5,11 @@ experiment directory, writes the stream specs ``dump/out_acoustic.json`` and
 ``dump/mel.json`` (a rerun with different settings is refused unless ``--force``,
 since resuming would mix two layouts), and runs :func:`sps.features.acoustic.extract_utterance` on every
 utterance through :func:`sps.stages.runner.run_utterances` (``--jobs``, ``--shard``, resume,
-bad utterances reported and skipped). A summary of each split goes to
-``dump/<split>/features_report.txt``.
+bad utterances reported and skipped). Each utterance's record
+(``dump/<split>/.stamps/features/<utt>.json``) holds the digests of its audio, its
+labels and the specs: a rerun redoes exactly the utterances whose record no longer
+matches (a killed ``--force`` run, another corpus with the same ids). A summary of each
+split goes to ``dump/<split>/features_report.txt``.
 """
 from __future__ import annotations
 
@@ -16,13 +19,14 @@ import logging
 from sps.config import bind
 from sps.features import FeatureConfig, acoustic_spec, extract_utterance, mel_spec
 from sps.io import read_json, save_array, write_json
-from sps.stages.experiment import SPLITS, Experiment
+from sps.stages.experiment import STAGE_KINDS, Experiment
 from sps.stages.runner import StageContext, run_utterances
+from sps.stages.stamps import Stamps, digest, file_digest
 
 logger = logging.getLogger(__name__)
 
 #: the files one utterance produces, per split: dump/<split>/<kind>/<utt>.npy
-KINDS = ("out_acoustic", "lf0_raw", "mel", "wav")
+KINDS = STAGE_KINDS["features"]
 
 
 def process_utterance(utt: str, *, exp: Experiment, split: str, config: FeatureConfig) -> None:
@@ -36,8 +40,15 @@ def process_utterance(utt: str, *, exp: Experiment, split: str, config: FeatureC
         save_array(exp.dump_path(split, kind, utt), feats[kind])
 
 
-def _is_done(utt: str, *, exp: Experiment, split: str) -> bool:
-    return all(exp.dump_path(split, kind, utt).exists() for kind in KINDS)
+def stamps(exp: Experiment, split: str) -> Stamps:
+    """The records of this stage over a split: an utterance's key is the content of its
+    audio and labels and the stream specs (:mod:`sps.stages.stamps`)."""
+    specs = exp.spec_digests(("out_acoustic", "mel"))
+    wav, lab = exp.scp("wav"), exp.scp("lab")
+    return Stamps(exp.root, exp.stamp_dir("features", split),
+                  outputs=lambda utt: [exp.dump_path(split, kind, utt) for kind in KINDS],
+                  key=lambda utt: digest({"specs": specs, "wav": file_digest(wav[utt]), "lab": file_digest(lab[utt])}),
+                  specs=specs)
 
 
 def run(ctx: StageContext) -> dict:
@@ -60,10 +71,10 @@ def run(ctx: StageContext) -> dict:
     summaries = {}
     for split in exp.splits():
         process = functools.partial(process_utterance, exp=exp, split=split, config=config)
-        done = None if ctx.force else functools.partial(_is_done, exp=exp, split=split)
         suffix = "" if ctx.shard is None else f".{ctx.shard[0]}of{ctx.shard[1]}"
         summaries[split] = run_utterances(
             exp.utterances(split, stage="features"), process, desc=f"features {split}", jobs=ctx.jobs,
-            shard=ctx.shard, done=done, report=exp.dump_dir / split / f"features_report{suffix}.txt",
+            shard=ctx.shard, stamps=stamps(exp, split), force=ctx.force,
+            report=exp.dump_dir / split / f"features_report{suffix}.txt",
             rejected=exp.rejected_path("features", ctx.shard), max_failed=ctx.max_failed)
     return summaries

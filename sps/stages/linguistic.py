@@ -31,12 +31,13 @@ from sps.frontend import load_labels, load_questions, question_file
 from sps.frontend.features import duration_features, feature_names, linguistic_features, resolve_subphone
 from sps.frontend.questions import DEFAULT_SEMANTICS, SEMANTICS, QuestionSet
 from sps.io import audio_length, read_json, save_array, write_json
-from sps.stages.experiment import Experiment
+from sps.stages.experiment import STAGE_KINDS, Experiment
 from sps.stages.runner import StageContext, run_utterances
+from sps.stages.stamps import Stamps, digest, file_digest
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("in_duration", "out_duration", "in_acoustic")
+KINDS = STAGE_KINDS["linguistic"]
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,14 @@ def _first_readable(lab_scp: dict[str, str], utts: list[str]):
     raise ValueError(f"no readable label file among {len(utts)} utterances (first error: {first_error})")
 
 
-def _done(utt: str, *, exp: Experiment, split: str) -> bool:
-    return all(exp.dump_path(split, kind, utt).exists() for kind in KINDS)
+def stamps(exp: Experiment, split: str, lab_scp: dict[str, str]) -> Stamps:
+    """The records of this stage over a split: an utterance's key is the content of its
+    labels and the three stream specs (question file digest, semantics, positional
+    features, frame shift)."""
+    specs = exp.spec_digests(KINDS)
+    return Stamps(exp.root, exp.stamp_dir("linguistic", split),
+                  outputs=lambda utt: [exp.dump_path(split, kind, utt) for kind in KINDS],
+                  key=lambda utt: digest({"specs": specs, "lab": file_digest(lab_scp[utt])}), specs=specs)
 
 
 def run(ctx: StageContext) -> dict:
@@ -203,9 +210,9 @@ def run(ctx: StageContext) -> dict:
         process = functools.partial(process_utterance, exp=exp, split=split, question_file=qfile,
                                     subphone=subphone, num_states=num_states, frame_shift=frame_shift,
                                     max_mismatch=cfg.max_frame_mismatch, semantics=semantics)
-        done = None if ctx.force else functools.partial(_done, exp=exp, split=split)
         summaries[split] = run_utterances(
-            utts, process, desc=f"linguistic {split}", jobs=ctx.jobs, shard=ctx.shard, done=done,
+            utts, process, desc=f"linguistic {split}", jobs=ctx.jobs, shard=ctx.shard,
+            stamps=stamps(exp, split, lab_scp), force=ctx.force,
             report=exp.dump_dir / split / f"linguistic_report{suffix}.txt",
             rejected=exp.rejected_path("linguistic", ctx.shard), max_failed=ctx.max_failed)
     return summaries

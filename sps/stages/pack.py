@@ -14,6 +14,8 @@ Config (keys of :class:`PackConfig`; every key may be given as ``key=value``)::
     postfilter: null        # null: as the best-scored acoustic system was made
     postfilter_beta: 1.4
     vuv_threshold: 0.5
+    max_duration: null      # bounded synthesis (sps.synthesis): a predicted duration's upper
+    max_frames: 60000       # bound (null: 2x the longest in training), frames per utterance
 
 The question file (with its semantics) and the positional features are those recorded
 in ``dump/in_acoustic.json``, as the synth stage reads them. The file holds the models'
@@ -39,11 +41,11 @@ from sps.frontend.festival import check_voice
 from sps.frontend.questions import DEFAULT_SEMANTICS
 from sps.io import read_json
 from sps.stages.best import best_name, describe_score, read_best
-from sps.stages.experiment import Experiment
+from sps.stages.experiment import Experiment, check_names
 from sps.stages.linguistic import LEGACY_SEMANTICS
 from sps.stages.runner import StageContext
 from sps.stages.vocoder import VocodeConfig, load_vocoder, make_vocoder, vocoder_config
-from sps.synthesis import Voice
+from sps.synthesis import MAX_FRAMES, Voice
 from sps.synthesis.vocoding import WORLD
 from sps.synthesis.voicefile import write_voice
 from sps.vocoders import get_vocoder
@@ -67,10 +69,18 @@ class PackConfig:
     questions: str | None = None            # question file (None: the one in dump/in_acoustic.json)
     question_semantics: str | None = None   # None: as recorded
     subphone_features: str | None = None    # None: as recorded
+    max_duration: int | None = None         # upper bound of a predicted duration (None: 2x the longest in training)
+    max_frames: int = MAX_FRAMES            # per-utterance frame budget
     description: str | None = None
 
     def __post_init__(self):
         check_voice(self.festival_voice)
+        check_names(acoustic_model=self.acoustic_model, duration_model=self.duration_model, name=self.name,
+                    default_vocoder=self.default_vocoder)
+        if self.max_duration is not None and self.max_duration < 1:
+            raise ValueError(f"max_duration must be >= 1 frame or null, got {self.max_duration}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
 
 
 def question_setup(exp: Experiment, questions: str | None = None, semantics: str | None = None,
@@ -101,13 +111,13 @@ def _plain(obj):
 
 
 def model_section(exp: Experiment, name: str) -> dict:
-    """A duration/acoustic model as a voice-file section."""
+    """A duration/acoustic model as a voice-file section: its config, weights and the
+    statistics of its input and output kinds (``stats/<kind>.npz``, every array)."""
+    cfg = exp.model_config(name)
     trained = exp.load_model(name)
-    norm = trained.norm
-    stats = {k: torch.from_numpy(np.asarray(v, dtype=np.float64).copy()) for k, v in
-             (("in_min", norm.in_min), ("in_max", norm.in_max), ("out_mean", norm.out_mean), ("out_std", norm.out_std))}
-    return {"name": name, "config": _plain(exp.model_config(name)), "state_dict": _tensors(trained.net.state_dict()),
-            "stats": stats}
+    stats = {side: {k: torch.from_numpy(np.array(v, dtype=np.float64)) for k, v in exp.stats(cfg[f"{side}_kind"]).items()}
+             for side in ("in", "out")}
+    return {"name": name, "config": _plain(cfg), "state_dict": _tensors(trained.net.state_dict()), "stats": stats}
 
 
 def vocoder_section(exp: Experiment, ref: str, cond) -> tuple[str, dict]:
@@ -152,9 +162,9 @@ def trained_vocoders(exp: Experiment) -> list[str]:
 
 
 def _metrics(exp: Experiment, system: str, split: str) -> dict | None:
-    path = exp.eval_dir(system, split) / "metrics.json"
-    if not system or not path.exists():
+    if not system or not (exp.eval_dir(system, split) / "metrics.json").exists():
         return None
+    path = exp.eval_dir(system, split) / "metrics.json"
     m = read_json(path)
     keep = ("mcd_db", "bap_db", "f0_rmse_hz", "f0_corr", "vuv_error_pct", "duration_rmse_frames")
     return _plain({"system": system, "alignment": m.get("alignment"), "mean": m.get("mean", {}),
@@ -231,7 +241,8 @@ def voice_sections(exp: Experiment, cfg: PackConfig) -> tuple[dict, list[str]]:
              "questions": {"name": qfile.name, "text": qfile.read_text(errors="replace"), "semantics": semantics},
              "subphone_features": subphone,
              "synthesis": {"postfilter": bool(postfilter), "postfilter_beta": float(cfg.postfilter_beta),
-                           "vuv_threshold": float(cfg.vuv_threshold)},
+                           "vuv_threshold": float(cfg.vuv_threshold), "max_duration": cfg.max_duration,
+                           "max_frames": int(cfg.max_frames)},
              "default_vocoder": default,
              "models": {"acoustic": acoustic, "duration": duration, "vocoders": list(vocoders)},
              "defaults": {"acoustic_model": how["acoustic_model"], "duration_model": how["duration_model"],
@@ -257,7 +268,8 @@ def experiment_voice(exp: Experiment, cfg) -> Voice:
                       default_vocoder=cfg.vocoder, festival_voice=cfg.voice,
                       postfilter=cfg.postfilter, postfilter_beta=cfg.postfilter_beta, vuv_threshold=cfg.vuv_threshold,
                       questions=cfg.questions, question_semantics=cfg.question_semantics,
-                      subphone_features=cfg.subphone_features)
+                      subphone_features=cfg.subphone_features, max_duration=cfg.max_duration,
+                      max_frames=cfg.max_frames)
     sections, lines = voice_sections(exp, pack)
     for line in lines:
         print(f"synth: {line}")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from sps.config import bind
 from sps.io import load_array, read_wav, write_text, write_wav
-from sps.stages.evaluate import COLUMNS, fmt, metrics_rows
-from sps.stages.experiment import Experiment
+from sps.stages.evaluate import COLUMNS, metrics_rows
+from sps.stages.experiment import Experiment, check_names
 from sps.stages.runner import StageContext
 from sps.synthesis import plot_spectrogram
 
@@ -47,6 +47,9 @@ class ReportConfig:
     """Keys of ``conf/report.yaml``."""
     split: str = "eval"
     max_utterances: int | None = None
+
+    def __post_init__(self):
+        check_names(split=self.split)
 
 
 def esc(value) -> str:
@@ -79,8 +82,8 @@ def _metrics_html(exp: Experiment, split: str) -> str:
     used = [c for c in COLUMNS if any(c[0] in r[1] for r in rows)]
     head = "".join(f"<th>{esc(h)}</th>" for h in ["system", *[h for _, h, _ in used], "utts", "from"])
     body = ""
-    for name, mean, n, src in rows:
-        cells = "".join(f"<td>{esc(fmt(mean.get(k), f))}</td>" for k, _, f in used)
+    for name, values, n, src in rows:
+        cells = "".join(f"<td>{esc(values.get(k, '-'))}</td>" for k, _, _ in used)
         body += f"<tr><td>{esc(name)}</td>{cells}<td>{esc(n)}</td><td>{esc(src)}</td></tr>\n"
     return f"<table><tr>{head}</tr>\n{body}</table>"
 
@@ -116,7 +119,8 @@ def build_report(exp: Experiment, split: str = "eval", max_utterances: int | Non
     rows = ""
     for utt in utts:
         cells = [f"<td>{esc(utt)}</td>"]
-        for path in [natural.get(utt), *[exp.synth_dir(s, split) / f"{utt}.wav" for s in systems]]:
+        # (the directories found, by path: a name sps would refuse is still shown, escaped)
+        for path in [natural.get(utt), *[exp.root / "synth" / s / split / f"{utt}.wav" for s in systems]]:
             if path is None or not path.exists():
                 cells.append('<td class="sys">-</td>')
                 continue

@@ -4,8 +4,11 @@ Every per-utterance stage (features, linguistic features, synthesis, ...) calls
 :func:`run_utterances` with a picklable ``process(utt)`` that writes its outputs
 atomically (``sps.io.atomic_path``). The runner
 
-* skips utterances whose outputs already exist (``done(utt)``), so an interrupted
-  run resumes where it stopped and produces the same files;
+* skips utterances that are done: with ``stamps`` (:mod:`sps.stages.stamps`), those
+  whose record shows outputs made from the current inputs and settings (the others
+  are *stale*: redone and counted); else those ``done(utt)`` says exist. So an
+  interrupted run resumes where it stopped and produces the same files, and a run
+  after a change of inputs or settings redoes exactly what the change made stale;
 * splits the list for ``--shard K/N`` (K in 1..N, round-robin), so array jobs of any
   scheduler can share a corpus;
 * fans out to ``--jobs N`` worker processes (spawned, so torch/OpenMP state is not
@@ -34,6 +37,7 @@ from tqdm import tqdm
 
 from sps.io import write_text
 from sps.stages.experiment import Experiment
+from sps.stages.stamps import Stamps
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +49,13 @@ class StageSummary:
     ok: int = 0
     skipped: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    #: utterances redone because their outputs were stale (made from other inputs or settings)
+    stale: int = 0
 
     def __str__(self) -> str:
-        text = f"{self.desc}: {self.ok} ok, {self.skipped} skipped (already done), {len(self.failed)} failed"
+        redone = f" ({self.stale} stale: redone)" if self.stale else ""
+        text = (f"{self.desc}: {self.ok} ok{redone}, {self.skipped} skipped (already done), "
+                f"{len(self.failed)} failed")
         for utt, msg in self.failed.items():
             text += f"\n  FAILED {utt}: {msg}"
         return text
@@ -120,6 +128,18 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _kill_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Stop a pool at once: queued work is cancelled and the workers are killed (waiting
+    for them would finish the whole queue)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    for proc in procs:
+        proc.join(timeout=5)
+
+
 def _call(process: Callable[[str], object], utt: str) -> tuple[str, str | None]:
     try:
         process(utt)
@@ -133,7 +153,8 @@ def run_utterances(utts: Iterable[str], process: Callable[[str], object], *, des
                    jobs: int = 1, shard: tuple[int, int] | None = None,
                    done: Callable[[str], bool] | None = None,
                    report: str | Path | None = None, rejected: str | Path | None = None,
-                   max_failed: float | None = MAX_FAILED) -> StageSummary:
+                   max_failed: float | None = MAX_FAILED, stamps: Stamps | None = None,
+                   force: bool = False) -> StageSummary:
     """Run ``process(utt)`` for every utterance, robustly.
 
     Parameters
@@ -151,6 +172,13 @@ def run_utterances(utts: Iterable[str], process: Callable[[str], object], *, des
         Process only share K of N.
     done : callable, optional
         ``done(utt)`` True means the outputs exist: skip (resume). Pass None to force.
+        Not used with ``stamps``.
+    stamps : Stamps, optional
+        The records of what made each utterance's outputs: an utterance is skipped when
+        its record is current, and recorded after it succeeds (its record dropped when
+        it fails).
+    force : bool
+        With ``stamps``: redo every utterance.
     report : path, optional
         Where to write the summary text (atomically) in addition to logging it.
     rejected : path, optional
@@ -160,19 +188,35 @@ def run_utterances(utts: Iterable[str], process: Callable[[str], object], *, des
         Raise :class:`StageFailed` (after writing the report) when no utterance is done
         or more than this fraction of them failed; None never raises.
     """
-    todo, summary = [], StageSummary(desc=desc)
+    todo, summary, keys, stale = [], StageSummary(desc=desc), {}, set()
     for utt in select_shard(list(utts), shard):
-        if done is not None and done(utt):
+        if stamps is not None:
+            state, keys[utt] = stamps.state(utt)
+            if state == "done" and not force:
+                summary.skipped += 1
+                continue
+            if state == "stale" and not force:
+                stale.add(utt)
+            todo.append(utt)
+        elif done is not None and done(utt):
             summary.skipped += 1
         else:
             todo.append(utt)
+    if stale:
+        logger.warning("%s: %d utterances have stale outputs (made from other inputs or settings, or of "
+                       "unknown origin): redone", desc, len(stale))
     bar = tqdm(total=len(todo), desc=desc, unit="utt", disable=None, file=sys.stderr)
 
     def record(utt: str, err: str | None) -> None:
         bar.update(1)
         if err is None:
+            if stamps is not None:
+                stamps.write(utt, keys[utt])
             summary.ok += 1
+            summary.stale += utt in stale
         else:
+            if stamps is not None:
+                stamps.forget(utt)
             summary.failed[utt] = err
             logger.error("%s: %s failed: %s", desc, utt, err)
 
@@ -181,11 +225,16 @@ def run_utterances(utts: Iterable[str], process: Callable[[str], object], *, des
             record(*_call(process, utt))
     else:
         ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_die_with_parent,
-                                    initargs=(os.getpid(),)) as pool:
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_die_with_parent,
+                                      initargs=(os.getpid(),))
+        try:
             futures = [pool.submit(_call, process, utt) for utt in todo]
             for fut in cf.as_completed(futures):
                 record(*fut.result())
+        except BaseException:   # interrupted (Ctrl-C, SIGTERM) or broken: the workers go now
+            _kill_workers(pool)
+            raise
+        pool.shutdown(wait=True)
     bar.close()
     summary.failed = dict(sorted(summary.failed.items()))
     (logger.warning if summary.failed else logger.info)("%s", summary)

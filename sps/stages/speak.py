@@ -132,10 +132,14 @@ def _many(voice, items: list, vocoder: str, out_dir: Path, options: dict, batch_
     summary = StageSummary(desc=f"speak {out_dir}")
     bar = tqdm(total=len(items), desc="speak", unit="utt", disable=None)
     for start in range(0, len(items), max(1, batch_size)):
-        ready = []
-        for stem, where, item in items[start:start + batch_size]:
+        ready, group = [], items[start:start + batch_size]
+        texts = [item for _, _, item in group if isinstance(item, str)]
+        festival = iter(voice.labels_many(texts) if texts else [])
+        for stem, where, item in group:
             try:
-                labels = voice.labels(item) if isinstance(item, str) else load_labels(item)
+                labels = next(festival) if isinstance(item, str) else load_labels(item)
+                if isinstance(labels, Exception):
+                    raise labels
                 ready.append((stem, voice.parameters(labels, **options)))
             except (ValueError, FileNotFoundError, RuntimeError) as err:
                 summary.failed[where] = " ".join(str(err).split())

@@ -4,7 +4,12 @@ For every feature kind present in ``dump/train/`` the stage streams the train
 utterances' ``.npy`` files through :class:`sps.features.RunningStats` (float64,
 pairwise merge: the corpus is never held in memory) and writes ``stats/<kind>.npz``
 with ``count`` (frames), ``mean``, ``std`` (population, floored at ``std_floor``),
-``min`` and ``max`` (float32 arrays of the feature dimension).
+``min`` and ``max`` (float32 arrays of the feature dimension) and ``constant`` (bool:
+dimensions that never varied, which min-max scaling leaves unscaled).
+
+An utterance with an unreadable or non-finite file of any kind is left out of every
+statistic (logged with the file and the problem, counted in the summary); the stage
+fails when more than ``--max-failed`` of the utterances are left out that way.
 
 Outputs (``out_acoustic``, ``out_duration``, ``mel``) are meant to be normalised with
 mean/std (:func:`sps.features.norm.normalize`), inputs (``in_acoustic``,
@@ -16,6 +21,7 @@ Config keys (``conf/stats.yaml``): :class:`StatsConfig`.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +29,8 @@ import numpy as np
 from sps.config import bind
 from sps.features import RunningStats
 from sps.io import atomic_path, load_array
-from sps.stages.runner import StageContext
+from sps.stages.experiment import check_names
+from sps.stages.runner import StageContext, StageFailed
 
 logger = logging.getLogger(__name__)
 
@@ -39,21 +46,33 @@ class StatsConfig:
     split: str = "train"
 
     def __post_init__(self):
+        check_names(split=self.split)
         unknown = [k for k in self.kinds if k not in KINDS]
         if unknown:
             raise ValueError(f"kinds: unknown feature kinds {unknown} (known: {', '.join(KINDS)})")
-        if self.std_floor < 0:
-            raise ValueError(f"std_floor must be >= 0, got {self.std_floor}")
+        if not self.std_floor > 0:
+            raise ValueError(f"std_floor must be > 0 (constant dimensions are divided by it), got {self.std_floor}")
+
+
+def load_rows(path) -> np.ndarray:
+    """A ``(T, D)`` feature file (1-D files as one column); non-finite values are a
+    ``ValueError`` naming the file, the frame and the dimension."""
+    x = load_array(path)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"{path}: expected a (frames, dim) array, got shape {x.shape}")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        t, d = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{path}: non-finite value {x[t, d]} at frame {t}, dimension {d}")
+    return x
 
 
 def accumulate(paths, stats: RunningStats | None = None) -> RunningStats:
     """Add the ``(T, D)`` arrays stored at ``paths`` (``.npy``) to ``stats``."""
     stats = RunningStats() if stats is None else stats
     for path in paths:
-        x = load_array(path)
-        if x.ndim == 1:
-            x = x[:, None]
-        stats.update(x, name=str(path))
+        stats.update(load_rows(path), name=str(path))
     return stats
 
 
@@ -62,7 +81,7 @@ def save_stats(path, stats: RunningStats, std_floor: float) -> None:
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, count=np.int64(stats.count), mean=stats.mean.astype(np.float32),
                  std=stats.std(std_floor).astype(np.float32), min=stats.min.astype(np.float32),
-                 max=stats.max.astype(np.float32))
+                 max=stats.max.astype(np.float32), constant=stats.constant())
 
 
 def run(ctx: StageContext) -> dict:
@@ -91,12 +110,36 @@ def run(ctx: StageContext) -> dict:
     if not complete:
         raise ValueError(f"{exp.dump_dir / cfg.split}: no utterance of the {cfg.split} list has every kind "
                          f"({', '.join(kinds)})")
+    exp.check_current(cfg.split, kinds, complete)   # no statistics of files made under other settings
+    acc = {kind: RunningStats() for kind in kinds}
+    failed: dict[str, str] = {}
+    for utt in complete:       # every kind of an utterance, or none of them
+        try:
+            arrays = {kind: load_rows(exp.dump_path(cfg.split, kind, utt)) for kind in kinds}
+            for kind, x in arrays.items():
+                if acc[kind].dim is not None and x.shape[1] != acc[kind].dim:
+                    raise ValueError(f"{exp.dump_path(cfg.split, kind, utt)}: dimension {x.shape[1]}, the other "
+                                     f"{kind} files have {acc[kind].dim}")
+        except ValueError as err:
+            failed[utt] = str(err)
+            logger.error("stats: %s left out: %s", utt, err)
+            continue
+        for kind, x in arrays.items():
+            acc[kind].update(x, name=str(exp.dump_path(cfg.split, kind, utt)))
+    used = len(complete) - len(failed)
+    if failed:
+        first = next(iter(failed.items()))
+        print(f"stats: {len(failed)} of {len(complete)} {cfg.split} utterances left out (unreadable or "
+              f"non-finite); first: {first[0]}: {first[1]}", file=sys.stderr)
+        if not used or len(failed) > ctx.max_failed * len(complete):
+            raise StageFailed(f"stats: {len(failed)} of {len(complete)} utterances have unusable files (more than "
+                              f"--max-failed {ctx.max_failed:g}); first: {first[0]}: {first[1]}")
     written = {}
     for kind in kinds:
-        stats = accumulate(exp.dump_path(cfg.split, kind, u) for u in complete)
+        stats = acc[kind]
         out = exp.stats_path(kind)
         save_stats(out, stats, cfg.std_floor)
-        logger.info("stats: %s: %d frames of dim %d from %d utterances -> %s",
-                    kind, stats.count, stats.dim, len(complete), out)
+        logger.info("stats: %s: %d frames of dim %d from %d utterances (%d constant dimensions) -> %s",
+                    kind, stats.count, stats.dim, used, int(stats.constant().sum()), out)
         written[kind] = out
     return written

@@ -42,10 +42,11 @@ from sps.frontend.festival import clean_text
 from sps.io import load_array, save_array, write_json, write_wav
 from sps.spec import static_columns
 from sps.stages.best import best_name
-from sps.stages.experiment import SYNTH_INFO, Experiment
+from sps.stages.experiment import SYNTH_INFO, Experiment, check_names
 from sps.stages.pack import experiment_voice, question_setup
 from sps.stages.runner import StageContext, run_utterances
-from sps.synthesis import Synthesizer, plot_comparison
+from sps.stages.stamps import Stamps, digest, file_digest
+from sps.synthesis import MAX_FRAMES, Synthesizer, plot_comparison
 from sps.vocoders import world
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,19 @@ class SynthConfig:
     vocoder: str | None = None           # --text: world, or a trained vocoder (models/<name>); None: the
                                          # best-scored one (eval/best.json), else world
     seed: int = 0                        # --text: seed of a neural vocoder's draws
+    #: upper bound of a predicted duration in frames (None: 2x the longest in training)
+    max_duration: int | None = None
+    max_frames: int = MAX_FRAMES         # per-utterance frame budget (60 000: 5 min at 5 ms)
+
+    def __post_init__(self):
+        check_names(acoustic_model=self.acoustic_model, duration_model=self.duration_model, splits=self.splits,
+                    name=self.name, vocoder=self.vocoder)
+        if self.max_duration is not None and self.max_duration < 1:
+            raise ValueError(f"max_duration must be >= 1 frame or null, got {self.max_duration}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+        if not self.festival_timeout > 0:
+            raise ValueError(f"festival_timeout must be > 0 s, got {self.festival_timeout}")
 
     @property
     def output_name(self) -> str:
@@ -109,7 +123,8 @@ def make_synthesizer(exp: Experiment, cfg: SynthConfig, need_duration: bool = Tr
                        questions=load_questions(qfile, semantics=semantics),
                        subphone_features=subphone,
                        postfilter_beta=cfg.postfilter_beta if cfg.postfilter else None,
-                       vuv_threshold=cfg.vuv_threshold)
+                       vuv_threshold=cfg.vuv_threshold, max_duration=cfg.max_duration,
+                       max_frames=cfg.max_frames)
 
 
 @functools.lru_cache(maxsize=2)
@@ -158,8 +173,30 @@ def synth_info(cfg: SynthConfig) -> dict:
             "vuv_threshold": cfg.vuv_threshold}
 
 
-def _done(utt: str, *, out_dir: Path) -> bool:
-    return (out_dir / f"{utt}.wav").exists()
+def stamps(exp: Experiment, split: str, cfg: SynthConfig) -> Stamps:
+    """The records of a synthesized system: an utterance's key is the content of its
+    input features (or labels), the models with their statistics, the specs and the
+    synthesis settings."""
+    out = exp.synth_dir(cfg.output_name, split)
+    setup = {"info": synth_info(cfg), "specs": exp.spec_digests(("out_acoustic", "in_acoustic", "in_duration")),
+             "max_duration": cfg.max_duration, "max_frames": cfg.max_frames, "questions": cfg.questions,
+             "question_semantics": cfg.question_semantics, "subphone_features": cfg.subphone_features}
+    if not cfg.copy_synthesis:
+        models = [cfg.acoustic_model] + ([cfg.duration_model] if cfg.durations == "predicted" else [])
+        setup["models"] = {m: exp.model_digest(m) for m in models}
+
+    def key(utt: str) -> str:
+        if cfg.copy_synthesis:
+            inputs = [exp.dump_path(split, "out_acoustic", utt)]
+        elif cfg.durations == "oracle":
+            inputs = [exp.dump_path(split, "in_acoustic", utt)]
+        else:
+            inputs = [exp.dump_path(split, "in_duration", utt), Path(exp.scp("lab")[utt])]
+        return digest({**setup, "inputs": [file_digest(p) for p in inputs]})
+
+    suffixes = (".wav",) if cfg.copy_synthesis else (".wav", ".npy", ".png")
+    return Stamps(exp.root, exp.stamp_dir("synth", split, cfg.output_name),
+                  outputs=lambda utt: [out / f"{utt}{s}" for s in suffixes], key=key)
 
 
 def synthesize_text(exp: Experiment, text: str, out_path: str | os.PathLike,
@@ -209,7 +246,6 @@ def run(ctx: StageContext) -> None:
         if ctx.shard is None or ctx.shard[0] == 1:
             write_json(out_dir / SYNTH_INFO, {**synth_info(cfg), "split": split})
         process = functools.partial(synth_utterance, exp=exp, split=split, cfg=cfg)
-        done = None if ctx.force else functools.partial(_done, out_dir=out_dir)
         run_utterances(exp.utterances(split), process, desc=f"synth {name} {split}", jobs=ctx.jobs,
-                       shard=ctx.shard, done=done, max_failed=ctx.max_failed)
+                       shard=ctx.shard, stamps=stamps(exp, split, cfg), force=ctx.force, max_failed=ctx.max_failed)
 

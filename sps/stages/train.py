@@ -12,8 +12,13 @@ Config (``conf/acoustic.yaml`` etc.)::
     model: {type: dnn, hidden_dim: 256, num_layers: 3, ...}   # sps.models.ModelConfig
     train: {batch_size: 16, lr: 1e-3, epochs: 20, ...}        # sps.train.TrainConfig
 
-A finished model directory (``done.json``) is skipped unless ``--force``; an
-interrupted one resumes exactly from its latest checkpoint. The seed (``train.seed``)
+A finished model directory (``done.json``) is skipped unless ``--force`` or stale; an
+interrupted one resumes exactly from its newest readable checkpoint. ``config.yaml``
+and ``done.json`` record a digest of the training data (the dump files of both splits,
+the statistics, the specs, the ``init_from`` model): a model made from other data than
+the experiment holds now is stale, and is trained afresh. ``--force``
+validates the whole config and the data first, then sets the old run aside
+(``models/<name>/.replaced``, deleted once the new run succeeds). The seed (``train.seed``)
 seeds the weight initialisation too, so two runs with one seed are identical on CPU.
 """
 from __future__ import annotations
@@ -21,10 +26,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import torch
+import yaml
 from torch import nn
 
 from sps.config import bind, to_dict
@@ -34,8 +41,10 @@ from sps.mlpg import generate_streams, mge_loss
 from sps.models import ModelConfig, build_model, gaussian_nll, masked_mse, split_output
 from sps.spec import parse_spec, static_columns
 from sps.stages.datasets import FeatureDataset, collate_pairs
+from sps.stages.experiment import check_names
 from sps.stages.runner import StageContext
-from sps.train import TrainConfig, checkpoints, fit, load_checkpoint, seed_everything
+from sps.stages.stamps import digest
+from sps.train import TrainConfig, fit, load_checkpoint, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +69,8 @@ class TrainStageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        check_names(name=self.name, init_from=self.init_from, train_split=self.train_split,
+                    valid_split=self.valid_split)
         if self.loss == "mge" and self.kind != "acoustic":
             raise ValueError("loss 'mge' applies to acoustic models only")
         if self.stream_weights is not None:
@@ -137,15 +148,31 @@ def column_weights(spec: dict | None, stream_weights: dict[str, float]) -> torch
     return w
 
 
+def current_run(out_dir, data_digest: str) -> bool:
+    """Whether the run in ``out_dir`` (if any) was made from the data of ``data_digest``, so
+    that it may be resumed or kept. A run made from other data (features redone, another
+    corpus, a retrained ``init_from`` model) is stale: it is said so, and a fresh run
+    replaces it (the old files are set aside until the new run succeeds)."""
+    cfg_path = out_dir / "config.yaml"
+    if not cfg_path.exists():
+        return True
+    try:
+        recorded = (yaml.safe_load(cfg_path.read_text()) or {}).get("data_digest")
+    except (yaml.YAMLError, UnicodeDecodeError, AttributeError):
+        recorded = None
+    if recorded == data_digest:
+        return True
+    print(f"{out_dir} is stale (it was trained on other data than the experiment holds now, or its "
+          "record is missing): training afresh", file=sys.stderr)
+    return False
+
+
 def train(ctx: StageContext) -> None:
     """Stage ``train``: fit the model the config describes (see the module docstring)."""
     c = bind(TrainStageConfig, ctx.config, "train")
     exp = ctx.exp
     name = c.model_name
     out_dir = exp.model_dir(name)
-    if (out_dir / "done.json").exists() and not ctx.force:
-        print(f"train: {out_dir} is complete (done.json); use --force to retrain")
-        return
     in_kind, out_kind = KINDS[c.kind]
     norm = exp.normalizer(in_kind, out_kind)
     init_state = None
@@ -171,13 +198,21 @@ def train(ctx: StageContext) -> None:
     logger.info("%s: %s model, %d parameters, %d train / %d valid utterances", name, c.model.type,
                 n_params, len(train_set), len(valid_set))
     metadata = {k: v for k, v in to_dict(c).items() if k != "train"}
+    data = digest({"train": train_set.digest, "valid": valid_set.digest,
+                   "init_from": exp.model_digest(c.init_from) if c.init_from else None})
     metadata.update(name=name, in_dim=norm.in_dim, out_dim=norm.out_dim, net_out_dim=net_out,
-                    in_kind=in_kind, out_kind=out_kind)
-    if ctx.force and out_dir.exists():  # a fresh run must not inherit stale files
-        for p in [*checkpoints(out_dir), out_dir / "best.pt", out_dir / "done.json"]:
-            p.unlink(missing_ok=True)
-    result = fit(model, make_step_fn(c, norm, spec), train_set, valid_set, out_dir, c.train,
-                 collate_fn=collate_pairs, resume=not ctx.force, metadata=metadata)
+                    in_kind=in_kind, out_kind=out_kind, data_digest=data)
+    resume = not ctx.force and current_run(out_dir, data)
+    if resume and (out_dir / "done.json").exists():
+        print(f"train: {out_dir} is complete (done.json, same data); use --force to retrain")
+        return
+    # everything above validated the run; a fresh one sets the old files aside only now
+    step_fn = make_step_fn(c, norm, spec)
+    result = fit(model, step_fn, train_set, valid_set, out_dir, c.train,
+                 collate_fn=collate_pairs, resume=resume, metadata=metadata)
     if int(os.environ.get("RANK", "0")) == 0:
-        write_json(out_dir / "done.json", {**result, "parameters": n_params})
+        if not (out_dir / "best.pt").exists():
+            raise ValueError(f"{out_dir}: training ended without best.pt (the validation loss was never "
+                             "finite); no done.json written")
+        write_json(out_dir / "done.json", {**result, "parameters": n_params, "data_digest": data})
     print(f"train: {name}: {result['step']} steps, best valid loss {result['best_valid']:.4f} -> {out_dir}")

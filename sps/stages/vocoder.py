@@ -45,10 +45,12 @@ from sps.config import bind, bind_kwargs
 from sps.dsp import deemphasis
 from sps.io import atomic_path, load_array, write_wav
 from sps.stages.datasets import SegmentDataset, collate_segments
-from sps.stages.evaluate import write_system_metrics
-from sps.stages.experiment import Experiment
-from sps.stages.runner import StageContext, StageSummary, select_shard
-from sps.train import TrainConfig, fit, load_checkpoint, seed_everything
+from sps.stages.evaluate import found_systems, write_system_metrics
+from sps.stages.experiment import Experiment, check_names
+from sps.stages.runner import StageContext, StageFailed, StageSummary, select_shard
+from sps.stages.stamps import Stamps, digest, file_digest, files_digest
+from sps.stages.train import current_run
+from sps.train import TrainConfig, fit, load_checkpoint, seed_everything, weights_path
 from sps.vocoders import build_vocoder, get_vocoder
 from sps.vocoders.conditioning import Conditioning
 from sps.vocoders.pruning import PruningConfig, pruning_hook
@@ -77,6 +79,13 @@ class VocodeConfig:
     metrics: bool = True
     generate: dict = field(default_factory=dict)      # keyword arguments of the vocoder's generate()
 
+    def __post_init__(self):
+        check_names(splits=self.splits, acoustic_models=self.acoustic_models)
+        if self.batch_size < 1 or (self.max_utts is not None and self.max_utts < 1):
+            raise ValueError("batch_size must be >= 1 and max_utts >= 1 or null")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+
 
 @dataclass(frozen=True)
 class VocoderConfig:
@@ -90,6 +99,7 @@ class VocoderConfig:
     vocode: VocodeConfig = field(default_factory=VocodeConfig)
 
     def __post_init__(self):
+        check_names(name=self.name)
         if not self.vocoder:
             raise ValueError("needs a 'vocoder' key (one of the sps.vocoders.VOCODERS names)")
         get_vocoder(self.vocoder)  # unknown names fail here
@@ -211,8 +221,10 @@ def train(ctx: StageContext) -> dict:
     valid_set = None
     if exp.list_path("dev").exists():
         valid_set = SegmentDataset(exp, "dev", cond, frames, train=False, preemphasis=cfg.preemphasis) or None
+    data = digest({"train": train_set.digest, "valid": valid_set.digest if valid_set else None,
+                   "init_from": file_digest(weights_path(resolve_init(exp, cfg.init_from))) if cfg.init_from else None})
     metadata = {"vocoder": cfg.vocoder, "model": model_cfg, "cond_dim": cond.dim,
-                "preemphasis": cfg.preemphasis}
+                "preemphasis": cfg.preemphasis, "data_digest": data}
     out_dir = exp.model_dir(cfg.model_name)
     logger.info("training %s (%d parameters) on %d utterances -> %s", cfg.vocoder,
                 sum(p.numel() for p in model.parameters()), len(train_set), out_dir)
@@ -220,8 +232,9 @@ def train(ctx: StageContext) -> dict:
     if hook is not None:
         logger.info("pruning %s to %.0f %% zero %d x %d blocks over steps %d..%d", ", ".join(hook.params),
                     100 * hook.target, *hook.block, hook.start, hook.end)
+    resume = not ctx.force and current_run(out_dir, data)
     return fit(model, loss_step, train_set, valid_set, out_dir, cfg.train, collate_fn=collate_segments,
-               resume=not ctx.force, metadata=metadata, hooks=[hook] if hook else [])
+               resume=resume, metadata=metadata, hooks=[hook] if hook else [])
 
 
 def load_vocoder(exp: Experiment, name: str, cond: Conditioning, device: torch.device):
@@ -240,7 +253,7 @@ def _vocode_set(model, jobs: list[tuple[str, Path, Path]], cond: Conditioning, v
                 device: torch.device, summary: StageSummary) -> list[str]:
     """Generate ``out`` wavs for (utt, features path, out path) jobs in length-sorted batches."""
     loaded = []
-    for utt, feat_path, out_path in jobs:
+    for utt, feat_path, out_path in jobs:     # (a non-finite file fails alone, named, not its batch)
         try:
             loaded.append((utt, cond(load_array(feat_path), feat_path), out_path))
         except (ValueError, FileNotFoundError) as err:
@@ -286,17 +299,26 @@ def vocode(ctx: StageContext) -> dict:
     ``synth/<name>_copy/<split>/<utt>.wav``; every ``synth/<m>/<split>/<utt>.npy`` of the
     acoustic models ``vocode.acoustic_models`` (null: all present) ->
     ``synth/<m>_<name>/<split>/<utt>.wav``; then ``eval/<out>/<split>/metrics.json``.
-    Existing wavs are kept unless ``--force``.
+    Wavs whose record (``synth/<out>/<split>/.stamps/``) shows them made from the same
+    features, model and settings are kept unless ``--force``; stale ones are redone. An
+    utterance whose features are missing, unreadable or non-finite fails alone, named;
+    the stage fails (exit status 1) when every utterance of an output failed or more
+    than ``--max-failed`` of them.
     """
     cfg = vocoder_config(ctx.config)
     exp, vcfg, name = ctx.exp, cfg.vocode, cfg.model_name
     device = torch.device(vcfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cond = exp.conditioning()
-    if getattr(get_vocoder(cfg.vocoder), "trainable", True):
+    trainable = getattr(get_vocoder(cfg.vocoder), "trainable", True)
+    if trainable:
         model = load_vocoder(exp, name, cond, device)
     else:                                      # a classical vocoder: built from the config
         model = make_vocoder(cfg, cond)[0].to(device).eval()
-    results = {}
+    setup = {"model": files_digest([exp.model_dir(name) / "config.yaml", weights_path(exp.model_dir(name))],
+                                   exp.root) if trainable else digest([cfg.vocoder, cfg.model, cfg.preemphasis]),
+             "cond": digest([cond.mean.tolist(), cond.std.tolist()]), "specs": exp.spec_digests(["out_acoustic"]),
+             "generate": [vcfg.temperature, vcfg.seed, vcfg.batch_size, vcfg.generate]}
+    results, failures = {}, []
     for split in vcfg.splits:
         utts = select_shard(exp.utterances(split), ctx.shard)
         if vcfg.max_utts:
@@ -304,24 +326,43 @@ def vocode(ctx: StageContext) -> dict:
         sources = {f"{name}_copy": exp.dump_dir / split / "out_acoustic"}
         models = vcfg.acoustic_models
         if models is None:
-            models = sorted(p.parent.name for p in exp.root.glob(f"synth/*/{split}") if any(p.glob("*.npy")))
+            models = [m for m in found_systems(exp, split) if any(exp.synth_dir(m, split).glob("*.npy"))]
         for m in models:
             sources[f"{m}_{name}"] = exp.synth_dir(m, split)
         for out_name, src in sources.items():
             out_dir = exp.synth_dir(out_name, split)
             summary = StageSummary(desc=f"vocode {out_name}/{split}")
-            jobs = []
+            stamps = Stamps(exp.root, exp.stamp_dir("vocode", split, out_name),
+                            outputs=lambda utt, d=out_dir: [d / f"{utt}.wav"],
+                            key=lambda utt, s=src: digest({**setup, "features": file_digest(s / f"{utt}.npy")}))
+            jobs, keys, stale = [], {}, set()
+            absent = [u for u in utts if not (src / f"{u}.npy").exists()]
+            if absent and out_name != f"{name}_copy":     # the acoustic model did not synthesize them
+                logger.info("vocode %s/%s: %d utterances have no features in %s (e.g. %s): left out", out_name,
+                            split, len(absent), src, absent[0])
             for utt in utts:
-                out_path = out_dir / f"{utt}.wav"
-                if out_path.exists() and not ctx.force:
+                state, keys[utt] = stamps.state(utt)
+                if state == "done" and not ctx.force:
                     summary.skipped += 1
-                elif (src / f"{utt}.npy").exists():
-                    jobs.append((utt, src / f"{utt}.npy", out_path))
-                else:
+                elif utt not in absent:
+                    jobs.append((utt, src / f"{utt}.npy", out_dir / f"{utt}.wav"))
+                    if state == "stale" and not ctx.force:
+                        stale.add(utt)
+                elif out_name == f"{name}_copy":
                     summary.failed[utt] = f"{src / (utt + '.npy')}: features not found"
-            _vocode_set(model, jobs, cond, vcfg, device, summary)
+            for utt in _vocode_set(model, jobs, cond, vcfg, device, summary):
+                stamps.write(utt, keys[utt])
+                summary.stale += utt in stale
+            for utt in summary.failed:
+                stamps.forget(utt)
             (logger.warning if summary.failed else logger.info)("%s", summary)
             print(str(summary).splitlines()[0], file=sys.stderr)
-            if vcfg.metrics:
+            total = summary.ok + summary.skipped + len(summary.failed)
+            if summary.failed and (not summary.ok + summary.skipped or len(summary.failed) > ctx.max_failed * total):
+                utt, msg = next(iter(sorted(summary.failed.items())))
+                failures.append(f"{out_name}/{split}: {len(summary.failed)} of {total} failed (first: {utt}: {msg})")
+            if vcfg.metrics and summary.ok + summary.skipped:
                 results[f"{out_name}/{split}"] = write_system_metrics(exp, out_name, split, source="audio")
+    if failures:
+        raise StageFailed(f"vocode: {'; '.join(failures)} (more than --max-failed {ctx.max_failed:g})")
     return results

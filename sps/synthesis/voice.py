@@ -25,10 +25,10 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from sps.features import Normalizer
-from sps.frontend import Labels, load_labels, parse_questions, text_to_labels
+from sps.frontend import Labels, load_labels, parse_questions, text_to_labels, texts_to_labels
 from sps.frontend.festival import check_voice, clean_text, split_sentences
 from sps.models import TrainedModel, build_model
-from sps.synthesis.synthesizer import Synthesizer
+from sps.synthesis.synthesizer import MAX_FRAMES, Synthesizer
 from sps.synthesis.vocoding import WORLD, VocoderRunner
 from sps.synthesis.voicefile import VoiceFileError, read_voice
 from sps.vocoders.conditioning import Conditioning
@@ -40,12 +40,12 @@ DEFAULT_POSTFILTER_BETA = 1.4
 
 
 def trained_model(section: dict) -> TrainedModel:
-    """A duration/acoustic model from its voice-file section (``config``, ``state_dict``, ``stats``)."""
+    """A duration/acoustic model from its voice-file section (``config``, ``state_dict``,
+    ``stats``: the arrays of its input and output statistics)."""
     cfg, st = section["config"], section["stats"]
     net = build_model(cfg["model"], int(cfg["in_dim"]), int(cfg["net_out_dim"]))
     net.load_state_dict(section["state_dict"])
-    norm = Normalizer({"min": st["in_min"].numpy(), "max": st["in_max"].numpy()},
-                      {"mean": st["out_mean"].numpy(), "std": st["out_std"].numpy()})
+    norm = Normalizer(*({k: v.numpy() for k, v in st[side].items()} for side in ("in", "out")))
     return TrainedModel(net, norm, bool(cfg.get("predict_variance", False)))
 
 
@@ -103,7 +103,8 @@ class Voice:
             syn = Synthesizer(trained_model(sections["acoustic"]), spec, duration=trained_model(sections["duration"]),
                               questions=questions, subphone_features=v["subphone_features"],
                               postfilter_beta=syn_cfg["postfilter_beta"] if syn_cfg["postfilter"] else None,
-                              vuv_threshold=syn_cfg["vuv_threshold"])
+                              vuv_threshold=syn_cfg["vuv_threshold"], max_duration=syn_cfg.get("max_duration"),
+                              max_frames=syn_cfg.get("max_frames", MAX_FRAMES))
             c = sections["conditioning"]
             cond = Conditioning(spec, c["mean"].numpy(), c["std"].numpy())
             info = {k: v.get(k) for k in ("models", "scores", "defaults", "source", "description")}
@@ -133,7 +134,10 @@ class Voice:
     def vocoder(self, name: str | None = None) -> VocoderRunner:
         """The runner of vocoder ``name`` (None: :attr:`default_vocoder`); a vocoder that
         was not packed is refused by name."""
-        name = self.default_vocoder if name is None else name
+        if name is None:
+            name = self.default_vocoder
+            logger.info("voice %s: vocoder %s (the default: %s)", self.name, name,
+                        (self.info.get("defaults") or {}).get("vocoder", "packed"))
         if name not in self._runners:
             if name == WORLD:
                 runner = VocoderRunner(WORLD, self.synthesizer.spec, vuv_threshold=self.synthesizer.vuv_threshold)
@@ -158,6 +162,11 @@ class Voice:
     def labels(self, text: str) -> Labels:
         """Festival's full-context labels of ``text`` (any length; see :func:`sps.frontend.text_to_labels`)."""
         return text_to_labels(text, voice=self.festival_voice)
+
+    def labels_many(self, texts: Sequence[str]) -> list:
+        """The labels of many texts from a few Festival processes (:func:`sps.frontend.texts_to_labels`):
+        per text a :class:`Labels`, or the exception that says why it has none."""
+        return [r if isinstance(r, Exception) else r[0] for r in texts_to_labels(list(texts), voice=self.festival_voice)]
 
     def parameters(self, labels: Labels | str | os.PathLike, *, speed: float = 1.0, pitch: float = 0.0,
                    postfilter: bool | float | None = None) -> np.ndarray:
@@ -200,7 +209,10 @@ class Voice:
         if isinstance(text, str):
             return self.speak_labels(self.labels(text), vocoder, speed=speed, pitch=pitch, postfilter=postfilter,
                                      seed=seed)
-        labels = [self.labels(t) for t in text]
+        labels = self.labels_many(text)
+        for i, lab in enumerate(labels):
+            if isinstance(lab, Exception):
+                raise type(lab)(f"text {i + 1} of {len(labels)}: {lab}")
         return self.speak_labels(labels, vocoder, speed=speed, pitch=pitch, postfilter=postfilter, seed=seed,
                                  batch_size=batch_size)
 
@@ -218,12 +230,21 @@ class Voice:
     def stream(self, text: str, vocoder: str | None = None, *, speed: float = 1.0, pitch: float = 0.0,
                postfilter: bool | float | None = None, seed: int = 0,
                chunk_samples: int = 4000) -> Iterator[np.ndarray]:
-        """Speak a text piece by piece: sentence by sentence (each its own Festival call),
-        and within a sentence chunk by chunk for vocoders that generate so. Yields
-        waveform pieces (float64, :attr:`sample_rate` Hz) to play in order."""
+        """Speak a text piece by piece: sentence by sentence, and within a sentence chunk
+        by chunk for vocoders that generate so. Yields waveform pieces (float64,
+        :attr:`sample_rate` Hz) to play in order. The first sentence gets its own Festival
+        call (the first audio comes early), the others one call together."""
         sentences = split_sentences(clean_text(text))
-        return self.stream_labels((self.labels(s) for s in sentences), vocoder, speed=speed, pitch=pitch,
-                                  postfilter=postfilter, seed=seed, chunk_samples=chunk_samples)
+
+        def labels():
+            if sentences:
+                yield self.labels(sentences[0])
+            for lab in self.labels_many(sentences[1:]) if len(sentences) > 1 else ():
+                if isinstance(lab, Exception):
+                    raise lab
+                yield lab
+        return self.stream_labels(labels(), vocoder, speed=speed, pitch=pitch, postfilter=postfilter, seed=seed,
+                                  chunk_samples=chunk_samples)
 
     def stream_labels(self, labels: Iterable, vocoder: str | None = None, *, speed: float = 1.0,
                       pitch: float = 0.0, postfilter: bool | float | None = None, seed: int = 0,

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import math
 import os
 import pickle
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -89,6 +91,19 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be >= 1 (resume needs one), got {self.keep_checkpoints}")
+        for name in ("checkpoint_every", "valid_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or null, got {getattr(self, name)}")
+        if self.log_every < 1 or self.warmup_steps < 0 or self.num_workers < 0:
+            raise ValueError("need log_every >= 1, warmup_steps >= 0 and num_workers >= 0")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        if not all(0.0 <= b < 1.0 for b in self.betas) or len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
 
     #: options that may differ between a run and its resumption
     RESUMABLE = ("epochs", "max_steps", "num_workers", "checkpoint_every", "keep_checkpoints",
@@ -180,11 +195,45 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: where a fresh run keeps the files of the run it replaces, until it succeeds
+REPLACED = ".replaced"
+
+
+def set_aside(out_dir: str | os.PathLike) -> list[str]:
+    """Make room for a fresh run in ``out_dir``: move the files of the run there into
+    ``out_dir/.replaced/`` (deleted by :meth:`Trainer.fit` once the new run succeeds), so
+    a new run that fails or is killed never leaves new options beside old weights and
+    never loses the old model. When ``.replaced`` already holds a run (an earlier fresh
+    run never finished), the files now in ``out_dir`` are that unfinished run's and are
+    deleted instead. Returns the names moved or deleted."""
+    out_dir = Path(out_dir)
+    aside = out_dir / REPLACED
+    entries = sorted(p for p in out_dir.iterdir() if p.name != REPLACED) if out_dir.is_dir() else []
+    if not entries:
+        return []
+    if (aside / ".complete").exists():
+        for p in entries:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        logger.info("%s: files of an unfinished fresh run deleted (%s); the run before it stays in %s",
+                    out_dir, ", ".join(p.name for p in entries), aside)
+    else:      # (a move that was interrupted goes on where it stopped)
+        aside.mkdir(exist_ok=True)
+        for p in entries:
+            os.replace(p, aside / p.name)
+        (aside / ".complete").touch()
+        logger.warning("%s: the previous run is moved to %s (deleted when this run succeeds)", out_dir, aside)
+    return [p.name for p in entries]
+
+
 def checkpoints(out_dir: str | os.PathLike) -> list[Path]:
     """Periodic checkpoints ``checkpoint_<step>.pt`` of a model directory, oldest first."""
     paths = Path(out_dir).glob("checkpoint_*.pt")
     return sorted((p for p in paths if p.stem.split("_")[-1].isdigit()),
                   key=lambda p: int(p.stem.split("_")[-1]))
+
+
+class UnreadableCheckpoint(ValueError):
+    """A checkpoint file that cannot be read (torn, truncated, not a checkpoint at all)."""
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -194,9 +243,11 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     ------
     FileNotFoundError
         No such file.
+    UnreadableCheckpoint
+        A torn or truncated file, or one that is not a checkpoint (a ``ValueError``).
     ValueError
         The file holds more than tensors and plain types (e.g. a pickled object that
-        would run code: it is refused, nothing runs) or is not a checkpoint.
+        would run code: it is refused, nothing runs).
     """
     path = Path(path)
     if not path.exists():
@@ -208,10 +259,22 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"{path}: refused: a checkpoint may hold only tensors and plain types "
                          f"({first})") from None
     except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{path}: not a readable checkpoint ({err})") from None
+        raise UnreadableCheckpoint(f"{path}: not a readable checkpoint ({' '.join(str(err).split())})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(f"{path}: not an sps checkpoint (no 'model' entry)")
+        raise UnreadableCheckpoint(f"{path}: not an sps checkpoint (no 'model' entry)")
     return ckpt
+
+
+def weights_path(path: str | os.PathLike) -> Path:
+    """The checkpoint file a path names: itself, or for a model directory its ``best.pt``,
+    else its latest ``checkpoint_<step>.pt`` (``FileNotFoundError`` when it has neither)."""
+    path = Path(path)
+    if path.is_dir():
+        cands = [path / "best.pt"] if (path / "best.pt").exists() else checkpoints(path)[-1:]
+        if not cands:
+            raise FileNotFoundError(f"{path}: no best.pt or checkpoint_<step>.pt in model directory")
+        path = cands[0]
+    return path
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
@@ -219,13 +282,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
     """Read a checkpoint (``best.pt``, ``checkpoint_<step>.pt`` or a model directory,
     meaning its ``best.pt`` or else its latest checkpoint) and load the weights into
     ``model`` when given. Returns the checkpoint dict (see :func:`read_checkpoint`)."""
-    path = Path(path)
-    if path.is_dir():
-        cands = [path / "best.pt"] if (path / "best.pt").exists() else checkpoints(path)[-1:]
-        if not cands:
-            raise FileNotFoundError(f"{path}: no best.pt or checkpoint_<step>.pt in model directory")
-        path = cands[0]
-    ckpt = read_checkpoint(path, map_location)
+    ckpt = read_checkpoint(weights_path(path), map_location)
     if model is not None:
         model.load_state_dict(ckpt["model"])
     return ckpt
@@ -403,23 +460,41 @@ class Trainer:
                     "scaler": self.scaler.state_dict(), "state": dataclasses.asdict(self.state),
                     "rng": rng_state(), "config": yaml.safe_dump(self.config_record(), sort_keys=False),
                     "hooks": [h.state_dict() if hasattr(h, "state_dict") else {} for h in self.hooks]}
+            buffer = io.BytesIO()   # serialised first: a full disk is then an OSError naming the file
+            torch.save(ckpt, buffer)
             with atomic_path(path) as tmp:
-                torch.save(ckpt, tmp)
+                tmp.write_bytes(buffer.getbuffer())
         return path
 
     def restore(self) -> bool:
-        """Continue exactly from the latest ``checkpoint_<step>.pt`` (False: none found).
+        """Continue exactly from the newest readable ``checkpoint_<step>.pt`` (False: none found).
+
+        A torn (unreadable) checkpoint is renamed ``<name>.torn`` with a warning naming it,
+        and the one before it is used.
 
         Raises
         ------
         ValueError
             The checkpoint was made with other training options (those of
-            :attr:`TrainConfig.RESUMABLE` may change), or is not a safe checkpoint.
+            :attr:`TrainConfig.RESUMABLE` may change), is not a safe checkpoint, or every
+            checkpoint is torn.
         """
-        last = checkpoints(self.out_dir)[-1:]
-        if not last:
+        found = checkpoints(self.out_dir)
+        if not found:
             return False
-        ckpt = read_checkpoint(last[0], self.device)
+        torn, ckpt, last = [], None, None
+        for path in reversed(found):
+            try:
+                ckpt, last = read_checkpoint(path, self.device), [path]
+                break
+            except UnreadableCheckpoint as err:
+                torn.append(path)
+                logger.warning("%s; falling back to the checkpoint before it", err)
+                if self.main:
+                    os.replace(path, path.with_name(path.name + ".torn"))
+        if ckpt is None:
+            raise ValueError(f"{self.out_dir}: no readable checkpoint ({', '.join(p.name for p in torn)} torn, "
+                             "kept as *.torn); rerun with --force to start afresh")
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{last[0]}: checkpoint format {ckpt.get('format')}, this version writes "
                              f"{CHECKPOINT_FORMAT}; retrain with --force")
@@ -515,9 +590,9 @@ class Trainer:
         if not (resume and self.restore()):
             if resume:
                 logger.info("%s: no checkpoint to resume from, starting afresh", self.out_dir)
+            if self.main:
+                set_aside(self.out_dir)
             seed_everything(cfg.seed + self.rank)
-            if self.main and self.log_path.exists():
-                self.log_path.unlink()
         st = self.state
         if self.main:
             write_text(self.cfg_path, yaml.safe_dump(self.config_record(), sort_keys=False))
@@ -586,6 +661,8 @@ class Trainer:
                 plot_losses(self.log_path, self.out_dir / "loss.png")
             except Exception as err:  # noqa: BLE001 - a plot never fails a training run
                 logger.warning("loss plot failed: %s", err)
+        if self.main:   # this run succeeded: the one it replaced goes
+            shutil.rmtree(self.out_dir / REPLACED, ignore_errors=True)
         return {"step": st.step, "epoch": st.epoch,
                 "train_loss": st.epoch_sum / st.epoch_n if st.epoch_n else st.last_epoch_train,
                 "valid_loss": valid_loss, "best_valid": st.best_valid,

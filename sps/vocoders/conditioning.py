@@ -63,5 +63,10 @@ class Conditioning:
         return x[:, self.cols] if x.shape[1] == self.spec["dim"] != self.dim else x
 
     def __call__(self, x: np.ndarray, path="features") -> np.ndarray:
-        """Raw features (full or static layout) -> normalised static columns, float32 (T, C)."""
-        return ((self.static(np.asarray(x), path) - self.mean) / self.std).astype(np.float32)
+        """Raw features (full or static layout) -> normalised static columns, float32 (T, C);
+        a non-finite value is a ``ValueError`` naming ``path``."""
+        x = self.static(np.asarray(x), path)
+        if not np.all(np.isfinite(x)):
+            t, d = np.argwhere(~np.isfinite(x))[0]
+            raise ValueError(f"{path}: non-finite conditioning value {x[t, d]} at frame {t}, column {d}")
+        return ((x - self.mean) / self.std).astype(np.float32)

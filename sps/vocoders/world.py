@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sps.features import FeatureConfig, acoustic_spec, lf0_to_f0, mc2sp, world_features
-from sps.features.acoustic import pyworld
+from sps.features.acoustic import check_fft_size, pyworld
 from sps.io import read_json
 from sps.spec import split_streams
 
@@ -76,6 +76,10 @@ def synthesize(features, spec, sample_rate: int | None = None, vuv_threshold: fl
         raise ValueError(f"synthesize: stream spec lacks analysis setting {err}") from None
     fs = int(sample_rate or spec["sample_rate"])
     shift = float(spec["frame_shift_ms"])
+    check_fft_size(fft_size, streams["mgc"].shape[1] - 1, "synthesize: the spec's fft_size")
+    if not np.all(np.isfinite(x)):
+        t, d = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"synthesize: non-finite feature at frame {t}, column {d}")
     f0 = lf0_to_f0(streams["lf0"][:, 0], streams["vuv"][:, 0], vuv_threshold)
     sp = mc2sp(streams["mgc"], alpha, fft_size)
     ap = pyworld().decode_aperiodicity(np.ascontiguousarray(streams["bap"]), fs, fft_size)
