@@ -108,6 +108,24 @@ def test_native_equals_torch_on_a_padded_batch(beam):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_beam_failure_when_the_search_falls_behind(backend):
+    """Audio that keeps matching the first state: with a narrow beam the search keeps only
+    states too far behind to finish (a beam failure); the exact computation still finds
+    the path that must leave in time."""
+    g = build_graph([Unit("a", 0), Unit("b", 1)], {"a": 0, "b": 1}, num_states=2)
+    T = 12
+    inputs, _ = tiny_inputs([g], [T], seed=2)
+    log_b = torch.full((1, T, len(g)), -50.0, dtype=torch.float64)
+    log_b[0, :, 0] = 0.0
+    inputs["log_b"] = log_b
+    for beam, ok in ((10.0, False), (math.inf, True)):
+        gam, ent, ll = forward_backward(**inputs, beam=beam, backend=backend)
+        path, score = viterbi(**inputs, beam=beam, backend=backend)
+        assert bool(torch.isfinite(ll[0])) == ok and bool(torch.isfinite(score[0])) == ok
+        assert (gam[0].sum() > 0) == ok and (path[0] >= 0).all() == ok
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_batched_equals_single_and_padding_is_ignored(backend):
     graphs = [tiny_graph(1), tiny_graph(2)]
     inputs, log_bs = tiny_inputs(graphs, [30, 17], seed=1)

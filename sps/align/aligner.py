@@ -28,7 +28,7 @@ from sps.align.features import align_features
 from sps.align.graph import Graph, segments
 from sps.align.hmm import batch_graphs, viterbi
 from sps.align.model import HmmSet
-from sps.align.train import AlignerConfig, Example, batches, make_graph, train
+from sps.align.train import AlignerConfig, Example, batches, make_graph, one_thread, train
 from sps.frontend import Labels
 
 
@@ -153,7 +153,12 @@ class Aligner:
         return out
 
     def align_examples(self, examples: Sequence[Example], backend: str | None = "auto") -> dict:
-        """Align many utterances: ``utt -> Alignment``, or ``utt -> reason`` for those that fail."""
+        """Align many utterances: ``utt -> Alignment``, or ``utt -> reason`` for those that fail
+        (on one thread: :func:`sps.align.train.one_thread`)."""
+        with one_thread():
+            return self._align_examples(examples, backend)
+
+    def _align_examples(self, examples, backend) -> dict:
         results: dict = {}
         items = []
         for ex in examples:

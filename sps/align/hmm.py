@@ -6,12 +6,14 @@ of entering state ``j`` from itself, from ``j - 1`` and from ``skip[j]``), ``ski
 [B, N]`` and the true sizes ``num_frames [B]`` and ``num_states [B]``. A path starts in
 state 0 at frame 0 and ends in the last state at the last frame.
 
-Pruning (``beam``): at each frame, states whose forward score falls more than
-``beam`` below the frame's best are dropped, and so are states that cannot be on any
-complete path at that frame (``earliest``/``rest`` of the graph). The backward pass
-visits only the states the forward pass kept. ``beam=inf`` gives the exact results.
-An utterance with no complete path within the beam has log-likelihood ``-inf`` and
-zero occupancies (a *beam failure*).
+Pruning (``beam``, as HTK prunes): at each frame, states whose forward score falls more
+than ``beam`` below the frame's best are dropped. The best may be a state that can no
+longer reach the end in the frames left (``rest`` of the graph); such states are
+dropped as well, after the comparison. So when the search runs ahead of the audio or
+falls behind it (a transcript that does not fit the recording, or a model that is not
+trained yet), the beam can keep nothing that finishes: the utterance has log-likelihood
+``-inf`` and zero occupancies (a *beam failure*). The backward pass visits only the
+states the forward pass kept. ``beam=inf`` gives the exact results.
 
 Backends: ``torch`` (batched over utterances, one step per frame; the reference) and
 ``native`` (``sps/native/align.c``: per utterance, only the states inside the beam,
@@ -43,12 +45,13 @@ def _pad(arrays, fill, dtype) -> torch.Tensor:
     return out
 
 
-def valid_mask(earliest: torch.Tensor, rest: torch.Tensor, num_frames: torch.Tensor, T: int) -> torch.Tensor:
-    """``[B, T, N]`` bool: state ``j`` can be on a complete path at frame ``t``
-    (``earliest[j] <= t`` and ``t + rest[j] <= T_b - 1``); padded states have ``earliest``
-    beyond any frame."""
+def valid_masks(earliest: torch.Tensor, rest: torch.Tensor, num_frames: torch.Tensor,
+                T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, T, N]`` bools: state ``j`` can be reached by frame ``t`` (``earliest[j] <= t``;
+    padded states have ``earliest`` beyond any frame), and can still finish from frame ``t``
+    (``t + rest[j] <= T_b - 1``)."""
     t = torch.arange(T).view(1, T, 1)
-    return (earliest.unsqueeze(1) <= t) & (t + rest.unsqueeze(1) <= (num_frames - 1).view(-1, 1, 1))
+    return earliest.unsqueeze(1) <= t, t + rest.unsqueeze(1) <= (num_frames - 1).view(-1, 1, 1)
 
 
 def _skip_target(skip: torch.Tensor) -> torch.Tensor:
@@ -79,7 +82,7 @@ def _prune(a: torch.Tensor, beam: float) -> torch.Tensor:
     return a.masked_fill(a < best - beam, NEG_INF)
 
 
-def _forward_torch(log_b, trans, skip, valid, num_frames, beam, viterbi):
+def _forward_torch(log_b, trans, skip, reach, finish, num_frames, beam, viterbi):
     B, T, N = log_b.shape
     neg = torch.full((B, 1), NEG_INF, dtype=log_b.dtype)
     skip_idx = skip.clamp(min=0)
@@ -87,7 +90,7 @@ def _forward_torch(log_b, trans, skip, valid, num_frames, beam, viterbi):
     back = torch.zeros((B, T, N), dtype=torch.int8) if viterbi else None
     a = torch.full((B, N), NEG_INF, dtype=log_b.dtype)
     a[:, 0] = log_b[:, 0, 0]
-    a = a.masked_fill(~valid[:, 0], NEG_INF)
+    a = a.masked_fill(~finish[:, 0], NEG_INF)
     alpha[:, 0] = a
     for t in range(1, T):
         prev = alpha[:, t - 1]
@@ -100,7 +103,7 @@ def _forward_torch(log_b, trans, skip, valid, num_frames, beam, viterbi):
             a = best + log_b[:, t]
         else:
             a = torch.logsumexp(cand, dim=-1) + log_b[:, t]
-        a = _prune(a.masked_fill(~valid[:, t], NEG_INF), beam)
+        a = _prune(a.masked_fill(~reach[:, t], NEG_INF), beam).masked_fill(~finish[:, t], NEG_INF)
         alpha[:, t] = torch.where((t < num_frames).view(B, 1), a, prev)
     return alpha, back
 
@@ -160,8 +163,8 @@ def _padded_states(earliest, num_states, T):
 
 def _forward_backward_torch(log_b, trans, skip, num_frames, num_states, earliest, rest, beam):
     B, T, N = log_b.shape
-    valid = valid_mask(_padded_states(earliest, num_states, T), rest, num_frames, T)
-    alpha, _ = _forward_torch(log_b, trans, skip, valid, num_frames, beam, viterbi=False)
+    reach, finish = valid_masks(_padded_states(earliest, num_states, T), rest, num_frames, T)
+    alpha, _ = _forward_torch(log_b, trans, skip, reach, finish, num_frames, beam, viterbi=False)
     b_idx = torch.arange(B)
     loglik = alpha[b_idx, num_frames - 1, num_states - 1]
     ok = torch.isfinite(loglik)
@@ -218,8 +221,8 @@ def viterbi(log_b, trans, skip, num_frames, num_states, earliest, rest, beam: fl
         return native.viterbi(*args, beam)
     log_b, trans, skip, num_frames, num_states, earliest, rest = args
     B, T, N = log_b.shape
-    valid = valid_mask(_padded_states(earliest, num_states, T), rest, num_frames, T)
-    delta, back = _forward_torch(log_b, trans, skip, valid, num_frames, beam, viterbi=True)
+    reach, finish = valid_masks(_padded_states(earliest, num_states, T), rest, num_frames, T)
+    delta, back = _forward_torch(log_b, trans, skip, reach, finish, num_frames, beam, viterbi=True)
     score = delta[torch.arange(B), num_frames - 1, num_states - 1]
     path = torch.full((B, T), -1, dtype=torch.long)
     back_np, skip_np = back.numpy(), skip.numpy()
@@ -264,6 +267,8 @@ def batch_graphs(graphs, log_bs, log_loop, log_enter):
 
 
 def _pad_2d(arrays) -> torch.Tensor:
+    if len(arrays) == 1:                 # nothing to pad: no copy
+        return arrays[0].double().unsqueeze(0)
     T = max(a.shape[0] for a in arrays)
     N = max(a.shape[1] for a in arrays)
     out = torch.zeros((len(arrays), T, N), dtype=torch.float64)

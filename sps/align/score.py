@@ -53,10 +53,13 @@ def boundary_pairs(ref_phones: Sequence[str], ref_times: np.ndarray, hyp_phones:
 
 
 def summarize(errors_ms: np.ndarray, tolerance_ms: float = 20.0) -> dict:
-    """Mean absolute error, median and the fraction within ``tolerance_ms`` of absolute errors in ms."""
-    e = np.abs(np.asarray(errors_ms, dtype=np.float64))
+    """Of signed errors in ms (aligned minus reference): mean absolute error, median absolute
+    error, the fraction within ``tolerance_ms``, and the mean signed error (the bias)."""
+    signed = np.asarray(errors_ms, dtype=np.float64)
+    e = np.abs(signed)
     if e.size == 0:
         return {"boundaries": 0, "mae_ms": float("nan"), "median_ms": float("nan"), "within": float("nan"),
-                "tolerance_ms": tolerance_ms}
+                "bias_ms": float("nan"), "tolerance_ms": tolerance_ms}
     return {"boundaries": int(e.size), "mae_ms": float(e.mean()), "median_ms": float(np.median(e)),
-            "within": float((e <= tolerance_ms).mean()), "tolerance_ms": tolerance_ms}
+            "within": float((e <= tolerance_ms).mean()), "bias_ms": float(signed.mean()),
+            "tolerance_ms": tolerance_ms}

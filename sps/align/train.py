@@ -18,6 +18,7 @@ when that fails too.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing as mp
@@ -114,9 +115,28 @@ def batches(sizes: Sequence[tuple[int, int]], budget: int) -> list[list[int]]:
     return out
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Torch on one thread meanwhile: the aligner's tensors are small (an utterance at a
+    time), where more threads cost more than they bring, above all on a busy machine;
+    it runs in parallel over utterances instead (``--jobs`` worker processes)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def estep(model: HmmSet, examples: Sequence[Example], config: AlignerConfig, pauses: bool,
           backend: str | None = "auto") -> Stats:
-    """E-step over ``examples`` in this process (beam, then retry beam for failures)."""
+    """E-step over ``examples`` in this process, on one thread (beam, then retry beam for
+    failures)."""
+    with one_thread():
+        return _estep(model, examples, config, pauses, backend)
+
+
+def _estep(model, examples, config, pauses, backend) -> Stats:
     P, M, D = model.gmm.shape
     total = Stats.zeros(P, M, D)
     items = []

@@ -3,11 +3,12 @@
 
    One utterance is a chain of N states; state j is entered from itself, from j - 1 and
    from skip[j] (-1: none) with the log probabilities trans[3 j + 0..2]. A path starts
-   in state 0 at frame 0 and ends in state N - 1 at frame T - 1. At frame t only states
-   with earliest[j] <= t and t + rest[j] <= T - 1 can lie on a complete path; states
-   whose forward score falls more than `beam` below the frame's best are dropped. The
-   forward pass keeps, for every frame, the window [lo, hi] of states it kept, and the
-   backward pass visits only those.
+   in state 0 at frame 0 and ends in state N - 1 at frame T - 1. At every frame, states
+   whose forward score falls more than `beam` below the frame's best are dropped (HTK's
+   pruning: the best may be a state that can no longer finish in time, t + rest[j] >
+   T - 1, which is dropped too, so a search that ran ahead or fell behind ends in a beam
+   failure). The forward pass keeps, for every frame, the window [lo, hi] of states it
+   kept, and the backward pass visits only those.
 
    Batch layout (padded, row-major): log_b [B, Tmax, Nmax], trans [B, Nmax, 3],
    skip/earliest/rest [B, Nmax] (int64), num_frames/num_states [B]. OpenMP runs the
@@ -61,7 +62,7 @@ static int forward_one(int64_t T, int64_t N, int64_t ld, const double *log_b, co
         double best = NEG;
         for (int64_t j = plo; j <= end; j++) {
             double v = NEG;
-            if (earliest[j] <= t && t + rest[j] <= T - 1) {
+            if (earliest[j] <= t) {
                 const double *tr = trans + 3 * j;
                 const double a = (j <= phi) ? prev[j] + tr[0] : NEG;
                 const double b = (j - 1 >= plo && j - 1 <= phi) ? prev[j - 1] + tr[1] : NEG;
@@ -83,7 +84,7 @@ static int forward_one(int64_t T, int64_t N, int64_t ld, const double *log_b, co
         const double floor = best - beam;   /* beam = inf gives -inf: nothing pruned */
         int64_t nlo = -1, nhi = -1;
         for (int64_t j = plo; j <= end; j++) {
-            if (cur[j] < floor) cur[j] = NEG;
+            if (cur[j] < floor || t + rest[j] > T - 1) cur[j] = NEG;
             if (cur[j] != NEG) {
                 if (nlo < 0) nlo = j;
                 nhi = j;
@@ -91,6 +92,7 @@ static int forward_one(int64_t T, int64_t N, int64_t ld, const double *log_b, co
         }
         for (int64_t j = plo; j < nlo; j++) cur[j] = 0.0;
         for (int64_t j = nhi + 1; j <= end; j++) cur[j] = 0.0;
+        if (nlo < 0) return 1;              /* the beam kept only states that cannot finish */
         lo[t] = nlo;
         hi[t] = nhi;
     }
