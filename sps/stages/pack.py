@@ -136,7 +136,7 @@ def vocoder_section(exp: Experiment, ref: str, cond) -> tuple[str, dict]:
             return name, {"vocoder": cfg.vocoder, "model": _plain(model_cfg), "cond_dim": cond.dim,
                           "preemphasis": float(cfg.preemphasis), "state_dict": _tensors(model.state_dict()),
                           "temperature": float(vocode.temperature), "generate": _plain(dict(vocode.generate)),
-                          "source": str(path), "config": config}
+                          "source": path.name, "config": config}
     else:
         name, vocode, config = ref, VocodeConfig(), None
     if not exp.model_dir(name).exists():
@@ -148,7 +148,16 @@ def vocoder_section(exp: Experiment, ref: str, cond) -> tuple[str, dict]:
     return name, {"vocoder": saved["vocoder"], "model": _plain(saved["model"]), "cond_dim": cond.dim,
                   "preemphasis": float(saved.get("preemphasis") or 0.0), "state_dict": _tensors(model.state_dict()),
                   "temperature": float(vocode.temperature), "generate": _plain(dict(vocode.generate)),
-                  "source": str(exp.model_dir(name)), "config": config or _plain(saved)}
+                  "source": f"models/{name}", "config": config or _plain(saved)}
+
+
+def _dump_spec(exp: Experiment, kind: str) -> dict:
+    """A dump spec as the voice file records it: the question file by its name (its text is
+    packed in the voice section; the path was the packing machine's)."""
+    spec = _plain(exp.spec(kind))
+    if spec.get("question_file"):
+        spec["question_file"] = Path(spec["question_file"]).name
+    return spec
 
 
 def trained_vocoders(exp: Experiment) -> list[str]:
@@ -231,7 +240,7 @@ def voice_sections(exp: Experiment, cfg: PackConfig) -> tuple[dict, list[str]]:
                   "vocoders": {n: _metrics(exp, e["system"], split) for n, e in scores.items()}}
     configs = {"acoustic": _plain(exp.model_config(acoustic)), "duration": _plain(exp.model_config(duration)),
                "vocoders": {n: e.pop("config") for n, e in vocoders.items()},
-               "dump": {k: _plain(exp.spec(k)) for k in ("in_acoustic", "in_duration", "out_acoustic")
+               "dump": {k: _dump_spec(exp, k) for k in ("in_acoustic", "in_duration", "out_acoustic")
                         if exp.spec_path(k).exists()}}
     init = configs["acoustic"].get("init_from")
     if init and exp.model_dir(init).exists():
