@@ -225,19 +225,19 @@ def test_torn_latest_checkpoint_falls_back_to_the_one_before(tmp_path, caplog):
     """A truncated newest checkpoint is named, set aside, and the run resumes from the one
     before it, ending bit-identical to an uninterrupted run."""
     train, valid = SeqData(30, 0), SeqData(6, 1)
-    cfg = {**CFG, "max_steps": 24, "checkpoint_every": 6, "keep_checkpoints": 3, "lr_schedule": "noam"}
+    cfg = {**CFG, "max_steps": 12, "checkpoint_every": 3, "keep_checkpoints": 3, "lr_schedule": "noam"}
     torch.manual_seed(0)
     a = Net()
     fit(a, step_fn, train, valid, tmp_path / "a", cfg, collate_fn=collate)
     torch.manual_seed(0)
-    fit(Net(), step_fn, train, valid, tmp_path / "b", {**cfg, "max_steps": 18}, collate_fn=collate)
-    newest = tmp_path / "b" / "checkpoint_18.pt"
+    fit(Net(), step_fn, train, valid, tmp_path / "b", {**cfg, "max_steps": 9}, collate_fn=collate)
+    newest = tmp_path / "b" / "checkpoint_9.pt"
     newest.write_bytes(newest.read_bytes()[:1000])              # torn
     b = Net()
     out = fit(b, step_fn, train, valid, tmp_path / "b", cfg, collate_fn=collate, resume=True)
-    assert out["step"] == 24
-    assert "checkpoint_18.pt: not a readable checkpoint" in caplog.text and "falling back" in caplog.text
-    assert (tmp_path / "b" / "checkpoint_18.pt.torn").exists()
+    assert out["step"] == 12
+    assert "checkpoint_9.pt: not a readable checkpoint" in caplog.text and "falling back" in caplog.text
+    assert (tmp_path / "b" / "checkpoint_9.pt.torn").exists()
     for (k, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), k
     for p in checkpoints(tmp_path / "b"):                       # every checkpoint left is readable

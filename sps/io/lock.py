@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import shlex
 import sys
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Iterator
 
 from sps.io.atomic import _alive, node_id
+
+logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".sps.lock"
 #: bytes of the lock file: 0 the experiment, then one range of SHARD_SPAN bytes per stage
@@ -81,6 +84,10 @@ class Holder:
 
 def _stage_base(stage: str) -> int:
     return 1 + (zlib.crc32(stage.encode()) % 4096) * SHARD_SPAN
+
+
+#: errors of a file system that has no record locks (some FUSE and old NFS mounts)
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 def _try(fd: int, kind: int, start: int, length: int) -> bool:
@@ -150,6 +157,17 @@ class ExperimentLock:
         """Take the lock without waiting; :class:`ExperimentLocked` names the holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            _try(fd, fcntl.LOCK_SH, MUTEX + 1, 1)     # does this file system lock at all?
+        except OSError as err:
+            if err.errno not in NO_LOCKS:
+                os.close(fd)
+                raise
+            logger.warning("%s: the file system offers no locks (%s): running without the experiment lock",
+                           self.path, err.strerror)
+            os.close(fd)
+            return self
+        _unlock(fd, MUTEX + 1, 1)
         try:
             wanted = [(fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX, 0, 1)]
             if self.shared:
