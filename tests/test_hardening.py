@@ -5,7 +5,7 @@ named here: checkpoints that carry code (``test_train.py::
 test_checkpoint_with_code_is_refused_and_runs_nothing``), training resumed with other
 options and a torn log (``test_train.py::test_resume_with_other_options_...``), stale
 temporary files and workers that outlive their stage (``test_stage.py``), a failing
-stage stopping ``run.sh`` with its log (``test_recipe.py::test_cmd_prefix_...``).
+stage stopping ``run.sh`` with its log (``test_recipe.py::test_failing_stage_...``).
 """
 from __future__ import annotations
 

@@ -72,31 +72,20 @@ def test_model_names_come_from_conf(gpu):
         assert names == ["acoustic_dnn", "acoustic_dnn_mge", "acoustic_conv", "acoustic_conv_mge"], out.stderr
 
 
-@pytest.mark.slow
-def test_cmd_prefix_runs_per_utterance_stages_as_shard_jobs(tmp_path):
-    exp = tmp_path / "exp"
-    calls = tmp_path / "calls.txt"
-    prefix = tmp_path / "submit.sh"      # a stand-in for srun/qsub: records, then runs
-    prefix.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\nexec "$@"\n')
-    prefix.chmod(0o755)
-    out = _run("--stage", "0", "--stop-stage", "2", "--cmd", str(prefix), "--nj", "2",
-               "prepare.corpus.max_utts=2", "features.f0_method=dio", exp=exp)
-    assert out.returncode == 0, out.stderr[-3000:]
-    recorded = calls.read_text().splitlines()
-    for stage in ("features", "linguistic"):
-        shards = sorted(line.split("--shard ")[1].split()[0] for line in recorded if f"sps {stage} " in line)
-        assert shards == ["1/2", "2/2"], recorded
-    assert not any("sps prepare" in line for line in recorded)     # not a per-utterance stage
-    for split in ("train", "dev", "eval"):
-        for utt in read_list(exp / "data" / f"{split}.list"):
-            assert (exp / "dump" / split / "out_acoustic" / f"{utt}.npy").exists()
-            assert (exp / "dump" / split / "in_acoustic" / f"{utt}.npy").exists()
-    logs = sorted(p.name for p in (exp / "log").iterdir())
-    assert any(n.startswith("prepare.") for n in logs) and sum(n.startswith("features.") for n in logs) == 2
-    # a failing stage stops the recipe with the log path
-    out = _run("--stage", "3", "--stop-stage", "3", "stats.std_floor=abc", exp=exp)
+def test_failing_stage_stops_the_recipe_naming_its_log(tmp_path):
+    """(Shards and launchers: tests/test_cluster.py.)"""
+    out = _run("--stage", "3", "--stop-stage", "3", "stats.std_floor=abc", exp=tmp_path / "exp")
     assert out.returncode != 0 and "stats.std_floor: expected float" in out.stdout + out.stderr
     assert "failed" in out.stderr and "log/stats." in out.stderr
+
+
+def test_option_errors(tmp_path):
+    for args, message in ((["--nj", "0"], "--nj must be a positive integer"),
+                          (["--num-nodes", "2"], "--num-nodes needs --ngpu"),
+                          (["--cmd", "srun"], "replaced by the launchers of cmd.sh"),
+                          (["--cmd-sh", str(tmp_path / "none.sh")], "no such launcher settings file")):
+        out = _run(*args, exp=tmp_path)
+        assert out.returncode == 2 and message in out.stderr, out.stderr
 
 
 # ------------------------------------------------------------------ recipes/own_voice (same pipeline)
@@ -177,9 +166,9 @@ def test_own_voice_stages_0_1_from_wav_and_text(tmp_path):
         read_list(exp / "data" / "train.list")
 
 
-def test_own_voice_align_steps_through_cmd(tmp_path):
-    """With --cmd, stage 1 runs sps align step by step: per-utterance steps as --nj shard jobs
-    through the prefix, update until the aligner exists, then align and finish (a stand-in
+def test_own_voice_align_steps_through_the_launcher(tmp_path):
+    """With --nj 2, stage 1 runs sps align step by step: per-utterance steps as shard jobs
+    through train_cmd, update until the aligner exists, then align and finish (a stand-in
     'sps' records the calls; the real sharded training is tested in tests/test_align*.py)."""
     exp = tmp_path / "exp"
     calls = tmp_path / "calls.txt"
@@ -194,12 +183,14 @@ esac
 exit 0
 """)
     (fake / "sps").chmod(0o755)
-    prefix = tmp_path / "submit.sh"
-    prefix.write_text(f'#!/usr/bin/env bash\necho "submit $*" >> {calls}\nexec "$@"\n')
-    prefix.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
+    launcher = tmp_path / "launch.sh"      # records how run.sh calls it, then runs the jobs
+    launcher.write_text(f'#!/usr/bin/env bash\necho "submit $*" >> {calls}\nexec sps-launch local "$@"\n')
+    launcher.chmod(0o755)
+    cmd_sh = tmp_path / "cmd.sh"
+    cmd_sh.write_text(f"train_cmd={launcher}\ndecode_cmd={launcher}\ncuda_cmd={launcher}\n")
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     out = subprocess.run(["bash", str(OWN), "--exp-dir", str(exp), "--corpus", str(tmp_path), "--stage", "1",
-                          "--stop-stage", "1", "--cmd", str(prefix), "--nj", "2"], capture_output=True, text=True,
+                          "--stop-stage", "1", "--cmd-sh", str(cmd_sh), "--nj", "2"], capture_output=True, text=True,
                          env=env, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     steps = []
@@ -213,4 +204,5 @@ exit 0
     assert sorted(steps[3:5]) == ["accumulate:1/2", "accumulate:2/2"] and steps[5] == "update:-"
     assert sorted(steps[6:8]) == ["accumulate:1/2", "accumulate:2/2"] and steps[8] == "update:-"
     assert sorted(steps[9:11]) == ["align:1/2", "align:2/2"] and steps[11:] == ["finish:-"]
-    assert sum(line.startswith("submit ") for line in calls.read_text().splitlines()) == 8
+    submits = [line.split()[1] for line in calls.read_text().splitlines() if line.startswith("submit ")]
+    assert submits == ["JOB=1:2"] * 4       # prepare, 2 x accumulate, align: one launcher call each

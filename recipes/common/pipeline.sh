@@ -11,9 +11,22 @@
 #      run_pipeline N, where N is the stage number of 'features'.
 #
 # Shared options (pipeline_option):
-#   --stage N --stop-stage M --exp-dir DIR --jobs N --force --cmd PREFIX --nj N
-#   --vocoder world|wavenet|wavernn|source_filter --vocoder-config FILE --gpu
+#   --stage N --stop-stage M --exp-dir DIR --nj N --jobs J --ngpu G --num-nodes M --cmd-sh FILE
+#   --force --vocoder world|wavenet|wavernn|source_filter --vocoder-config FILE --gpu
 #   <conf>.<key>=<value>   (goes to the stage(s) reading <conf>.yaml)
+#
+# Jobs go through the launchers that the recipe's cmd.sh (or --cmd-sh FILE) sets, called
+# the Kaldi way: $train_cmd [--gpu G] JOB=1:N <log with JOB> <command with JOB ...>
+# (sps-launch local by default; sps-launch slurm, or a lab's own queue.pl/slurm.pl):
+#   features, linguistic   --nj shard jobs (sps ... --jobs J --shard JOB/N) through $train_cmd
+#   synth                  --nj shard jobs through $decode_cmd
+#   train, train-vocoder   one job through $train_cmd; with --ngpu G, one job per node
+#                          (--num-nodes M) through $cuda_cmd --gpu G, each running torchrun
+#                          with G processes (c10d rendezvous across nodes)
+#   vocode                 one job through $decode_cmd ($cuda_cmd --gpu 1 with --ngpu)
+#   the others (prepare, stats, eval, report) run here; their output also goes to the terminal
+# Each job writes log/<stage>.<time>.<pid>[.<conf>].<JOB>.log; a failed job stops the recipe
+# with the launcher's lines naming it and its log.
 #
 # The stages of run_pipeline N (numbers N, N+1, ...):
 #   N     features     WORLD/SPTK acoustic features, log-mel, waveform -> dump/   (features.yaml)
@@ -34,8 +47,10 @@ pipeline_defaults() {
     stop_stage=100
     jobs=2
     force=0
-    cmd=
     nj=1
+    ngpu=0
+    num_nodes=1
+    cmd_sh=
     vocoder=world
     vocoder_config=
     gpu=0
@@ -51,8 +66,12 @@ pipeline_option() {
         --exp-dir|--exp_dir) exp_dir=$2 ;;
         --jobs) jobs=$2 ;;
         --force) force=1; consumed=1 ;;
-        --cmd) cmd=$2 ;;
         --nj) nj=$2 ;;
+        --ngpu) ngpu=$2 ;;
+        --num-nodes|--num_nodes) num_nodes=$2 ;;
+        --cmd-sh|--cmd_sh) cmd_sh=$2 ;;
+        --cmd) echo "run.sh: --cmd is replaced by the launchers of cmd.sh (train_cmd, decode_cmd, cuda_cmd;" \
+                    "docs/cluster.md)" >&2; exit 2 ;;
         --vocoder) vocoder=$2 ;;
         --vocoder-config|--vocoder_config) vocoder_config=$2 ;;
         --gpu) gpu=1; consumed=1 ;;
@@ -104,11 +123,31 @@ acoustic_confs() {
     done
 }
 
-# pipeline_setup: check the options, go to the repository, name the models of this run
+# pipeline_setup: check the options, go to the repository, read the launchers of cmd.sh,
+# name the models of this run
 pipeline_setup() {
-    case "$nj" in ''|*[!0-9]*|0) echo "run.sh: --nj must be a positive integer, got '$nj'" >&2; exit 2 ;; esac
+    local v c
+    for v in nj jobs num_nodes; do
+        case "${!v}" in ''|*[!0-9]*|0) echo "run.sh: --${v//_/-} must be a positive integer, got '${!v}'" >&2; exit 2 ;; esac
+    done
+    case "$ngpu" in ''|*[!0-9]*) echo "run.sh: --ngpu must be a number >= 0, got '$ngpu'" >&2; exit 2 ;; esac
+    if [ "$num_nodes" -gt 1 ] && [ "$ngpu" = 0 ]; then
+        echo "run.sh: --num-nodes needs --ngpu (the processes per node)" >&2; exit 2
+    fi
+    if [ -n "$cmd_sh" ] && [ ! -f "$cmd_sh" ]; then
+        echo "run.sh: $cmd_sh: no such launcher settings file" >&2; exit 2
+    fi
+    cmd_sh=${cmd_sh:-$(cd "$(dirname "$0")" && pwd)/cmd.sh}
     cd "$root"
     command -v sps >/dev/null || { echo "run.sh: the 'sps' command is not installed (pip install -e .)" >&2; exit 1; }
+    train_cmd="sps-launch local" decode_cmd="sps-launch local" cuda_cmd="sps-launch local"
+    # shellcheck source=/dev/null
+    if [ -f "$cmd_sh" ]; then . "$cmd_sh"; fi    # without one: the local launcher
+    for c in train_cmd decode_cmd cuda_cmd; do
+        [ -n "${!c:-}" ] || { echo "run.sh: $cmd_sh does not set $c" >&2; exit 2; }
+        command -v "${!c%% *}" >/dev/null || { echo "run.sh: $c of $cmd_sh: '${!c%% *}' not found" \
+            "(sps-launch comes with pip install -e .)" >&2; exit 1; }
+    done
     mkdir -p "$exp_dir/log"
     duration_conf=$(conf_file duration)
     if [ "$gpu" = 1 ]; then duration_conf=$(conf_file duration_gpu); fi
@@ -117,8 +156,9 @@ pipeline_setup() {
     tts_model=$(for m in $acoustic_models; do :; done; echo "${m:-}")   # the last one: full TTS with predicted durations
 }
 
-# Signals: SIGINT, SIGTERM and SIGHUP are passed on to the running stage (or its shard jobs);
-# the script waits for it to end and exits with 128 + the signal, so no stage outlives it.
+# Signals: SIGINT, SIGTERM and SIGHUP are passed on to the running stage (or its launcher,
+# which passes them to its jobs or cancels them); the script waits for it to end and exits
+# with 128 + the signal, so no stage outlives it.
 stage_pids=()
 interrupted=
 signals=0
@@ -140,55 +180,75 @@ wait_for() {
     done
 }
 
+# summaries <log>...: the per-utterance summaries and training results in job logs
+summaries() { grep -h -E '^[a-z][^:]*: [0-9]+ ok, [0-9]+ skipped|^train: ' "$@" 2>/dev/null || true; }
+
 # sps_stage <stage-name> <conf-name-or-file> [extra args...]: run one 'sps' subcommand with the
-# conf file and the overrides addressed to it, logged to log/<stage>.<time>.log; with --cmd,
-# a per-utterance stage (features, linguistic, synth) runs as --nj shard jobs through the prefix.
-sps_stage() {
-    case "$1" in features|linguistic|synth) _sps_run "$([ -n "$cmd" ] && echo 1 || echo 0)" "$@" ;; *) _sps_run 0 "$@" ;; esac
-}
-# sps_shards <stage-name> <conf> [extra args...]: the same as --nj shard jobs through --cmd (or
-# one run with --jobs without --cmd), for steps of other stages that take --shard
-sps_shards() { _sps_run "$([ -n "$cmd" ] && echo 1 || echo 0)" "$@"; }
+# conf file and the overrides addressed to it: per-utterance stages as --nj shard jobs and
+# trainings through the launchers of cmd.sh (see the top of this file), the others here,
+# logged to log/<stage>.<time>.<pid>.log and the terminal.
+sps_stage() { _sps_run "" "$@"; }
+# sps_shards <stage-name> <conf> [extra args...]: --nj shard jobs through $train_cmd, for the
+# steps of other stages that take --shard (e.g. the aligner's per-utterance steps)
+sps_shards() { _sps_run shards "$@"; }
 _sps_run() {
-    local sharded=$1 name=$2 cfg=$3; shift 3
+    local mode=$1 name=$2 cfg=$3; shift 3
     if [ -n "$interrupted" ]; then exit $((128 + $(kill -l "$interrupted"))); fi
-    local key args=() file
+    local key args=() file o
     file=$(conf_file "$cfg")
     key=$(basename "$file" .yaml)
     for o in "${overrides[@]+"${overrides[@]}"}"; do
         case "$o" in "$key".*) args+=("${o#"$key".}") ;; esac
     done
     if [ "$force" = 1 ]; then args+=(--force); fi
-    local log
-    log=$exp_dir/log/$name.$(date +%Y%m%d-%H%M%S).$$.log
-    echo "=== sps $name --config $file $* ${args[*]+"${args[*]}"}  (log: $log)"
-    local status=0
+    local base status=0 launcher njobs=1 what
+    base=$exp_dir/log/$name.$(date +%Y%m%d-%H%M%S).$$
+    local cmd=(sps "$name" --exp-dir "$exp_dir" --config "$file")
+    case "$mode:$name" in
+        shards:*|*:features|*:linguistic|*:synth)
+            launcher=$train_cmd; [ "$name" = synth ] && launcher=$decode_cmd
+            njobs=$nj; what="$nj job(s) of $jobs worker(s)"
+            cmd+=(--jobs "$jobs" --shard "JOB/$nj") ;;
+        *:train|*:train-vocoder)
+            base=$base.$key
+            if [ "$ngpu" = 0 ]; then
+                launcher=$train_cmd; what="1 process"
+            else   # every node: torchrun with --ngpu processes
+                launcher="$cuda_cmd --gpu $ngpu"; njobs=$num_nodes
+                what="$num_nodes node(s) x $ngpu process(es) under torchrun"
+                cmd=(sps-launch torchrun --nnodes "$num_nodes" --node JOB --nproc-per-node "$ngpu"
+                     --rdzv-file "$base.rdzv" "${cmd[@]}")
+            fi ;;
+        *:vocode)   # one job: its metrics cover every utterance
+            launcher=$decode_cmd; what="1 job"
+            if [ "$ngpu" != 0 ]; then launcher="$cuda_cmd --gpu 1"; fi ;;
+        *) cmd+=(--jobs "$jobs") ;;
+    esac
+    cmd+=("$@" "${args[@]+"${args[@]}"}")
+    # in the background, so that signals can be passed on
     stage_pids=()
-    if [ "$sharded" = 1 ]; then
-        local k
-        for k in $(seq 1 "$nj"); do
-            # shellcheck disable=SC2086 # the prefix is a command line of its own
-            $cmd sps "$name" --exp-dir "$exp_dir" --config "$file" --jobs 1 --shard "$k/$nj" "$@" \
-                "${args[@]+"${args[@]}"}" > "${log%.log}.$k.log" 2>&1 &
-            stage_pids+=($!)
-        done
-        for k in "${!stage_pids[@]}"; do
-            wait_for "${stage_pids[$k]}" || { status=$?; echo "run.sh: sps $name shard $((k + 1))/$nj failed; see ${log%.log}.$((k + 1)).log" >&2; }
-        done
+    if [ -n "${launcher:-}" ]; then
+        echo "=== sps $name --config $file $* ${args[*]+"${args[*]}"}  ($what; log: $base.JOB.log)"
+        # shellcheck disable=SC2086 # a launcher setting is a command line of its own
+        $launcher JOB=1:"$njobs" "$base.JOB.log" "${cmd[@]}" &
+        stage_pids=($!)
+        wait_for "${stage_pids[0]}" || status=$?
+        summaries "$base".*.log
+        base=$base.JOB
     else
-        # in the background, so that signals can be passed on (tee ignores them: it ends with the stage)
-        sps "$name" --exp-dir "$exp_dir" --config "$file" --jobs "$jobs" "$@" "${args[@]+"${args[@]}"}" \
-            > >(trap '' INT TERM HUP; exec tee "$log") 2>&1 &
+        echo "=== sps $name --config $file $* ${args[*]+"${args[*]}"}  (log: $base.log)"
+        # (tee ignores the signals: it ends with the stage)
+        "${cmd[@]}" > >(trap '' INT TERM HUP; exec tee "$base.log") 2>&1 &
         stage_pids=($!)
         wait_for "${stage_pids[0]}" || status=$?
     fi
     stage_pids=()
     if [ -n "$interrupted" ]; then
-        echo "run.sh: interrupted by SIG$interrupted during 'sps $name' (it has ended); see $log" >&2
+        echo "run.sh: interrupted by SIG$interrupted during 'sps $name' (it has ended); see $base.log" >&2
         exit $((128 + $(kill -l "$interrupted")))
     fi
     if [ "$status" != 0 ]; then
-        echo "run.sh: stage 'sps $name' failed (exit $status); see $log and the reports under $exp_dir" >&2
+        echo "run.sh: stage 'sps $name' failed (exit $status); see $base.log and the reports under $exp_dir" >&2
         exit "$status"
     fi
 }

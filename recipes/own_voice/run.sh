@@ -2,7 +2,7 @@
 # sps recipe: your own recordings + transcripts -> an evaluated voice (docs/own_data.md).
 #
 #   ./run.sh [--corpus DIR] [--stage N] [--stop-stage M] [--exp-dir DIR] [--jobs N] [--force]
-#            [--cmd PREFIX --nj N] [--vocoder world|wavenet|wavernn|source_filter] [--vocoder-config FILE]
+#            [--nj N] [--ngpu G [--num-nodes M]] [--cmd-sh FILE] [--vocoder world|wavenet|wavernn|source_filter] [--vocoder-config FILE]
 #            [--gpu] [<conf>.<key>=<value> ...]
 #
 # --corpus DIR   recordings + transcripts in any layout sps ingest reads: a folder of
@@ -17,7 +17,7 @@
 #                   wav.scp, text, splits                                     (conf/ingest.yaml)
 #   1  align        transcripts -> Festival phones -> HMM forced alignment trained on the
 #                   corpus -> aligned HTS labels, data/lab.scp                 (conf/align.yaml)
-#                   (with --cmd: its steps, the per-utterance ones as --nj shard jobs)
+#                   (with --nj N > 1: its steps, the per-utterance ones as N shard jobs through $train_cmd)
 #   2  features     WORLD/SPTK acoustic features, log-mel, waveform -> dump/   (features.yaml)
 #   3  linguistic   HTS labels + question file -> linguistic/duration features (linguistic.yaml)
 #   4  stats        normalisation statistics on the train split -> stats/      (stats.yaml)
@@ -36,7 +36,7 @@
 # of the same name there). The own_voice default differs in one setting: features.f0_floor=60
 # (the SLT voice's 80 Hz cuts off low male voices); override it like any other key.
 #
-# Options, --cmd and overrides as in recipes/slt_festival/run.sh ('<conf>.<key>=<value>' goes
+# Options, launchers (cmd.sh) and overrides as in recipes/slt_festival/run.sh ('<conf>.<key>=<value>' goes
 # to the stage(s) reading <conf>.yaml), e.g.
 #   ./run.sh --corpus ~/LJSpeech-1.1 --stop-stage 1 ingest.trim=false align.jobs=2
 set -euo pipefail
@@ -72,9 +72,9 @@ if run_stage -1 && [ "$corpus" = "$default_corpus" ] && [ ! -f "$corpus/metadata
 fi
 if run_stage 0; then sps_stage ingest ingest corpus="$corpus"; fi
 if run_stage 1; then
-    if [ -z "$cmd" ]; then
+    if [ "$nj" = 1 ]; then
         sps_stage align align                     # all steps in one process, --jobs workers
-    else                                          # Kaldi style: shard jobs through --cmd
+    else                                          # Kaldi style: shard jobs through $train_cmd
         if [ "$force" = 1 ]; then rm -rf "$exp_dir/align"; fi
         sps_shards align align step=prepare
         sps_stage align align step=update         # the flat start

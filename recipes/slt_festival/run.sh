@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # sps recipe: the shipped Festival SLT corpus (or any wav/ + lab/ corpus) -> a voice.
 #
-#   ./run.sh [--stage N] [--stop-stage M] [--exp-dir DIR] [--jobs N] [--force]
-#            [--cmd PREFIX --nj N] [--vocoder world|wavenet|wavernn|source_filter] [--vocoder-config FILE]
-#            [--gpu] [<conf>.<key>=<value> ...]
+#   ./run.sh [--stage N] [--stop-stage M] [--exp-dir DIR] [--nj N] [--jobs J] [--force]
+#            [--ngpu G [--num-nodes M]] [--cmd-sh FILE] [--vocoder world|wavenet|wavernn|source_filter]
+#            [--vocoder-config FILE] [--gpu] [<conf>.<key>=<value> ...]
 #
 # Stages (all outputs under the experiment directory, default exp/slt_festival):
 #   0  prepare      corpus -> data/{train,dev,eval}.list, wav.scp, lab.scp     (conf/prepare.yaml)
@@ -32,12 +32,14 @@
 # or wavernn add their training. For the full-size vocoders on a GPU use e.g.
 # --vocoder-config conf/wavenet_gpu.yaml.
 #
-# Every stage writes exp/<...>/log/<stage>.<time>.log as well as the terminal. Every stage
-# skips outputs that exist (a rerun resumes); --force redoes them.
+# Every stage writes its log(s) under exp/<...>/log/ (the stages run here also to the
+# terminal). Every stage skips outputs that exist (a rerun resumes); --force redoes them.
 #
-# Cluster: --cmd "srun -N1 -n1" --nj 8 runs each per-utterance stage (features, linguistic,
-# synth) as 8 shard jobs (sps ... --shard K/8) through the given prefix and waits for all
-# (ESPnet/Kaldi style; any scheduler's blocking submit command works).
+# Jobs go through the launchers of cmd.sh (train_cmd, decode_cmd, cuda_cmd: local
+# processes by default; SLURM, or a lab's own queue.pl/slurm.pl, there or in --cmd-sh FILE):
+# --nj 8 runs each per-utterance stage (features, linguistic, synth) as 8 shard jobs
+# of --jobs worker processes each; --ngpu 4 [--num-nodes 2] trains with torchrun, 4 GPUs
+# per node (docs/cluster.md).
 #
 # Overrides: '<conf>.<key>=<value>' goes to the stage(s) reading conf/<conf>.yaml, e.g.
 #   ./run.sh --stage 0 --stop-stage 3 prepare.corpus.path=/data/arctic_slt features.f0_method=dio
