@@ -8,7 +8,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from sps.train import BucketBatchSampler, checkpoints, fit, load_checkpoint, pad_sequences
+from sps.train import BucketBatchSampler, RankBatches, checkpoints, fit, load_checkpoint, pad_sequences, rank_share
 from sps.train.trainer import lr_lambda, train_config
 
 
@@ -39,9 +39,9 @@ def collate(items):
 
 
 class Net(nn.Module):
-    def __init__(self):
+    def __init__(self, dropout=0.2):
         super().__init__()
-        self.l1, self.drop, self.l2 = nn.Linear(4, 16), nn.Dropout(0.2), nn.Linear(16, 2)
+        self.l1, self.drop, self.l2 = nn.Linear(4, 16), nn.Dropout(dropout), nn.Linear(16, 2)
 
     def forward(self, x):
         return self.l2(self.drop(torch.tanh(self.l1(x))))
@@ -69,9 +69,23 @@ def test_sampler_is_a_partition_and_buckets():
     assert s.batches(0) == batches and s.batches(1) != batches  # deterministic per epoch
     s.set_epoch(0, skip=5)
     assert list(s) == batches[5:]
-    r0 = BucketBatchSampler(103, 8, lengths, seed=1, rank=0, world_size=2).batches(0)
-    r1 = BucketBatchSampler(103, 8, lengths, seed=1, rank=1, world_size=2).batches(0)
-    assert len(r0) == len(r1) == 6 and not set(map(tuple, r0)) & set(map(tuple, r1))
+
+
+@pytest.mark.parametrize("world, accum", [(1, 1), (2, 1), (3, 2), (4, 4)])
+def test_ranks_and_micro_batches_partition_each_global_batch(world, accum):
+    lengths = np.random.default_rng(0).integers(1, 100, 103)
+    glob = BucketBatchSampler(103, 8, lengths, seed=1)
+    per_rank = [list(RankBatches(BucketBatchSampler(103, 8, lengths, seed=1), r, world, accum))
+                for r in range(world)]
+    assert all(len(p) == len(glob) * accum for p in per_rank)   # every rank: the same number of steps
+    for step, batch in enumerate(glob.batches(0)):
+        parts = [p[step * accum + m] for p in per_rank for m in range(accum)]
+        real = [i for part in parts for i in part if type(i) is int]
+        assert sorted(real) == sorted(batch)                   # the global batch, whatever W and A
+        fillers = [part for part in parts if any(type(i) is not int for i in part)]
+        assert all(len(f) == 1 and f[0] == batch[0] for f in fillers)
+        assert len(fillers) == max(0, world * accum - len(batch))
+    assert rank_share([5, 6, 7], rank=1, world_size=2, accum_steps=2) == [([6], True), ([5], False)]
 
 
 def test_lr_schedules():
@@ -149,30 +163,79 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, out_dir, result_dir):
+#: deterministic training (no dropout) whose global batches are split differently below
+DDP_CFG = {**CFG, "lr_schedule": "noam", "warmup_steps": 4, "grad_clip": None}
+
+
+def _ddp_worker(rank, world, port, out_dir, result_dir, max_steps):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
-    model = Net()
-    train, valid = SeqData(32, 0), SeqData(8, 1)
-    out = fit(model, step_fn, train, valid, out_dir, {**CFG, "epochs": 4}, collate_fn=collate)
+    model = Net(dropout=0.0)
+    train, valid = SeqData(30, 0), SeqData(8, 1)
+    out = fit(model, step_fn, train, valid, out_dir, {**DDP_CFG, "max_steps": max_steps,
+                                                      "checkpoint_every": max_steps}, collate_fn=collate)
     torch.save({"state": model.state_dict(), "out": out}, os.path.join(result_dir, f"rank{rank}.pt"))
     torch.distributed.destroy_process_group()
 
 
-def test_ddp_two_cpu_processes(tmp_path):
-    port = _free_port()
-    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "m"), str(tmp_path)), nprocs=2, join=True)
+class Recorded(SeqData):
+    """SeqData that records the indices it serves."""
+    served: list
+
+    def __getitem__(self, i):
+        self.served.append(i)
+        return super().__getitem__(i)
+
+
+def test_ddp_global_batch_and_resume_on_another_process_count(tmp_path, one_thread):
+    """2 processes train on the same global batches as 1 (same parameters to float
+    rounding); their checkpoint resumes in 1 process with the next global batch of the
+    epoch's order, and ends where an uninterrupted 1-process run ends."""
+    n, half = 22, 11        # 8 global batches per epoch: the cut falls mid-epoch (epoch 1, batch 3)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "m"), str(tmp_path), half), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
     for k in r0["state"]:
         assert torch.equal(r0["state"][k], r1["state"][k]), k
-    assert r0["out"]["step"] == 16  # 8 batches per epoch shared by 2 ranks, 4 epochs
-    recs = [json.loads(l) for l in (tmp_path / "m" / "log.jsonl").read_text().splitlines()]
-    v = [r["valid_loss"] for r in recs if "valid_loss" in r]
-    assert len(v) == 4 and v[-1] < 0.5 * v[0]
-    assert r0["out"]["valid_loss"] == r1["out"]["valid_loss"]  # all-reduced
+    assert r0["out"]["step"] == half and r0["out"]["valid_loss"] == r1["out"]["valid_loss"]  # all-reduced
+    ckpt = torch.load(tmp_path / "m" / f"checkpoint_{half}.pt", weights_only=True)
+    assert len(ckpt["rng_ranks"]) == 2 and ckpt["state"]["epoch"] == 1 and ckpt["state"]["batch_in_epoch"] == 3
+
+    def single(out_dir, steps, resume=False, data=None):
+        torch.manual_seed(0)
+        model = Net(dropout=0.0)
+        fit(model, step_fn, data or SeqData(30, 0), SeqData(8, 1), out_dir, {**DDP_CFG, "max_steps": steps},
+            collate_fn=collate, resume=resume)
+        return model.state_dict()
+
+    one_half = single(tmp_path / "one_half", half)
+    for k in one_half:        # the same global batches: the same parameters but for rounding
+        torch.testing.assert_close(r0["state"][k], one_half[k], rtol=1e-5, atol=1e-6)
+    data = Recorded(30, 0)
+    data.served = []
+    resumed = single(tmp_path / "m", n, resume=True, data=data)
+    order = BucketBatchSampler(30, 4, data.lengths, seed=CFG["seed"])
+    next_batches = (order.batches(1)[3:] + order.batches(2))[:n - half]   # from epoch 1's batch 3 on
+    assert data.served == [i for b in next_batches for i in b]
+    uninterrupted = single(tmp_path / "one", n)
+    for k in uninterrupted:
+        torch.testing.assert_close(resumed[k], uninterrupted[k], rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_accumulation_keeps_the_global_batch(tmp_path, one_thread):
+    def run(accum):
+        torch.manual_seed(0)
+        model = Net(dropout=0.0)
+        out = fit(model, step_fn, SeqData(30, 0), None, tmp_path / str(accum),
+                  {**DDP_CFG, "max_steps": 12, "accum_steps": accum}, collate_fn=collate)
+        return model.state_dict(), out
+    (a, out1), (b, out3) = run(1), run(3)
+    for k in a:   # 4 items per step in 1 or 3 micro-batches (one of them a filler): same steps
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    assert out1["step"] == out3["step"] == 12
+    assert out3["train_loss"] == pytest.approx(out1["train_loss"], rel=1e-5)
 
 
 class _Boom:

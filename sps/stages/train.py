@@ -42,6 +42,7 @@ from sps.models import ModelConfig, build_model, gaussian_nll, masked_mse, split
 from sps.spec import parse_spec, static_columns
 from sps.stages.datasets import FeatureDataset, collate_pairs
 from sps.stages.experiment import check_names
+from sps.stages.monitor import ValidMetrics
 from sps.stages.runner import StageContext
 from sps.stages.stamps import digest
 from sps.train import TrainConfig, fit, load_checkpoint, seed_everything
@@ -208,8 +209,11 @@ def train(ctx: StageContext) -> None:
         return
     # everything above validated the run; a fresh one sets the old files aside only now
     step_fn = make_step_fn(c, norm, spec)
+    # objective metrics at every validation (acoustic models: with the eval stage's streams)
+    scored = c.kind == "duration" or (spec is not None and ValidMetrics.STREAMS <= {st.name for st in parse_spec(spec)[1]})
+    hooks = [ValidMetrics(valid_set, c.kind, spec, c.predict_variance)] if scored and len(valid_set) else []
     result = fit(model, step_fn, train_set, valid_set, out_dir, c.train,
-                 collate_fn=collate_pairs, resume=resume, metadata=metadata)
+                 collate_fn=collate_pairs, resume=resume, metadata=metadata, hooks=hooks)
     if int(os.environ.get("RANK", "0")) == 0:
         if not (out_dir / "best.pt").exists():
             raise ValueError(f"{out_dir}: training ended without best.pt (the validation loss was never "

@@ -47,6 +47,7 @@ from sps.io import atomic_path, load_array, write_wav
 from sps.stages.datasets import SegmentDataset, collate_segments
 from sps.stages.evaluate import found_systems, write_system_metrics
 from sps.stages.experiment import Experiment, check_names
+from sps.stages.monitor import AudioSamples
 from sps.stages.runner import StageContext, StageFailed, StageSummary, select_shard
 from sps.stages.stamps import Stamps, digest, file_digest, files_digest
 from sps.stages.train import current_run
@@ -233,8 +234,12 @@ def train(ctx: StageContext) -> dict:
         logger.info("pruning %s to %.0f %% zero %d x %d blocks over steps %d..%d", ", ".join(hook.params),
                     100 * hook.target, *hook.block, hook.start, hook.end)
     resume = not ctx.force and current_run(out_dir, data)
+    hooks = [hook] if hook else []
+    samples = AudioSamples.from_experiment(exp, cond, cfg.preemphasis)   # TensorBoard audio at validations
+    if samples is not None:
+        hooks.append(samples)
     return fit(model, loss_step, train_set, valid_set, out_dir, cfg.train, collate_fn=collate_segments,
-               resume=resume, metadata=metadata, hooks=[hook] if hook else [])
+               resume=resume, metadata=metadata, hooks=hooks)
 
 
 def load_vocoder(exp: Experiment, name: str, cond: Conditioning, device: torch.device):

@@ -4,6 +4,14 @@ The order of batches in epoch ``e`` is a pure function of ``(seed, e)``, so a ru
 resumes from a checkpoint taken after batch ``k`` of epoch ``e`` replays exactly the
 batches the uninterrupted run would have seen, and every DDP rank can compute its
 share without talking to the others.
+
+A batch is the *global* batch of one optimizer step, whatever the number of processes:
+:class:`RankBatches` deals its items to the ``W`` ranks (rank ``r`` takes items
+``r, r + W, ...``) and each rank's share into ``A`` micro-batches for gradient
+accumulation (its items ``m, m + A, ...``). So the batches, and a resumed run's next
+batch, do not depend on ``W`` or ``A``; a rank whose share of a (small, last) batch is
+empty processes a *filler* (the batch's first item with weight 0) so that every rank
+takes part in every gradient all-reduce.
 """
 from __future__ import annotations
 
@@ -33,10 +41,7 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     shuffle : bool
         Random order (training) or dataset order (validation).
     seed : int
-        Base seed; the order of epoch ``e`` depends only on ``seed + e``.
-    rank, world_size : int
-        DDP rank share: rank ``r`` takes batches ``r, r + W, ...`` of a list trimmed
-        to a multiple of ``W`` (ranks run the same number of steps).
+        Base seed; the order of epoch ``e`` depends only on ``(seed, e)``.
     drop_last : bool
         Drop a final incomplete batch.
     pool_batches : int
@@ -44,8 +49,7 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     """
 
     def __init__(self, num_items: int, batch_size: int, lengths: Sequence[int] | None = None, *,
-                 shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False, pool_batches: int = 50):
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False, pool_batches: int = 50):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if lengths is not None and len(lengths) != num_items:
@@ -53,7 +57,6 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         self.num_items, self.batch_size = num_items, batch_size
         self.lengths = None if lengths is None else np.asarray(lengths)
         self.shuffle, self.seed = shuffle, seed
-        self.rank, self.world_size = rank, world_size
         self.drop_last, self.pool_batches = drop_last, pool_batches
         self.epoch, self.skip = 0, 0
 
@@ -62,7 +65,7 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         self.epoch, self.skip = epoch, skip
 
     def batches(self, epoch: int | None = None) -> list[list[int]]:
-        """All of this rank's batches of ``epoch`` (default: the current one)."""
+        """All batches of ``epoch`` (default: the current one)."""
         epoch = self.epoch if epoch is None else epoch
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(self.num_items) if self.shuffle else np.arange(self.num_items)
@@ -77,11 +80,6 @@ class BucketBatchSampler(torch.utils.data.Sampler):
             out.pop()
         if self.lengths is not None and self.shuffle:
             out = [out[i] for i in rng.permutation(len(out))]
-        if self.world_size > 1:
-            n = len(out) // self.world_size * self.world_size
-            if n == 0:
-                raise ValueError(f"{len(out)} batches cannot be shared by {self.world_size} ranks")
-            out = out[self.rank:n:self.world_size]
         return out
 
     def __iter__(self):
@@ -89,7 +87,79 @@ class BucketBatchSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         n = math.ceil(self.num_items / self.batch_size) if not self.drop_last else self.num_items // self.batch_size
-        return n // self.world_size - self.skip if self.world_size > 1 else n - self.skip
+        return n - self.skip
+
+
+def rank_share(batch: Sequence[int], rank: int = 0, world_size: int = 1, accum_steps: int = 1
+               ) -> list[tuple[list[int], bool]]:
+    """The micro-batches of ``rank`` for one global ``batch``: ``accum_steps`` pairs
+    ``(indices, real)``.
+
+    Rank ``r`` takes items ``r, r + W, ...`` of the batch, and micro-batch ``m`` takes
+    items ``m, m + A, ...`` of that share. An empty micro-batch becomes ``([batch[0]],
+    False)``: a filler to be run with weight 0.
+    """
+    share = list(batch)[rank::world_size]
+    out = []
+    for m in range(accum_steps):
+        part = share[m::accum_steps]
+        out.append((part, True) if part else ([batch[0]], False))
+    return out
+
+
+class RankBatches(torch.utils.data.Sampler):
+    """This rank's micro-batches of the global batches of a :class:`BucketBatchSampler`.
+
+    Yields ``accum_steps`` index lists per global batch (see :func:`rank_share`); the
+    indices of a filler micro-batch are wrapped as :class:`Filler`, which
+    :class:`WithFillers` recognises.
+
+    Parameters
+    ----------
+    batches : BucketBatchSampler
+        The global batch order (its ``set_epoch(epoch, skip)`` selects the epoch and the
+        first batch).
+    rank, world_size : int
+    accum_steps : int
+        Micro-batches per rank and optimizer step.
+    """
+
+    def __init__(self, batches: BucketBatchSampler, rank: int = 0, world_size: int = 1, accum_steps: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+        if accum_steps < 1:
+            raise ValueError(f"accum_steps must be >= 1, got {accum_steps}")
+        self.global_batches, self.rank, self.world_size, self.accum_steps = batches, rank, world_size, accum_steps
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Epoch ``epoch`` from its global batch ``skip`` on."""
+        self.global_batches.set_epoch(epoch, skip)
+
+    def __iter__(self):
+        for batch in self.global_batches:
+            for part, real in rank_share(batch, self.rank, self.world_size, self.accum_steps):
+                yield part if real else [Filler(i) for i in part]
+
+    def __len__(self) -> int:
+        return len(self.global_batches) * self.accum_steps
+
+
+class Filler(int):
+    """An item index that takes part in a step with weight 0 (see :func:`rank_share`)."""
+
+
+class WithFillers(torch.utils.data.Dataset):
+    """``dataset`` whose items come as ``(item, real)``: ``real`` is False for a
+    :class:`Filler` index."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.dataset[int(i)], not isinstance(i, Filler)
 
 
 def pad_sequences(seqs: Sequence[torch.Tensor | np.ndarray], value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:

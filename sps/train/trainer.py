@@ -3,8 +3,17 @@
 The caller supplies the model, a ``step_fn(model, batch) -> loss`` and two datasets;
 the :class:`Trainer` owns everything else: batching (length buckets), Adam with a
 learning-rate schedule, gradient clipping, AMP on CUDA, DistributedDataParallel under
-``torchrun``, validation, checkpoints, exact resume, a JSONL log and the loss curve.
+``torchrun`` and gradient accumulation with a constant global batch, validation,
+checkpoints, exact resume, a JSONL log, TensorBoard events and the loss curve.
 :func:`fit` is the one-call form.
+
+Global batch: ``batch_size`` items per optimizer step whatever the number of
+processes ``W`` and ``accum_steps`` ``A``: each global batch of the sampler is dealt to
+the ranks and into micro-batches (:class:`sps.train.data.RankBatches`), and the
+micro-batch losses are weighted by their frames (:func:`batch_weight`) so the
+gradient is the whole batch's. A checkpoint counts global batches, so a run resumes
+on another ``W`` (or ``A``) with the next global batch of the same order; under DDP it
+also holds every rank's RNG states (``rng_ranks``).
 
 Exact resume: a checkpoint holds the model, optimizer, scheduler and grad-scaler states,
 the :class:`TrainState` (step, epoch, position inside the epoch, best validation loss,
@@ -49,7 +58,7 @@ from tqdm import tqdm
 
 from sps.config import ConfigError, bind, to_dict
 from sps.io import atomic_path, write_text
-from sps.train.data import BucketBatchSampler
+from sps.train.data import BucketBatchSampler, RankBatches, WithFillers
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +68,8 @@ CHECKPOINT_FORMAT = 2
 @dataclass(frozen=True)
 class TrainConfig:
     """Training options (section ``train`` of a model or vocoder config)."""
-    batch_size: int = 16
+    batch_size: int = 16               # items per optimizer step, summed over processes (DDP)
+    accum_steps: int = 1               # micro-batches per process and step (gradient accumulation)
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
@@ -83,10 +93,13 @@ class TrainConfig:
     device: str | None = None            # None: cuda if available else cpu
     num_threads: int | None = None       # CPU threads for torch during training
     plot: bool = True                    # write loss.png
+    tensorboard: bool = True             # TensorBoard events in <out_dir>/tensorboard (when installed)
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.accum_steps < 1:
+            raise ValueError(f"accum_steps must be >= 1, got {self.accum_steps}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -105,9 +118,10 @@ class TrainConfig:
         if not all(0.0 <= b < 1.0 for b in self.betas) or len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
 
-    #: options that may differ between a run and its resumption
+    #: options that may differ between a run and its resumption (accum_steps: the global
+    #: batches stay the same, like the number of processes)
     RESUMABLE = ("epochs", "max_steps", "num_workers", "checkpoint_every", "keep_checkpoints",
-                 "valid_every", "log_every", "device", "num_threads", "plot")
+                 "valid_every", "log_every", "device", "num_threads", "plot", "accum_steps", "tensorboard")
 
 
 def train_config(cfg: TrainConfig | dict | None) -> TrainConfig:
@@ -223,6 +237,32 @@ def set_aside(out_dir: str | os.PathLike) -> list[str]:
         (aside / ".complete").touch()
         logger.warning("%s: the previous run is moved to %s (deleted when this run succeeds)", out_dir, aside)
     return [p.name for p in entries]
+
+
+def rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """A seed for ``rank`` that no other (seed, rank, step) shares."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+
+
+#: TensorBoard tags of log.jsonl keys (others: the first ``_`` becomes ``/``)
+TB_TAGS = {"lr": "train/lr", "grad_norm": "train/grad_norm", "epoch_train_loss": "train/epoch_loss",
+           "epoch_time": "train/epoch_time_s"}
+
+_TB_MISSING_LOGGED = False
+
+
+def open_tensorboard(log_dir: Path, purge_step: int | None = None):
+    """A ``torch.utils.tensorboard.SummaryWriter`` on ``log_dir``, or None (with one log
+    message) when the ``tensorboard`` package is not installed."""
+    global _TB_MISSING_LOGGED
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        if not _TB_MISSING_LOGGED:
+            logger.info("no TensorBoard logs: %s (pip install 'sps[tensorboard]')", err)
+            _TB_MISSING_LOGGED = True
+        return None
+    return SummaryWriter(str(log_dir), purge_step=purge_step)
 
 
 def checkpoints(out_dir: str | os.PathLike) -> list[Path]:
@@ -353,6 +393,27 @@ def _dist_setup(device_pref: str | None) -> tuple[int, int, torch.device]:
     return rank, world, torch.device(device_pref or "cpu")
 
 
+class _CollateReal:
+    """Collates ``(item, real)`` pairs of :class:`~sps.train.data.WithFillers`:
+    ``(collate_fn(items), real)``; a micro-batch is all real or one filler."""
+
+    def __init__(self, collate_fn: Callable | None):
+        self.collate_fn = collate_fn or torch.utils.data.default_collate
+
+    def __call__(self, pairs):
+        return self.collate_fn([item for item, _ in pairs]), all(real for _, real in pairs)
+
+
+def batch_weight(batch) -> float:
+    """What a batch's loss is a mean over: its frames (the sum of ``lengths``) when the
+    batch has them, else its items. Micro-batch losses are combined with these weights,
+    so the gradient of a global batch split over processes and micro-batches is that of
+    the whole batch (exactly, for a ``step_fn`` that returns such a mean)."""
+    if isinstance(batch, dict) and "lengths" in batch:
+        return float(torch.as_tensor(batch["lengths"]).sum())
+    return float(_batch_size(batch))
+
+
 def _batch_size(batch) -> int:
     """Items in a batch: the ``lengths`` entry or the first tensor's leading dimension."""
     if isinstance(batch, dict):
@@ -411,6 +472,8 @@ class Trainer:
         self.main = self.rank == 0
         self.log_path, self.cfg_path = self.out_dir / "log.jsonl", self.out_dir / "config.yaml"
         self.state = TrainState()
+        self.tensorboard = None      # a SummaryWriter on rank 0 during fit (cfg.tensorboard, when installed)
+        self.grad_norm = math.nan    # global gradient norm of the last step (before clipping)
 
         model.to(self.device)
         self.use_amp = bool(cfg.amp) and self.device.type == "cuda"
@@ -420,9 +483,10 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, betas=tuple(cfg.betas),
                                           weight_decay=cfg.weight_decay)
         lengths = getattr(train_set, "lengths", None) if cfg.bucket else None
-        self.sampler = BucketBatchSampler(len(train_set), cfg.batch_size, lengths, shuffle=True,
-                                          seed=cfg.seed, rank=self.rank, world_size=self.world)
-        self.steps_per_epoch = len(self.sampler.batches(0))
+        # the global batches of each optimizer step: the same whatever the number of processes
+        self.batches = BucketBatchSampler(len(train_set), cfg.batch_size, lengths, shuffle=True, seed=cfg.seed)
+        self.sampler = RankBatches(self.batches, self.rank, self.world, cfg.accum_steps)
+        self.steps_per_epoch = len(self.batches.batches(0))
         if self.steps_per_epoch == 0:
             raise ValueError("training set is empty")
         self.max_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
@@ -434,17 +498,18 @@ class Trainer:
             self.wrapped = DistributedDataParallel(
                 self.wrapped, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         # a private generator: creating DataLoader iterators must not consume global RNG
-        loader_kw = dict(collate_fn=collate_fn, num_workers=cfg.num_workers,
-                         generator=torch.Generator().manual_seed(cfg.seed),
+        loader_kw = dict(num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
                          pin_memory=self.device.type == "cuda", persistent_workers=False)
-        self.train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=self.sampler, **loader_kw)
+        self.train_loader = torch.utils.data.DataLoader(WithFillers(train_set), batch_sampler=self.sampler,
+                                                        collate_fn=_CollateReal(collate_fn), **loader_kw)
         self.valid_loader = None
         if valid_set is not None and len(valid_set) > 0:
             vsampler = BucketBatchSampler(len(valid_set), cfg.batch_size, getattr(valid_set, "lengths", None),
-                                          shuffle=False, rank=self.rank, world_size=1)
+                                          shuffle=False)
             # validation batches are split over ranks by hand (no batch may be dropped)
             vbatches = vsampler.batches(0)[self.rank::self.world]
-            self.valid_loader = torch.utils.data.DataLoader(valid_set, batch_sampler=vbatches, **loader_kw)
+            self.valid_loader = torch.utils.data.DataLoader(valid_set, batch_sampler=vbatches,
+                                                            collate_fn=collate_fn, **loader_kw)
 
     # ------------------------------------------------------------------ checkpoints
     def config_record(self) -> dict:
@@ -452,14 +517,24 @@ class Trainer:
         return {**to_dict(self.cfg), **self.metadata}
 
     def save(self, name: str) -> Path:
-        """Write checkpoint ``out_dir/name`` (rank 0; atomically) and return its path."""
+        """Write checkpoint ``out_dir/name`` (rank 0; atomically) and return its path.
+
+        Under DDP every rank calls it: the checkpoint also holds each rank's RNG states
+        (``rng_ranks``), so a resume on as many processes continues every rank's draws.
+        """
         path = self.out_dir / name
+        rng, ranks = rng_state(), None
+        if self.world > 1:
+            ranks = [None] * self.world
+            dist.all_gather_object(ranks, rng)
         if self.main:
             ckpt = {"format": CHECKPOINT_FORMAT, "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                     "scaler": self.scaler.state_dict(), "state": dataclasses.asdict(self.state),
-                    "rng": rng_state(), "config": yaml.safe_dump(self.config_record(), sort_keys=False),
+                    "rng": rng, "config": yaml.safe_dump(self.config_record(), sort_keys=False),
                     "hooks": [h.state_dict() if hasattr(h, "state_dict") else {} for h in self.hooks]}
+            if ranks is not None:
+                ckpt["rng_ranks"] = ranks
             buffer = io.BytesIO()   # serialised first: a full disk is then an OSError naming the file
             torch.save(ckpt, buffer)
             with atomic_path(path) as tmp:
@@ -504,7 +579,11 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["state"])
-        set_rng_state(ckpt["rng"])
+        ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
+        if self.rank < len(ranks):
+            set_rng_state(ranks[self.rank])
+        else:   # more processes than the checkpoint's: a fresh stream of this rank's own
+            seed_everything(rank_seed(self.cfg.seed, self.rank, self.state.step))
         for hook, hstate in zip(self.hooks, ckpt.get("hooks", [])):
             if hasattr(hook, "load_state_dict"):
                 hook.load_state_dict(hstate)
@@ -517,7 +596,7 @@ class Trainer:
     def _check_same_options(self, path: Path, saved: dict) -> None:
         now = self.config_record()
         changed = sorted(k for k in set(saved) | set(now)
-                         if k not in TrainConfig.RESUMABLE and _plain(saved.get(k)) != _plain(now.get(k)))
+                         if k not in type(self.cfg).RESUMABLE and _plain(saved.get(k)) != _plain(now.get(k)))
         if changed:
             diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
             raise ConfigError(f"{path}: was trained with other settings ({diffs}); resume with the "
@@ -531,23 +610,59 @@ class Trainer:
         if self.main:
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
+            if self.tensorboard is not None:
+                for key, value in rec.items():
+                    if key not in ("step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):
+                        self.tensorboard.add_scalar(TB_TAGS.get(key, key.replace("_", "/", 1)), value, rec["step"])
+
+    def log_metrics(self, values: dict[str, float]) -> None:
+        """Record ``values`` (e.g. validation metrics of a hook: ``{"valid_mcd_db": 5.1}``)
+        at the current step: a ``log.jsonl`` record and TensorBoard scalars
+        (``valid_mcd_db`` -> ``valid/mcd_db``). Rank 0 writes; others ignore it."""
+        self._log({"step": self.state.step, **{k: float(v) for k, v in values.items()}})
 
     def train_step(self, batch) -> float:
         """One optimizer step on ``batch`` (already on the device); returns the loss."""
-        with self._autocast():
-            loss = self.wrapped(batch)
-        if not torch.isfinite(loss):
-            raise ValueError(f"non-finite training loss {float(loss.detach())} at step "
-                             f"{self.state.step + 1} (epoch {self.state.epoch + 1})")
+        return self.accumulate_step([(batch, True)])
+
+    def accumulate_step(self, micro: list[tuple[Any, bool]]) -> float:
+        """One optimizer step on this rank's micro-batches ``(batch, real)`` of a global
+        batch (on the device); returns the global batch's loss.
+
+        Each micro-batch's loss is weighted by its share of the global batch's frames
+        (:func:`batch_weight`; a filler: 0), so the summed gradients (all-reduced over
+        the ranks by DDP on the last micro-batch) are those of the global batch's mean.
+        """
+        weights = [batch_weight(b) if real else 0.0 for b, real in micro]
+        plain = self.world == 1 and len(micro) == 1
+        total = torch.tensor([sum(weights)], dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(total)
+        total_w = float(total[0])
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.cfg.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.params, float(self.cfg.grad_clip))
+        loss_sum = torch.zeros(1, dtype=torch.float64, device=self.device)
+        for i, ((batch, real), w) in enumerate(zip(micro, weights)):
+            # DDP all-reduces the gradients on the last micro-batch only
+            sync = self.world == 1 or i == len(micro) - 1
+            with contextlib.nullcontext() if sync else self.wrapped.no_sync():
+                with self._autocast():
+                    loss = self.wrapped(batch)
+                if real and not torch.isfinite(loss):
+                    raise ValueError(f"non-finite training loss {float(loss.detach())} at step "
+                                     f"{self.state.step + 1} (epoch {self.state.epoch + 1})")
+                # DDP averages over the W ranks: scaled by W, the average is the weighted sum
+                scale = 1.0 if plain else w * self.world / total_w
+                self.scaler.scale(loss if scale == 1.0 else loss * scale).backward()
+            loss_sum += loss.detach().double() * w
+        if self.world > 1:
+            dist.all_reduce(loss_sum)
+        self.scaler.unscale_(self.optimizer)
+        clip = float(self.cfg.grad_clip) if self.cfg.grad_clip else math.inf
+        self.grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, clip))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return float(loss.detach())
+        return float(loss.detach()) if plain else float(loss_sum[0]) / total_w
 
     def validate(self) -> float:
         """Mean validation loss (all-reduced over ranks); NaN without a validation set."""
@@ -582,6 +697,9 @@ class Trainer:
             return self._fit(resume)
         finally:
             torch.set_num_threads(threads)
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+                self.tensorboard = None
 
     def _fit(self, resume: bool) -> dict:
         cfg, st = self.cfg, self.state
@@ -592,10 +710,12 @@ class Trainer:
                 logger.info("%s: no checkpoint to resume from, starting afresh", self.out_dir)
             if self.main:
                 set_aside(self.out_dir)
-            seed_everything(cfg.seed + self.rank)
+            seed_everything(cfg.seed if self.rank == 0 else rank_seed(cfg.seed, self.rank))
         st = self.state
         if self.main:
             write_text(self.cfg_path, yaml.safe_dump(self.config_record(), sort_keys=False))
+            if cfg.tensorboard:   # events after the restored step are dropped from the view
+                self.tensorboard = open_tensorboard(self.out_dir / "tensorboard", st.step + 1 if st.step else None)
         if self.world > 1:
             dist.barrier()
 
@@ -606,8 +726,13 @@ class Trainer:
             self.sampler.set_epoch(st.epoch, skip=st.batch_in_epoch)
             bar = tqdm(total=self.steps_per_epoch, initial=st.batch_in_epoch, desc=f"epoch {st.epoch + 1}",
                        unit="step", leave=False, disable=None if self.main else True, file=sys.stderr)
-            for batch in self.train_loader:
-                value = self.train_step(to_device(batch, self.device))
+            micro = []
+            for batch, real in self.train_loader:
+                micro.append((to_device(batch, self.device), real))
+                if len(micro) < cfg.accum_steps:
+                    continue
+                value = self.accumulate_step(micro)
+                micro = []
                 st.step += 1
                 st.batch_in_epoch += 1
                 st.window += value
@@ -619,7 +744,7 @@ class Trainer:
                 self._call_hooks("on_step_end")
                 if st.step % cfg.log_every == 0 or st.step == self.max_steps:
                     self._log({"step": st.step, "epoch": st.epoch + 1, "train_loss": st.window / st.window_n,
-                               "lr": self.scheduler.get_last_lr()[0]})
+                               "lr": self.scheduler.get_last_lr()[0], "grad_norm": self.grad_norm})
                     st.window, st.window_n = 0.0, 0
                 end_of_epoch = st.batch_in_epoch >= self.steps_per_epoch
                 if end_of_epoch:
