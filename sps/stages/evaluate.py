@@ -42,7 +42,7 @@ import numpy as np
 
 from sps.config import bind
 from sps.features import lf0_to_f0
-from sps.io import is_valid_id, load_array, read_json, read_wav, write_json
+from sps.io import audio_length, is_valid_id, load_array, read_json, read_wav, write_json
 from sps.metrics import bap_distortion, dtw_path, duration_rmse, f0_corr, f0_rmse, mcd, nanmean, vuv_error
 from sps.spec import split_streams, static_columns
 from sps.stages.best import best_models, describe_score
@@ -103,6 +103,22 @@ def generated_static(exp: Experiment, system: str, split: str, utt: str, source:
     return static
 
 
+def header_frames(exp: Experiment, system: str, split: str, utt: str, source: str) -> tuple[int, int]:
+    """(natural, generated) frames of ``utt`` from the file headers (no analysis); (0, 0)
+    when a header cannot be read (the utterance then fails when it is scored)."""
+    sdir = exp.synth_dir(system, split)
+    npy = sdir / f"{utt}.npy"
+    try:
+        natural = int(np.load(exp.dump_path(split, "out_acoustic", utt), mmap_mode="r").shape[0])
+        if source != "audio" and npy.exists():
+            return natural, int(np.load(npy, mmap_mode="r").shape[0])
+        samples, sr = audio_length(sdir / f"{utt}.wav")
+    except (ValueError, OSError):
+        return 0, 0
+    hop = int(round(sr * exp.feature_config().frame_shift_ms / 1000))
+    return natural, samples // hop + 1
+
+
 def dtw_align(natural: np.ndarray, generated: np.ndarray, spec: dict) -> tuple[np.ndarray, np.ndarray]:
     """Frames of both paired along the DTW path of their mel-cepstra (``c0`` left out)."""
     mgc = split_streams(natural, spec)["mgc"].shape[1]
@@ -124,38 +140,34 @@ def evaluate_system(exp: Experiment, system: str, split: str = "eval", source: s
     spec = exp.spec("out_acoustic")
     cols = static_columns(spec)
     sdir = exp.synth_dir(system, split)
-    pairs, used_source, failed = {}, set(), {}
-    for utt in exp.utterances(split):
-        if not (sdir / f"{utt}.wav").exists() and not (sdir / f"{utt}.npy").exists():
-            continue
-        try:   # an unreadable or non-finite file fails its utterance alone, named
-            natural = finite(load_array(exp.dump_path(split, "out_acoustic", utt))[:, cols],
-                             exp.dump_path(split, "out_acoustic", utt))
-            made = sdir / f"{utt}.npy" if source != "audio" and (sdir / f"{utt}.npy").exists() else sdir / f"{utt}.wav"
-            generated = finite(generated_static(exp, system, split, utt, source), made)
-        except (ValueError, FileNotFoundError, OSError) as err:
-            failed[utt] = " ".join(str(err).split())
-            logger.error("eval %s/%s: %s left out: %s", system, split, utt, failed[utt])
-            continue
-        pairs[utt] = (natural, generated)
-        used_source.add("features" if source != "audio" and (sdir / f"{utt}.npy").exists() else "audio")
-    if not pairs:
-        if failed:
-            raise ValueError(f"eval {system}/{split}: every utterance failed; first: {next(iter(failed.items()))}")
+    utts = [u for u in exp.utterances(split) if (sdir / f"{u}.wav").exists() or (sdir / f"{u}.npy").exists()]
+    if not utts:
         return None
     info = exp.synth_info(system, split)
     if "durations" in info:
         dtw = info["durations"] == "predicted"
-    else:
-        dtw = any(abs(len(g) - len(n)) > MAX_MISMATCH for n, g in pairs.values())
-    per_utt = {}
-    for utt, (natural, gen) in pairs.items():
+    else:   # from the lengths in the file headers: nothing is held in memory
+        dtw = any(abs(n - g) > MAX_MISMATCH for n, g in (header_frames(exp, system, split, u, source) for u in utts))
+    per_utt, used_source, failed = {}, set(), {}
+    for utt in utts:      # one utterance at a time: memory stays flat with the split's size
+        try:   # an unreadable or non-finite file fails its utterance alone, named
+            natural = finite(load_array(exp.dump_path(split, "out_acoustic", utt))[:, cols],
+                             exp.dump_path(split, "out_acoustic", utt))
+            made = sdir / f"{utt}.npy" if source != "audio" and (sdir / f"{utt}.npy").exists() else sdir / f"{utt}.wav"
+            gen = finite(generated_static(exp, system, split, utt, source), made)
+        except (ValueError, FileNotFoundError, OSError) as err:
+            failed[utt] = " ".join(str(err).split())
+            logger.error("eval %s/%s: %s left out: %s", system, split, utt, failed[utt])
+            continue
+        used_source.add("features" if source != "audio" and (sdir / f"{utt}.npy").exists() else "audio")
         if dtw:
             natural, gen = dtw_align(natural, gen, spec)
         else:
             T = min(len(gen), len(natural))
             natural, gen = natural[:T], gen[:T]
         per_utt[utt] = acoustic_metrics(natural, gen, spec, float(info.get("vuv_threshold", 0.5)))
+    if not per_utt:
+        raise ValueError(f"eval {system}/{split}: every utterance failed; first: {next(iter(failed.items()))}")
     extra = {}
     if dtw and info.get("duration_model") and exp.model_dir(info["duration_model"]).exists():
         durations = evaluate_duration_model(exp, info["duration_model"], split, utterances=list(per_utt))
