@@ -1,12 +1,14 @@
 """The recipe's jobs through the launchers, end to end, on a real SLURM cluster when one is
 running (``SLURM_CONF``; ``.ci/run`` starts a one-node cluster with
-``tools/slurm_local.sh``), else through the local launcher; and torchrun on two
-simulated nodes.
+``tools/slurm_local.sh``), else through the local launcher; and its training with
+torchrun on two simulated nodes.
 
 A small recipe (the shared pipeline with the SLT configs but no acoustic model) runs
 stages 0-7 on 5 utterances: once here without shards (the reference), then with 2
 shard jobs per per-utterance stage and its training through the launcher. Every output
-must be byte-identical (the trained weights equal). Then a run in 3 shards whose second
+must be byte-identical (the trained weights equal). The training again with
+``--ngpu 1 --num-nodes 2`` (torchrun, gloo on the CPU) must give the same weights to a
+relative 1e-5. Then a run in 3 shards whose second
 shard fails (a corrupt file) and, on SLURM, whose third blocks until it is cancelled
 with ``scancel`` (2 shards locally): ``run.sh`` exits non-zero naming each failed job
 and its log, the finished outputs equal the reference, and a rerun completes them all
@@ -19,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -27,8 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SLT = ROOT / "data" / "slt_festival"
 CONF = ROOT / "recipes" / "slt_festival" / "conf"
 SPLITS = {"train": ["slt_0001", "slt_0002", "slt_0003"], "dev": ["slt_0004"], "eval": ["slt_0005"]}
-# features from dio (fast), a duration model of 2 steps, copy synthesis only (no acoustic config)
-OVERRIDES = ["features.f0_method=dio", "duration.train.max_steps=2", "duration.train.valid_every=1"]
+# features from dio (fast), a duration model of 6 steps without dropout (deterministic, so
+# torchrun on 2 nodes must give the one process's weights), copy synthesis only (no acoustic config)
+OVERRIDES = ["features.f0_method=dio", "duration.train.max_steps=6", "duration.train.valid_every=3",
+             "duration.model.dropout=0"]
 
 RECIPE = """#!/usr/bin/env bash
 # a second recipe on the shared pipeline: its own conf folder, the shipped stages 0-7
@@ -89,14 +92,15 @@ def _corpus(path: Path, bad: dict[str, str] | None = None) -> Path:
 
 
 def _recipe(tmp: Path, launcher: str) -> Path:
-    """run.sh + conf/ (the SLT configs the stages need) + cmd.sh naming ``launcher``."""
+    """run.sh + conf/ (the SLT configs the stages need) + cmd.sh naming ``launcher`` (GPU
+    jobs stay local: the test cluster has no GPU to give)."""
     d = tmp / "recipe"
     (d / "conf").mkdir(parents=True, exist_ok=True)
     for name in ("prepare", "features", "linguistic", "stats", "duration", "synth", "eval"):
         shutil.copy(CONF / f"{name}.yaml", d / "conf")
     (d / "run.sh").write_text(RECIPE.format(root=ROOT))
-    (d / "cmd.sh").write_text("".join(f'{c}="sps-launch {launcher}"\n' for c in ("train_cmd", "decode_cmd",
-                                                                                  "cuda_cmd")))
+    (d / "cmd.sh").write_text(f'train_cmd="sps-launch {launcher}"\ndecode_cmd="sps-launch {launcher}"\n'
+                              'cuda_cmd="sps-launch local"\n')
     return d / "run.sh"
 
 
@@ -152,6 +156,16 @@ def test_recipe_shards_and_training_through_the_launcher(tmp_path, reference, la
     if launcher == "slurm":      # really went through SLURM: its batch scripts and task logs
         assert list((exp / "log" / "slurm").glob("features.*.sh"))
         assert "(SLURM job" in next((exp / "log").glob("features.*.1.log")).read_text()
+    # the training again with torchrun on 2 simulated nodes x 1 process (gloo, CPU: jobs of
+    # cuda_cmd, c10d rendezvous): the same global batches, the same weights to 1e-5
+    out = _run(run_sh, exp, corpus, "--stage", "4", "--stop-stage", "4", "--force", "--ngpu", "1", "--num-nodes", "2")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "2 node(s) x 1 process(es) under torchrun" in out.stdout
+    nodes = sorted((exp / "log").glob("train.*.duration.[12].log"))[-2:]
+    text = "".join(p.read_text() for p in nodes)
+    assert "--rdzv-conf is_host=1" in text and "--rdzv-conf is_host=0" in text
+    for k, v in _weights(exp).items():
+        torch.testing.assert_close(v, ref_weights[k], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -201,49 +215,3 @@ def test_failed_and_cancelled_jobs_are_named_and_leave_only_complete_outputs(tmp
     again = _outputs(exp)
     dump = [k for k in ref_files if k.startswith("dump/") and "/out_acoustic/" in k]
     assert len(dump) == 5 and all(again[k] == ref_files[k] for k in dump)
-
-
-TORCHRUN_SCRIPT = """
-import sys
-sys.path.insert(0, {tests!r})
-import torch
-from sps.train import fit
-from test_train import DDP_CFG, Net, SeqData, collate, step_fn
-torch.manual_seed(0)
-fit(Net(dropout=0.0), step_fn, SeqData(30, 0), SeqData(8, 1), sys.argv[1], {{**DDP_CFG, "max_steps": 16}},
-    collate_fn=collate)
-"""
-
-
-@pytest.mark.slow
-def test_torchrun_on_two_simulated_nodes_trains_like_one_process(tmp_path, one_thread):
-    """2 nodes x 1 process (gloo, CPU), each started by the local launcher as a job of
-    ``sps-launch torchrun`` with a c10d rendezvous: the same global batches as one process,
-    so the same loss and parameters, to a relative 1e-5 (float rounding of the all-reduce)."""
-    from sps.train import fit
-    from test_train import DDP_CFG, Net, SeqData, collate, step_fn
-    script = tmp_path / "train.py"
-    script.write_text(TORCHRUN_SCRIPT.format(tests=str(Path(__file__).parent)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    out = subprocess.run(["sps-launch", "local", "JOB=1:2", str(tmp_path / "log" / "node.JOB.log"),
-                          "sps-launch", "torchrun", "--nnodes", "2", "--node", "JOB", "--nproc-per-node", "1",
-                          "--rdzv-file", str(tmp_path / "rdzv"), "python", str(script), str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=300)
-    logs = "".join(p.read_text() for p in sorted((tmp_path / "log").glob("*.log")))
-    assert out.returncode == 0, out.stderr + logs[-3000:]
-    assert "--rdzv-conf is_host=1" in logs and "--rdzv-conf is_host=0" in logs
-    torch.manual_seed(0)
-    one = Net(dropout=0.0)
-    fit(one, step_fn, SeqData(30, 0), SeqData(8, 1), tmp_path / "one", {**DDP_CFG, "max_steps": 16},
-        collate_fn=collate)
-    two = torch.load(tmp_path / "two" / "checkpoint_16.pt", weights_only=True)
-    for k, v in one.state_dict().items():
-        torch.testing.assert_close(two["model"][k], v, rtol=1e-5, atol=1e-6)
-
-    def losses(d):
-        import json
-        return [(r["step"], r["train_loss"]) for r in map(json.loads, (d / "log.jsonl").read_text().splitlines())
-                if "train_loss" in r]
-    (steps_two, l_two), (steps_one, l_one) = zip(*losses(tmp_path / "two")), zip(*losses(tmp_path / "one"))
-    assert steps_two == steps_one
-    np.testing.assert_allclose(l_two, l_one, rtol=1e-5)
