@@ -337,7 +337,7 @@ def test_fresh_run_sets_the_old_run_aside_until_it_succeeds(tmp_path):
     with pytest.raises(KeyboardInterrupt):                      # a fresh run killed at step 4
         fit(Net(), step_fn, train, None, tmp_path, new, collate_fn=collate, hooks=[_KillAt(4)])
     aside = tmp_path / REPLACED
-    assert {p.name: p.read_bytes() for p in aside.iterdir() if p.name != ".complete"} == before  # nothing lost
+    assert {p.name: p.read_bytes() for p in aside.iterdir() if p.is_file() and p.name != ".complete"} == before  # nothing lost
     # the new options never sit beside the old weights: only the new run's checkpoint is there
     assert sorted(p.name for p in checkpoints(tmp_path)) == ["checkpoint_3.pt"]
     assert "lr: 0.01" in (tmp_path / "config.yaml").read_text()
@@ -345,7 +345,7 @@ def test_fresh_run_sets_the_old_run_aside_until_it_succeeds(tmp_path):
     # a second fresh run deletes the unfinished one and keeps the complete old run aside ...
     with pytest.raises(KeyboardInterrupt):
         fit(Net(), step_fn, train, None, tmp_path, new, collate_fn=collate, hooks=[_KillAt(2)])
-    assert {p.name: p.read_bytes() for p in aside.iterdir() if p.name != ".complete"} == before
+    assert {p.name: p.read_bytes() for p in aside.iterdir() if p.is_file() and p.name != ".complete"} == before
     assert not checkpoints(tmp_path)
     # ... until a run succeeds
     out = fit(Net(), step_fn, train, None, tmp_path, new, collate_fn=collate, resume=True)
