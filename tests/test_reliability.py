@@ -133,13 +133,13 @@ def test_P2_predicted_durations_are_clamped_with_a_count_and_the_frame_budget_ho
 def test_P3_forced_training_with_a_nan_option_destroys_nothing(tmp_path, capsys):
     exp, args = trained_duration_exp(tmp_path)
     model_dir = exp / "models" / "dur"
-    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()}
     assert {"best.pt", "done.json", "config.yaml"} <= set(before)
     for bad, match in (("train.lr=.nan", "train.train.lr: expected a finite number, got nan"),
                        ("train.epochs=0", "epochs must be >= 1"), ("model.dropout=.inf", "finite number"),
                        ("name=../../escaped", "name: invalid name '../../escaped'")):
         one_line_error(capsys, 1, [*args, bad, "--force"], match)
-        assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
+        assert {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()} == before
     assert not (tmp_path / "escaped").exists()
     stats_before = (exp / "stats" / "in_duration.npz").read_bytes()
     one_line_error(capsys, 1, ["stats", "--exp-dir", str(exp), "std_floor=nan"], "stats.std_floor: expected a finite")
