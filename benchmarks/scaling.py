@@ -19,7 +19,8 @@ process per stage), each pass (a scale and a number of jobs) behind its ``--slot
   ``eval``: once, with ``--jobs 1``.
 
 Wall time is measured around the whole process (imports included; not the wait for a
-slot), peak memory is
+slot), CPU time is its user + system time (children included: on a machine shared with
+other work it is the steadier figure), peak memory is
 the largest resident set of the process tree (``wait4``'s ``ru_maxrss``: the stage
 process or its biggest worker). The table gives seconds per hour of the audio each
 stage reads (all splits for features/linguistic, the train split for stats and
@@ -99,7 +100,8 @@ def run_stage(exp: Path, stage: str, jobs: int, overrides: list[str], force: boo
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"scaling: {' '.join(cmd)} failed (exit {code}); see {log}")
-    return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024, "load": open("/proc/loadavg").read().split()[:3]}
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024,
+            "load": open("/proc/loadavg").read().split()[:3]}
 
 
 def run_pass(work: Path, scale: int, jobs: int, first: bool, train_steps: int, stages: list[str],
@@ -126,31 +128,38 @@ def run_pass(work: Path, scale: int, jobs: int, first: bool, train_steps: int, s
         rec.update(stage=stage, scale=scale, jobs=jobs, hours=hours[split] if split else None)
         if rec["hours"]:
             rec["s_per_hour"] = rec["wall_s"] / rec["hours"]
+            rec["cpu_s_per_hour"] = rec["cpu_s"] / rec["hours"]
         rows.append(rec)
-        print(f"{scale:>3}x jobs {jobs}  {stage:15s} {rec['wall_s']:8.1f} s  {rec['peak_mb']:7.0f} MB"
-              + (f"  {rec['s_per_hour']:8.0f} s/h" if rec.get("s_per_hour") else "")
+        print(f"{scale:>3}x jobs {jobs}  {stage:15s} {rec['wall_s']:8.1f} s  {rec['cpu_s']:8.1f} cpu-s  "
+              f"{rec['peak_mb']:7.0f} MB" + (f"  {rec['s_per_hour']:8.0f} s/h  {rec['cpu_s_per_hour']:8.0f} cpu-s/h"
+                                             if rec.get("s_per_hour") else "")
               + f"  load {' '.join(rec['load'])}", flush=True)
     return rows
 
 
 def table(rows: list[dict], scales: list[int]) -> str:
-    """Markdown: per stage and job count, s per hour and peak MB at each scale, 10x/1x ratios."""
+    """Markdown: per stage and job count, wall and CPU seconds per hour of audio and peak MB
+    at each scale, and the largest / smallest scale ratios."""
     lo, hi = min(scales), max(scales)
-    head = ("| stage | jobs | " + " | ".join(f"{s}x s/h" for s in scales) + " | "
-            + " | ".join(f"{s}x MB" for s in scales) + f" | time/h {hi}x/{lo}x | MB {hi}x/{lo}x |")
-    lines = [head, "|" + "---|" * (2 + 2 * len(scales) + 2)]
+    cols = [f"{s}x wall s/h" for s in scales] + [f"{s}x CPU s/h" for s in scales] + [f"{s}x MB" for s in scales]
+    head = "| stage | jobs | " + " | ".join(cols) + f" | wall/h {hi}x/{lo}x | CPU/h {hi}x/{lo}x | MB {hi}x/{lo}x |"
+    lines = [head, "|" + "---|" * (2 + len(cols) + 3)]
     keys = sorted({(r["stage"], r["jobs"]) for r in rows}, key=lambda k: (list(STAGES).index(k[0]), k[1]))
     for stage, jobs in keys:
-        by = {r["scale"]: r for r in rows if r["stage"] == stage and r["jobs"] == jobs}
         if stage == "prepare":
             continue
-        sph = [f"{by[s]['s_per_hour']:.0f}" if s in by and by[s].get("s_per_hour") else "" for s in scales]
-        mb = [f"{by[s]['peak_mb']:.0f}" if s in by else "" for s in scales]
-        rt = rm = ""
-        if lo in by and hi in by and by[lo].get("s_per_hour"):
-            rt = f"{by[hi]['s_per_hour'] / by[lo]['s_per_hour']:.2f}"
-            rm = f"{by[hi]['peak_mb'] / by[lo]['peak_mb']:.2f}"
-        lines.append(f"| {stage} | {jobs} | " + " | ".join(sph) + " | " + " | ".join(mb) + f" | {rt} | {rm} |")
+        by = {r["scale"]: r for r in rows if r["stage"] == stage and r["jobs"] == jobs}
+
+        def cell(s, key, fmt="{:.0f}"):
+            return fmt.format(by[s][key]) if s in by and by[s].get(key) is not None else ""
+
+        def ratio(key):
+            ok = lo in by and hi in by and by[lo].get(key) and by[hi].get(key)
+            return f"{by[hi][key] / by[lo][key]:.2f}" if ok else ""
+        cells = ([cell(s, "s_per_hour") for s in scales] + [cell(s, "cpu_s_per_hour") for s in scales]
+                 + [cell(s, "peak_mb") for s in scales])
+        lines.append(f"| {stage} | {jobs} | " + " | ".join(cells)
+                     + f" | {ratio('s_per_hour')} | {ratio('cpu_s_per_hour')} | {ratio('peak_mb')} |")
     return "\n".join(lines)
 
 
