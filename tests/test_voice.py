@@ -388,3 +388,24 @@ def test_shipped_voice_scores_as_the_recipe_recorded():
         got = acoustic_metrics(natural[:T], static[:T], spec)
         mean = scores["vocoders"][name]["mean"]
         assert got["mcd_db"] < mean["mcd_db"] + 1.0 and got["vuv_error_pct"] < mean["vuv_error_pct"] + 10, name
+
+
+def test_state_level_duration_model_times_phone_labels(voice):
+    """Text gives phone-level labels; a duration model of 5 states per phone times them
+    state by state (the frames are the sum of its rounded predictions)."""
+    import copy
+    from sps.features import Normalizer
+    from sps.frontend import linguistic_features, load_labels
+    from sps.models import TrainedModel, build_model
+    syn = voice.synthesizer
+    q = syn.duration.norm.in_dim
+    torch.manual_seed(0)
+    net = build_model({"hidden_dim": 8, "num_layers": 1}, q, 5)
+    norm = Normalizer({"min": syn.duration.norm.in_min, "max": syn.duration.norm.in_max},
+                      {"mean": np.full(5, 3.0), "std": np.full(5, 1.0), "min": np.ones(5), "max": np.full(5, 9.0)})
+    states = copy.copy(syn)
+    states.duration, states.max_duration = TrainedModel(net, norm), np.full(5, 18.0)
+    labels = load_labels(_lab("slt_0345")).without_times()
+    raw, _ = states.duration(linguistic_features(labels, syn.questions))
+    static = states.from_labels(labels)
+    assert static.shape[0] == int(np.clip(np.rint(raw), 1, 18).sum())

@@ -21,6 +21,7 @@ Synthesis is bounded, whatever the models predict:
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -240,8 +241,12 @@ class Synthesizer:
         phone = linguistic_features(labels, self._need_questions(), frame_level=False)
         d = self.predict_durations(phone, speed)
         if d.shape[1] != labels.num_states:
-            raise ValueError(f"the duration model predicts {d.shape[1]} values per phone, the labels have "
-                             f"{labels.num_states} states per phone")
+            if labels.num_states != 1:
+                raise ValueError(f"the duration model predicts {d.shape[1]} values per phone, the labels have "
+                                 f"{labels.num_states} states per phone")
+            # phone-level labels (text, untimed files) and a state-level duration model: the
+            # model's states become the labels' (times are predicted anyway)
+            labels = dataclasses.replace(labels, times=None, num_states=int(d.shape[1]))
         return self.acoustic_params(self.frame_features(labels, d), pitch=pitch, postfilter_beta=postfilter_beta)
 
     def from_text(self, text: str, voice: str = "cmu_us_slt_arctic_hts", **festival) -> np.ndarray:
