@@ -7,13 +7,14 @@ A small recipe (the shared pipeline with the SLT configs but no acoustic model) 
 stages 0-7 on 5 utterances: once here without shards (the reference), then with 2
 shard jobs per per-utterance stage and its training through the launcher. Every output
 must be byte-identical (the trained weights equal). The training again with
-``--ngpu 1 --num-nodes 2`` (torchrun, gloo on the CPU) must give the same weights to a
-relative 1e-5. Then a run in 3 shards whose second
+``--ngpu 1 --num-nodes 2`` (torchrun, gloo on the CPU) must give the same weights and
+the same training and validation loss at every step to a relative 1e-5. Then a run in 3 shards whose second
 shard fails (a corrupt file) and, on SLURM, whose third blocks until it is cancelled
 with ``scancel`` (2 shards locally): ``run.sh`` exits non-zero naming each failed job
 and its log, the finished outputs equal the reference, and a rerun completes them all
 identically.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ SPLITS = {"train": ["slt_0001", "slt_0002", "slt_0003"], "dev": ["slt_0004"], "e
 # features from dio (fast), a duration model of 6 steps without dropout (deterministic, so
 # torchrun on 2 nodes must give the one process's weights), copy synthesis only (no acoustic config)
 OVERRIDES = ["features.f0_method=dio", "duration.train.max_steps=6", "duration.train.valid_every=3",
-             "duration.model.dropout=0"]
+             "duration.model.dropout=0", "duration.train.log_every=1"]
 
 RECIPE = """#!/usr/bin/env bash
 # a second recipe on the shared pipeline: its own conf folder, the shipped stages 0-7
@@ -126,6 +127,12 @@ def _weights(exp: Path) -> dict:
     return torch.load(exp / "models" / "duration_dnn" / "best.pt", weights_only=True)["model"]
 
 
+def _losses(exp: Path) -> dict[tuple[int, str], float]:
+    """Every training and validation loss of the duration model's log, by (step, name)."""
+    recs = [json.loads(line) for line in (exp / "models" / "duration_dnn" / "log.jsonl").read_text().splitlines()]
+    return {(r["step"], k): r[k] for r in recs for k in ("train_loss", "valid_loss") if k in r}
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """Stages 0-7 here, without shards or launchers' parallelism (--nj 1)."""
@@ -135,6 +142,21 @@ def reference(tmp_path_factory):
     out = _run(_recipe(tmp, "local"), exp, corpus, "--stop-stage", "7", "--nj", "1")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     return exp, _outputs(exp), _weights(exp)
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_a_command_with_spaces_and_quotes_survives_the_launcher(tmp_path, launcher):
+    """Arguments with spaces, quotes, $, *, ; and an empty one arrive unchanged in each
+    task of a real array job (the batch script alone: tests/test_launch.py)."""
+    from test_launch import ECHO, TRICKY, _argv_of
+    log = tmp_path / "log dir" / "q.JOB.log"
+    out = subprocess.run([sys.executable, "-m", "sps.launch", launcher, "JOB=1:2", str(log), *ECHO, "JOB", *TRICKY],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    for j in (1, 2):
+        task_log = Path(str(log).replace("JOB", str(j)))
+        assert _argv_of(task_log) == [str(j), *TRICKY]
+        assert ("(SLURM job" in task_log.read_text()) == (launcher == "slurm")
 
 
 @pytest.mark.slow
@@ -166,6 +188,11 @@ def test_recipe_shards_and_training_through_the_launcher(tmp_path, reference, la
     assert "--rdzv-conf is_host=1" in text and "--rdzv-conf is_host=0" in text
     for k, v in _weights(exp).items():
         torch.testing.assert_close(v, ref_weights[k], rtol=1e-5, atol=1e-6)
+    # the same loss: every step's training loss and each validation loss, to a relative 1e-5
+    losses, ref_losses = _losses(exp), _losses(ref_exp)
+    assert sorted(losses) == sorted(ref_losses) and sum(k[1] == "train_loss" for k in losses) == 6
+    for k, v in ref_losses.items():
+        assert losses[k] == pytest.approx(v, rel=1e-5), k
 
 
 @pytest.mark.slow
