@@ -14,8 +14,9 @@ Errors end the command with one line on stderr that names the problem (exit stat
 (exit status 128 + the signal): temporary files are removed and the lock is released.
 
 Every stage holds the experiment's lock (:mod:`sps.io.lock`) while it runs: the stages
-of :data:`SHARED_STAGES` share it between their ``--shard`` jobs, every other stage
-holds it alone. A second writer is refused with one line naming the holder.
+of :data:`SHARED_STAGES` share it between their ``--shard`` jobs, as do the shard jobs of
+:data:`SHARD_SHARED_STAGES` (``sps align``'s per-utterance steps); every other stage, and
+any stage run unsharded, holds it alone. A second writer is refused with one line naming the holder.
 """
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: per-utterance stages: their shard jobs share the experiment lock (the others hold it alone)
 SHARED_STAGES = {"ingest", "features", "linguistic", "synth"}
+#: stages whose ``--shard`` jobs share it too (align's per-utterance steps: prepare, accumulate,
+#: align write per-utterance or per-shard files); run unsharded they hold it alone
+SHARD_SHARED_STAGES = {"align"}
 #: stages that may run in an experiment directory that does not exist yet
 CREATES_EXPERIMENT = {"prepare", "ingest"}
 
@@ -190,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             ctx = StageContext(exp_dir=args.exp_dir, config=config, jobs=args.jobs,
                                shard=shard, force=args.force, max_failed=args.max_failed)
             # under torchrun only rank 0 writes, so only it takes the lock
-            lock = experiment_lock(args.exp_dir, args.stage, shared=args.stage in SHARED_STAGES, shard=shard) \
+            shared = args.stage in SHARED_STAGES or (shard is not None and args.stage in SHARD_SHARED_STAGES)
+            lock = experiment_lock(args.exp_dir, args.stage, shared=shared, shard=shard) \
                 if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
             with lock:
                 result = resolve(STAGES[args.stage][0])(ctx)

@@ -149,9 +149,12 @@ def _tiny_corpus(root: Path, n: int = 3) -> Path:
 def test_own_voice_stages_0_1_from_wav_and_text(tmp_path):
     corpus = _tiny_corpus(tmp_path)
     exp = tmp_path / "exp"
-    out = _own("--corpus", str(corpus), "--stop-stage", "1", "--jobs", "1", *TINY_ALIGN, exp=exp)
+    # --nj 2: the aligner's per-utterance steps as 2 concurrent shard jobs of the local launcher
+    # (they share the experiment lock), its update and finish steps alone
+    out = _own("--corpus", str(corpus), "--stop-stage", "1", "--jobs", "1", "--nj", "2", *TINY_ALIGN, exp=exp)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "3 utterances" in out.stdout and "3 of 3 utterances aligned" in out.stdout
+    assert sum("step=prepare" in ln and "(2 job(s)" in ln for ln in out.stdout.splitlines()) == 1
     labs = read_scp(exp / "data" / "lab.scp")
     wavs = read_scp(exp / "data" / "wav.scp")
     assert sorted(labs) == sorted(wavs) == sorted(p.stem for p in corpus.glob("*.wav"))
