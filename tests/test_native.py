@@ -62,6 +62,7 @@ def test_broken_build_falls_back(monkeypatch, tmp_path):
 
 def test_thread_policy(monkeypatch):
     monkeypatch.delenv("SPS_THREADS", raising=False)
+    monkeypatch.setattr(native, "idle_cores", lambda: 1e9)          # a quiet machine
     n = torch.get_num_threads()
     assert native.threads(parallel=1, work=1e12) == 1              # one independent piece
     assert native.threads(parallel=64, work=10.0) == 1             # too little work to share
@@ -70,27 +71,39 @@ def test_thread_policy(monkeypatch):
     assert native.threads(parallel=64, work=1e12) == 3
 
 
-def test_lockstep_threads_follow_the_idle_cores(monkeypatch):
+def test_threads_follow_the_idle_cores(monkeypatch):
+    # every multi-threaded call is capped by the idle cores: a thread sharing its core
+    # with another job stalls every barrier of the call
     monkeypatch.delenv("SPS_THREADS", raising=False)
     monkeypatch.setattr(native.os, "cpu_count", lambda: 8)
     monkeypatch.setattr(native, "LOADAVG", "/nonexistent/loadavg")   # the load-average fallback
+    monkeypatch.setattr(native, "IDLE_CACHE_S", 0.0)                  # a fresh reading per call
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(8)
     try:
-        monkeypatch.setattr(native.os, "getloadavg", lambda: (0.2, 0.0, 0.0))      # idle
-        assert native.threads(64, 1e12, lockstep=True) == 8
-        monkeypatch.setattr(native.os, "getloadavg", lambda: (5.4, 0.0, 0.0))      # 2.6 cores free
-        assert native.threads(64, 1e12, lockstep=True) == 3
-        assert native.threads(64, 1e12) == 8                  # independent work ignores the load
-        monkeypatch.setattr(native.os, "getloadavg", lambda: (12.0, 0.0, 0.0))     # overloaded
-        assert native.threads(64, 1e12, lockstep=True) == 1
+        for load, expected in [(0.2, 8), (5.4, 3), (7.6, 1), (12.0, 1)]:   # 7.8, 2.6, 0.4, 0 cores free
+            monkeypatch.setattr(native.os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+            assert native.threads(64, 1e12) == expected, load
+        monkeypatch.setattr(native.os, "getloadavg", lambda: (5.4, 0.0, 0.0))
+        assert native.threads(2, 1e12) == 2                   # fewer pieces than free cores
         monkeypatch.setenv("SPS_THREADS", "4")                # the user's choice stands
-        assert native.threads(64, 1e12, lockstep=True) == 4
+        assert native.threads(64, 1e12) == 4
     finally:
         torch.set_num_threads(torch_threads)
 
 
+def test_idle_core_readings_are_cached(monkeypatch):
+    calls = []
+    monkeypatch.setattr(native, "runnable_others", lambda: calls.append(1) or 6.0)
+    monkeypatch.setattr(native.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(native, "_idle_cache", [float("-inf"), 0.0])
+    assert native.idle_cores(0.0) == 2.0 and native.idle_cores() == 2.0
+    assert len(calls) == 1                                   # the second call reused the reading
+    assert native.idle_cores(max_age=0.0) == 2.0 and len(calls) == 2
+
+
 def test_idle_cores_count_the_run_queue_now(tmp_path, monkeypatch):
+    monkeypatch.setattr(native, "IDLE_CACHE_S", 0.0)
     # /proc/loadavg: the run queue counts the caller; the 1-minute average (9.0, lagging
     # a job that just ended) is ignored where the run queue is known
     f = tmp_path / "loadavg"
@@ -98,10 +111,10 @@ def test_idle_cores_count_the_run_queue_now(tmp_path, monkeypatch):
     monkeypatch.setattr(native.os, "cpu_count", lambda: 8)
     f.write_text("9.00 4.00 2.00 3/412 12345\n")
     assert native.runnable_others() == 2.0
-    assert native.idle_cores() == 6.0
+    assert native.idle_cores(0.0) == 6.0
     f.write_text("0.10 0.00 0.00 1/412 12345\n")           # only the caller
-    assert native.idle_cores() == 8.0
+    assert native.idle_cores(0.0) == 8.0
     f.write_text("0.10 0.00 0.00 12/412 12345\n")          # more runnable than cores
-    assert native.idle_cores() == 0.0
+    assert native.idle_cores(0.0) == 0.0
     f.write_text("garbage\n")
     assert native.runnable_others() is None

@@ -13,7 +13,7 @@ about a second.
 * **Signatures.** :data:`KERNELS` declares every exported function once. Every function
   returns a status code (``SPS_OK`` ...) that :func:`check` maps to an exception.
 * **Threads.** :func:`threads` picks the OpenMP thread count per call from the work
-  size; threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` for this library's OpenMP
+  size and the idle cores (a cached run-queue reading); threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` for this library's OpenMP
   runtime, unless the user set a policy), so a busy machine costs a descheduled
   thread's share, not spinning rivals.
 * **Fallback.** :func:`library` returns None when ``SPS_NO_NATIVE=1``, when no compiler
@@ -271,35 +271,50 @@ def runnable_others(samples: int = 3, interval: float = 0.002) -> float | None:
     return float(max(0, min(counts)))
 
 
-def idle_cores() -> float:
+#: seconds an idle-core reading is reused (a reading costs ~4 ms: two 2 ms pauses)
+IDLE_CACHE_S = 0.5
+_idle_cache: list = [float("-inf"), 0.0]      # [monotonic time of the reading, idle cores]
+
+
+def idle_cores(max_age: float | None = None) -> float:
     """Cores the other processes leave free now: the core count minus the other
     runnable threads (:func:`runnable_others`, Linux), else minus the 1-minute load
     average (macOS and others; it lags a change of load by about a minute); all cores
-    where neither is known."""
+    where neither is known. A reading younger than ``max_age`` seconds is reused, so a
+    training loop calling a kernel every few milliseconds pays for one reading every
+    half second, not one per call (``max_age`` defaults to :data:`IDLE_CACHE_S`)."""
+    import time
+    now = time.monotonic()
+    if now - _idle_cache[0] < (IDLE_CACHE_S if max_age is None else max_age):
+        return _idle_cache[1]
     cores = os.cpu_count() or 1
     busy = runnable_others()
     if busy is None:
         try:
             busy = os.getloadavg()[0]
         except (AttributeError, OSError):
-            return float(cores)
-    return max(0.0, cores - busy)
+            busy = 0.0
+    _idle_cache[:] = [now, max(0.0, cores - busy)]
+    return _idle_cache[1]
 
 
-def threads(parallel: int, work: float, lockstep: bool = False) -> int:
+def threads(parallel: int, work: float) -> int:
     """OpenMP threads for one kernel call.
 
-    ``$SPS_THREADS``, else torch's intra-op thread count, capped by the number of
-    independent pieces of work (``parallel``) and by ``work / WORK_PER_THREAD`` (a
-    small call runs on one thread, with no fork/join cost). ``lockstep`` work (threads
-    meeting at a barrier for every generated sample) is also capped by the idle cores
-    (:func:`idle_cores`, at least one): one descheduled thread stalls all the others
-    at every barrier, so on a busy machine fewer threads are faster. ``$SPS_THREADS``
-    is taken as given.
+    ``$SPS_THREADS`` is taken as given. Otherwise torch's intra-op thread count, capped by
+
+    * the number of independent pieces of work (``parallel``);
+    * ``work / WORK_PER_THREAD`` (a small call runs on one thread, with no fork/join cost);
+    * the idle cores (:func:`idle_cores`, rounded, at least one). A kernel's threads meet
+      at a barrier (the end of a parallel loop, or every generated sample for the
+      lockstep generators): a thread that shares its core with another job is
+      descheduled and every barrier waits for it, so on a saturated machine two threads
+      were 1.8x slower than one (MLPG fwd+bwd, B=32, T=500; ``benchmarks/threads.py``).
     """
     import torch
     env = os.environ.get("SPS_THREADS")
     n = int(env or torch.get_num_threads())
-    if lockstep and not env:
+    n = max(1, min(n, int(parallel), int(work // WORK_PER_THREAD) or 1))
+    if n > 1 and not env:
         n = min(n, max(1, int(idle_cores() + 0.5)))
-    return max(1, min(n, int(parallel), int(work // WORK_PER_THREAD) or 1))
+    return n

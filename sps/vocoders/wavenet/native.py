@@ -20,8 +20,8 @@ def library():
 def default_threads(B: int, R: int) -> int:
     """Threads for ``B`` streams: one per stream, and with fewer streams than threads the
     weight rows split between threads (faster on an idle machine), as far as the idle
-    cores allow (:func:`sps.native.threads` ``lockstep``)."""
-    return _threads(B * max(1, R // 16), 1 << 40, lockstep=B < torch.get_num_threads())
+    cores allow (:func:`sps.native.threads`)."""
+    return _threads(B * max(1, R // 16), 1 << 40)
 
 
 class NativeState:
