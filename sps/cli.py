@@ -30,6 +30,8 @@ import sys
 import threading
 from pathlib import Path
 
+from sps.vocoders import names_help
+
 #: subcommand -> ("module:function", one-line help)
 STAGES: dict[str, tuple[str, str]] = {
     "prepare": ("sps.stages.prepare:run", "stage 0: corpus -> data/{train,dev,eval}.list, wav.scp, lab.scp"),
@@ -43,7 +45,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "synth": ("sps.stages.synth:run", "labels -> durations -> acoustic -> MLPG -> WORLD waveform -> synth/<name>/<split>/"),
     "eval": ("sps.stages.evaluate:run", "objective metrics (MCD, BAP, F0, V/UV) -> eval/<system>/<split>/metrics.json"),
     "report": ("sps.stages.report:run", "HTML report with metrics, audio players and plots -> eval/report.html"),
-    "train-vocoder": ("sps.stages.vocoder:train", "train a neural vocoder (config 'vocoder': wavenet | wavernn) on natural features"),
+    "train-vocoder": ("sps.stages.vocoder:train", "train a neural vocoder (conf/<name>.yaml; names below) -> models/<name>/"),
     "vocode": ("sps.stages.vocoder:vocode", "neural vocoding: copy synthesis + acoustic-model features -> synth/, metrics -> eval/"),
     "export-vocoder": ("sps.stages.vocoder:export", "a trained vocoder's weights as one small file (for init_from)"),
     "pack": ("sps.stages.pack:run", "one voice file: models, vocoders, statistics, questions, configs (for sps speak)"),
@@ -79,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="stage", metavar="<stage>")
     for name, (_, help_text) in STAGES.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           epilog=names_help() if name in ("train-vocoder", "vocode", "pack") else None)
         p.add_argument("--exp-dir", type=Path, required=True, help="experiment directory")
         p.add_argument("--config", type=Path, help="YAML config file")
         p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")

@@ -161,6 +161,7 @@ def test_pruning_config_errors():
     from sps.config import ConfigError, bind
     from sps.stages.vocoder import VocoderTrainConfig
     from sps.vocoders.pruning import PruningConfig, pruning_hook
+    from sps.vocoders.wavenet import WaveNet
     m = WaveRNN(5, hidden=32, cond_channels=8, cond_kernel=3, hop_length=10)
     assert pruning_hook(m, PruningConfig()) is None
     cfg = bind(VocoderTrainConfig, {"prune": {"target": 0.9, "start": 10, "end": 20, "block": [4, 4]}})
@@ -175,7 +176,8 @@ def test_pruning_config_errors():
     with pytest.raises(ValueError, match=r"O1 \(16 x 16\) does not split"):
         pruning_hook(m, PruningConfig(target=0.5, end=5, block=(3, 1)))
     with pytest.raises(ValueError, match="has no prunable matrices"):
-        pruning_hook(torch.nn.Linear(4, 4), PruningConfig(target=0.5, end=5))
+        pruning_hook(WaveNet(5, layers=2, max_dilation=2, upsample_scales=(), hop_length=4),
+                     PruningConfig(target=0.5, end=5))                 # the protocol's default: none
 
 
 @needs_native

@@ -449,11 +449,14 @@ def test_stage_preemphasis_segments_and_deemphasised_output(tmp_path, monkeypatc
         normed = cond(np.load(exp / "dump" / "train" / "out_acoustic" / "train_0.npy"))
         start = int(np.argmin(np.abs(normed[:len(normed) - 7, 0] - c[0, 0].item())))
         np.testing.assert_allclose(w.numpy(), emphasised[start * hop:(start + 8) * hop], atol=1e-6)
-    cfg = {**stage_config(hop), "preemphasis": 0.9}
+    cfg = stage_config(hop)
+    cfg["model"] = {**cfg["model"], "preemphasis": 0.9}     # the one place pre-emphasis is set
+    with pytest.raises(ValueError, match="model.preemphasis"):
+        stage.vocoder_config({**cfg, "preemphasis": 0.9})
     cfg["train"] = {**cfg["train"], "max_steps": 2}
     stage.train(StageContext(exp_dir=exp, config=cfg))
     model = stage.load_vocoder(Experiment(exp), "wn", cond, torch.device("cpu"))
-    assert model.preemphasis == 0.9
+    assert model.preemphasis == 0.9 and model.target_preemphasis == 0.9
     raw = {}
     real_generate = type(model).generate
 

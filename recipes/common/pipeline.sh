@@ -275,8 +275,8 @@ run_pipeline() {
 
     case "$vocoder" in
         world) ;;
-        wavenet|wavernn|source_filter) vocoder_config=${vocoder_config:-$(conf_file "$vocoder")} ;;
-        *) echo "run.sh: --vocoder must be world, wavenet, wavernn or source_filter, got '$vocoder'" >&2; exit 2 ;;
+        wavenet|wavernn|wavenet_plain|wavernn_plain|source_filter) vocoder_config=${vocoder_config:-$(conf_file "$vocoder")} ;;
+        *) echo "run.sh: --vocoder must be world, wavenet, wavernn, wavenet_plain, wavernn_plain or source_filter, got '$vocoder'" >&2; exit 2 ;;
     esac
     if [ "$vocoder" != world ]; then
         # one thread per process: small recurrent steps stall with several OpenMP threads

@@ -18,7 +18,7 @@
 #                   durations, for scoring), plus full TTS with predicted durations
 #                   -> synth/<system>/eval/<utt>.{wav,npy,png}                 (conf/synth.yaml)
 #   8  eval         MCD, BAP, F0 RMSE/corr, V/UV, duration RMSE -> eval/        (conf/eval.yaml)
-#   9  vocoder      train the neural vocoder picked by --vocoder (wavenet|wavernn;
+#   9  vocoder      train the neural vocoder picked by --vocoder (wavenet|wavernn|..._plain;
 #                   skipped for world and source_filter) on natural features
 #                   -> models/<vocoder>                                       (conf/<vocoder>.yaml)
 #  10  vocode       neural vocoding of natural (copy) and generated features of the
@@ -31,6 +31,11 @@
 # --vocoder world (default) keeps the recipe within ~30 min on a 2-core CPU; wavenet
 # or wavernn add their training. For the full-size vocoders on a GPU use e.g.
 # --vocoder-config conf/wavenet_gpu.yaml.
+# Vocoder names: --vocoder X reads conf/X.yaml, trains models/X and is packed as X; the
+# config's 'vocoder:' key is the class (sps.vocoders.VOCODER_NAMES, the one mapping):
+#   wavenet -> wavenet_lpc, wavernn -> wavernn_lpc (LPC excitation; the recipe's),
+#   wavenet_plain -> wavenet, wavernn_plain -> wavernn (the seed models),
+#   source_filter -> source_filter (classical; nothing to train); world: no model.
 #
 # Every stage writes its log(s) under exp/<...>/log/ (the stages run here also to the
 # terminal). Every stage skips outputs that exist (a rerun resumes); --force redoes them.

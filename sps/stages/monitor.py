@@ -17,7 +17,6 @@ time (memory does not grow with the split).
 """
 from __future__ import annotations
 
-import inspect
 import logging
 
 import numpy as np
@@ -157,15 +156,12 @@ class AudioSamples:
 
     def generate(self, model: torch.nn.Module, device: torch.device) -> np.ndarray:
         """The model's waveform [shape=(F * hop,)] for the conditioning frames."""
-        kwargs = {}
-        if "progress" in inspect.signature(model.generate).parameters:
-            kwargs["progress"] = False
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
                 wav = model.generate(self.cond[None].to(device), lengths=torch.tensor([len(self.cond)], device=device),
-                                     generator=torch.Generator().manual_seed(self.seed), **kwargs)
+                                     generator=torch.Generator().manual_seed(self.seed))
         finally:
             model.train(was_training)
         wav = wav.float().cpu()

@@ -48,7 +48,7 @@ from sps.stages.vocoder import VocodeConfig, load_vocoder, make_vocoder, vocoder
 from sps.synthesis import MAX_FRAMES, Voice
 from sps.synthesis.vocoding import WORLD
 from sps.synthesis.voicefile import write_voice
-from sps.vocoders import get_vocoder
+from sps.vocoders import get_vocoder, legacy_options
 
 logger = logging.getLogger(__name__)
 
@@ -130,11 +130,11 @@ def vocoder_section(exp: Experiment, ref: str, cond) -> tuple[str, dict]:
             raise FileNotFoundError(f"{path}: vocoder config not found")
         cfg = vocoder_config(load_config(path))
         name, vocode, config = cfg.model_name, cfg.vocode, _plain(to_dict(cfg))
-        trainable = getattr(get_vocoder(cfg.vocoder), "trainable", True)
+        trainable = get_vocoder(cfg.vocoder).trainable
         if not trainable:
             model, model_cfg = make_vocoder(cfg, cond)
             return name, {"vocoder": cfg.vocoder, "model": _plain(model_cfg), "cond_dim": cond.dim,
-                          "preemphasis": float(cfg.preemphasis), "state_dict": _tensors(model.state_dict()),
+                          "state_dict": _tensors(model.state_dict()),
                           "temperature": float(vocode.temperature), "generate": _plain(dict(vocode.generate)),
                           "source": path.name, "config": config}
     else:
@@ -145,8 +145,8 @@ def vocoder_section(exp: Experiment, ref: str, cond) -> tuple[str, dict]:
     if "vocoder" not in saved:
         raise ValueError(f"{exp.model_dir(name)}: is not a vocoder (no 'vocoder' key in its config.yaml)")
     model = load_vocoder(exp, name, cond, torch.device("cpu"))
-    return name, {"vocoder": saved["vocoder"], "model": _plain(saved["model"]), "cond_dim": cond.dim,
-                  "preemphasis": float(saved.get("preemphasis") or 0.0), "state_dict": _tensors(model.state_dict()),
+    return name, {"vocoder": saved["vocoder"], "model": _plain(legacy_options(saved)), "cond_dim": cond.dim,
+                  "state_dict": _tensors(model.state_dict()),
                   "temperature": float(vocode.temperature), "generate": _plain(dict(vocode.generate)),
                   "source": f"models/{name}", "config": config or _plain(saved)}
 

@@ -2,11 +2,10 @@
 
 Config (``conf/wavenet.yaml``, :class:`VocoderConfig`)::
 
-    vocoder: wavenet            # registry name (sps.vocoders.VOCODERS)
+    vocoder: wavenet_lpc        # registry name (sps.vocoders.VOCODERS; see VOCODER_NAMES)
     name: wavenet               # models/<name>, synth/<name>_copy (default: vocoder)
-    preemphasis: 0.97           # train on y[t] = x[t] - 0.97 x[t-1], de-emphasise generated
-                                # audio (sps.dsp); 0 turns it off
-    model: {...}                # keyword arguments of the vocoder class (checked)
+    model: {...}                # keyword arguments of the vocoder class (checked), e.g.
+                                # preemphasis: 0.85 (the one place pre-emphasis is set)
     train: {segment_frames: 40, batch_size: 8, max_steps: 2000, ...}   # + sps.train.TrainConfig
     vocode:
       splits: [eval]
@@ -32,7 +31,6 @@ the WORLD re-analysis of each waveform against the natural features, exactly as 
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -52,7 +50,7 @@ from sps.stages.runner import StageContext, StageFailed, StageSummary, select_sh
 from sps.stages.stamps import Stamps, digest, file_digest, files_digest
 from sps.stages.train import current_run
 from sps.train import TrainConfig, fit, load_checkpoint, seed_everything, weights_path
-from sps.vocoders import build_vocoder, get_vocoder
+from sps.vocoders import build_vocoder, get_vocoder, legacy_options
 from sps.vocoders.conditioning import Conditioning
 from sps.vocoders.pruning import PruningConfig, pruning_hook
 
@@ -93,7 +91,6 @@ class VocoderConfig:
     """Keys of ``conf/wavenet.yaml``, ``conf/wavernn.yaml`` ..."""
     vocoder: str = ""                                 # registry name (required)
     name: str | None = None                           # models/<name> (default: the vocoder)
-    preemphasis: float = 0.0
     model: dict = field(default_factory=dict)         # keyword arguments of the vocoder class
     init_from: str | None = None                      # start from these weights (file, or models/<name>)
     train: VocoderTrainConfig = field(default_factory=VocoderTrainConfig)
@@ -104,8 +101,6 @@ class VocoderConfig:
         if not self.vocoder:
             raise ValueError("needs a 'vocoder' key (one of the sps.vocoders.VOCODERS names)")
         get_vocoder(self.vocoder)  # unknown names fail here
-        if not 0.0 <= self.preemphasis < 1.0:
-            raise ValueError(f"preemphasis must be in [0, 1), got {self.preemphasis}")
 
     @property
     def model_name(self) -> str:
@@ -115,6 +110,9 @@ class VocoderConfig:
 def vocoder_config(config: dict) -> VocoderConfig:
     """The checked config; the ``model`` and ``vocode.generate`` sections are bound to the
     vocoder's constructor and ``generate`` keyword arguments."""
+    if "preemphasis" in config:
+        raise ValueError("'preemphasis' is an option of the model now: set model.preemphasis "
+                         "(the one place for every vocoder)")
     cfg = bind(VocoderConfig, config, "vocoder")
     cls = get_vocoder(cfg.vocoder)
     bind_kwargs(cls, cfg.model, f"{cfg.vocoder}.model", skip=("cond_dim",))
@@ -131,11 +129,10 @@ def make_vocoder(cfg: VocoderConfig, cond: Conditioning):
     if int(model["hop_length"]) != cond.hop_length:
         raise ValueError(f"model.hop_length {model['hop_length']} != {cond.hop_length} samples per "
                          f"frame of dump/out_acoustic.json")
-    if "features" in inspect.signature(get_vocoder(cfg.vocoder)).parameters:
+    if get_vocoder(cfg.vocoder).reads_features:
         model.setdefault("features", cond.layout())
     vocoder = build_vocoder(cfg.vocoder, model, cond.dim)
-    if hasattr(vocoder, "set_conditioning"):
-        vocoder.set_conditioning(cond.mean, cond.std)
+    vocoder.set_conditioning(cond.mean, cond.std)
     return vocoder, model
 
 
@@ -164,8 +161,7 @@ def init_weights(model, path: Path, cond: Conditioning) -> None:
             raise ValueError(f"init_from {path}: a different architecture (tensor {key}: model {have}, "
                              f"file {got}); the model section must match the one it was trained with")
     model.load_state_dict(state)
-    if hasattr(model, "set_conditioning"):
-        model.set_conditioning(cond.mean, cond.std)
+    model.set_conditioning(cond.mean, cond.std)
     logger.info("initialised from %s", path)
 
 
@@ -207,7 +203,7 @@ def train(ctx: StageContext) -> dict:
     """
     cfg = vocoder_config(ctx.config)
     exp = ctx.exp
-    if not getattr(get_vocoder(cfg.vocoder), "trainable", True):
+    if not get_vocoder(cfg.vocoder).trainable:
         raise ValueError(f"vocoder {cfg.vocoder} has nothing to train: run 'sps vocode' with this config")
     cond = exp.conditioning()
     seed_everything(cfg.train.seed)   # the initial weights follow the seed
@@ -215,17 +211,17 @@ def train(ctx: StageContext) -> dict:
     if cfg.init_from:
         init_weights(model, resolve_init(exp, cfg.init_from), cond)
     # a vocoder with context frames sees them before every segment (state and history warm-up)
-    frames = cfg.train.segment_frames + int(getattr(model, "context_frames", 0))
-    train_set = SegmentDataset(exp, "train", cond, frames, train=True, preemphasis=cfg.preemphasis)
+    frames = cfg.train.segment_frames + int(model.context_frames)
+    emphasis = model.target_preemphasis     # the part of the model's pre-emphasis the data carries
+    train_set = SegmentDataset(exp, "train", cond, frames, train=True, preemphasis=emphasis)
     if len(train_set) == 0:
         raise ValueError(f"{exp.list_path('train')}: no utterance with dumped wav and out_acoustic")
     valid_set = None
     if exp.list_path("dev").exists():
-        valid_set = SegmentDataset(exp, "dev", cond, frames, train=False, preemphasis=cfg.preemphasis) or None
+        valid_set = SegmentDataset(exp, "dev", cond, frames, train=False, preemphasis=emphasis) or None
     data = digest({"train": train_set.digest, "valid": valid_set.digest if valid_set else None,
                    "init_from": file_digest(weights_path(resolve_init(exp, cfg.init_from))) if cfg.init_from else None})
-    metadata = {"vocoder": cfg.vocoder, "model": model_cfg, "cond_dim": cond.dim,
-                "preemphasis": cfg.preemphasis, "data_digest": data}
+    metadata = {"vocoder": cfg.vocoder, "model": model_cfg, "cond_dim": cond.dim, "data_digest": data}
     out_dir = exp.model_dir(cfg.model_name)
     logger.info("training %s (%d parameters) on %d utterances -> %s", cfg.vocoder,
                 sum(p.numel() for p in model.parameters()), len(train_set), out_dir)
@@ -235,7 +231,7 @@ def train(ctx: StageContext) -> dict:
                     100 * hook.target, *hook.block, hook.start, hook.end)
     resume = not ctx.force and current_run(out_dir, data)
     hooks = [hook] if hook else []
-    samples = AudioSamples.from_experiment(exp, cond, cfg.preemphasis)   # TensorBoard audio at validations
+    samples = AudioSamples.from_experiment(exp, cond, emphasis)   # TensorBoard audio at validations
     if samples is not None:
         hooks.append(samples)
     return fit(model, loss_step, train_set, valid_set, out_dir, cfg.train, collate_fn=collate_segments,
@@ -248,9 +244,8 @@ def load_vocoder(exp: Experiment, name: str, cond: Conditioning, device: torch.d
     if int(saved["cond_dim"]) != cond.dim:
         raise ValueError(f"{exp.model_dir(name) / 'config.yaml'}: trained on {saved['cond_dim']} conditioning "
                          f"features, the experiment has {cond.dim}")
-    model = build_vocoder(saved["vocoder"], saved["model"], cond.dim)
+    model = build_vocoder(saved["vocoder"], legacy_options(saved), cond.dim)
     load_checkpoint(exp.model_dir(name), model)
-    model.preemphasis = float(saved.get("preemphasis") or 0.0)  # what its training targets had
     return model.to(device).eval()
 
 
@@ -267,7 +262,6 @@ def _vocode_set(model, jobs: list[tuple[str, Path, Path]], cond: Conditioning, v
     loaded.sort(key=lambda item: len(item[1]))
     gen = torch.Generator().manual_seed(vcfg.seed)
     done, bs = [], max(1, vcfg.batch_size)
-    accepts_progress = "progress" in inspect.signature(model.generate).parameters
     for i in range(0, len(loaded), bs):
         group = loaded[i:i + bs]
         lengths = torch.tensor([len(c) for _, c, _ in group])
@@ -276,8 +270,6 @@ def _vocode_set(model, jobs: list[tuple[str, Path, Path]], cond: Conditioning, v
             batch[b, :len(c)] = torch.from_numpy(c)
             batch[b, len(c):] = torch.from_numpy(c[-1:])
         kwargs = dict(vcfg.generate)
-        if accepts_progress:
-            kwargs.setdefault("progress", False)
         try:
             wav = model.generate(batch.to(device), lengths=lengths.to(device), temperature=vcfg.temperature,
                                  generator=gen, **kwargs)
@@ -287,8 +279,8 @@ def _vocode_set(model, jobs: list[tuple[str, Path, Path]], cond: Conditioning, v
             logger.error("generation failed for %s: %s", [u for u, _, _ in group], err)
             continue
         wav = wav.float().cpu()
-        if getattr(model, "preemphasis", 0.0):
-            wav = deemphasis(wav, model.preemphasis)
+        if model.target_preemphasis:
+            wav = deemphasis(wav, model.target_preemphasis)
         wav = wav.numpy()
         for b, (utt, c, out_path) in enumerate(group):
             write_wav(out_path, np.clip(wav[b, :len(c) * cond.hop_length], -1.0, 1.0), cond.sample_rate)
@@ -314,13 +306,13 @@ def vocode(ctx: StageContext) -> dict:
     exp, vcfg, name = ctx.exp, cfg.vocode, cfg.model_name
     device = torch.device(vcfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cond = exp.conditioning()
-    trainable = getattr(get_vocoder(cfg.vocoder), "trainable", True)
+    trainable = get_vocoder(cfg.vocoder).trainable
     if trainable:
         model = load_vocoder(exp, name, cond, device)
     else:                                      # a classical vocoder: built from the config
         model = make_vocoder(cfg, cond)[0].to(device).eval()
     setup = {"model": files_digest([exp.model_dir(name) / "config.yaml", weights_path(exp.model_dir(name))],
-                                   exp.root) if trainable else digest([cfg.vocoder, cfg.model, cfg.preemphasis]),
+                                   exp.root) if trainable else digest([cfg.vocoder, cfg.model]),
              "cond": digest([cond.mean.tolist(), cond.std.tolist()]), "specs": exp.spec_digests(["out_acoustic"]),
              "generate": [vcfg.temperature, vcfg.seed, vcfg.batch_size, vcfg.generate]}
     results, failures = {}, []

@@ -6,13 +6,13 @@ vocoder of the registry (:mod:`sps.vocoders`: built from its ``model`` options, 
 weights loaded) with the conditioning statistics, the sampling temperature and the
 extra ``generate`` options of its config. Every utterance draws from its own
 generator seeded with ``seed`` (the uniforms are drawn up front and passed to
-``generate`` when the vocoder takes them, else the utterance runs alone), so a
+``generate`` when the vocoder takes them (``takes_uniforms``), else the utterance runs
+alone), so a
 waveform does not depend on the utterances batched with it: a packed voice and the
 experiment it came from give the same draws.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Iterator
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from sps.dsp import deemphasis
-from sps.vocoders import build_vocoder, world
+from sps.vocoders import build_vocoder, legacy_options, world
 from sps.vocoders.conditioning import Conditioning
 
 logger = logging.getLogger(__name__)
@@ -38,59 +38,55 @@ class VocoderRunner:
         What users call it (``world``, ``wavenet``, ``source_filter`` ...).
     spec : dict
         Stream spec of ``out_acoustic`` (WORLD analysis settings, sample rate, layout).
-    model : nn.Module, optional
-        A vocoder of the registry (None: WORLD).
+    model : Vocoder, optional
+        A vocoder of the registry (:class:`sps.vocoders.protocol.Vocoder`; None: WORLD).
+        What it generates is de-emphasised by its ``target_preemphasis``.
     conditioning : Conditioning, optional
         Normalisation of its conditioning (needed with ``model``).
     temperature : float, optional
         ``temperature`` passed to ``generate`` (None: the model's default).
     generate : dict, optional
         Further keyword arguments of the model's ``generate`` (the config's ``vocode.generate``).
-    preemphasis : float
-        The model was trained on pre-emphasised audio: its output is de-emphasised.
     vuv_threshold : float
         WORLD's voicing threshold on the vuv stream.
     """
 
     def __init__(self, name: str, spec: dict, *, model=None, conditioning: Conditioning | None = None,
-                 temperature: float | None = None, generate: dict | None = None, preemphasis: float = 0.0,
-                 vuv_threshold: float = 0.5):
+                 temperature: float | None = None, generate: dict | None = None, vuv_threshold: float = 0.5):
         if model is not None and conditioning is None:
             raise ValueError(f"vocoder {name}: a model needs its conditioning statistics")
         self.name, self.spec, self.model, self.cond = name, spec, model, conditioning
         self.temperature = temperature
         self.generate_options = dict(generate or {})
-        self.preemphasis = float(preemphasis or 0.0)
+        self.generate_options.pop("progress", None)
+        self.preemphasis = float(model.target_preemphasis) if model is not None else 0.0
         self.vuv_threshold = float(vuv_threshold)
         self.sample_rate = int(spec["sample_rate"])
         self.hop_length = int(round(self.sample_rate * float(spec["frame_shift_ms"]) / 1000.0))
-        params = inspect.signature(model.generate).parameters if model is not None else {}
-        self._takes_uniforms = "uniforms" in params
-        if "progress" in params:
-            self.generate_options.setdefault("progress", False)
+        self._takes_uniforms = model is not None and model.takes_uniforms
 
     @classmethod
     def build(cls, name: str, spec: dict, entry: dict, conditioning: Conditioning) -> "VocoderRunner":
         """A registry vocoder from a packed entry: ``vocoder`` (registry name), ``model``
-        (options), ``state_dict``, and optionally ``temperature``, ``generate``, ``preemphasis``."""
+        (options), ``state_dict``, and optionally ``temperature`` and ``generate`` (a
+        top-level ``preemphasis`` of older files moves into the options)."""
         vocoder = entry["vocoder"]
         if int(entry.get("cond_dim", conditioning.dim)) != conditioning.dim:
             raise ValueError(f"vocoder {name}: made for {entry['cond_dim']} conditioning features, the voice "
                              f"has {conditioning.dim}")
-        model = build_vocoder(vocoder, entry["model"], conditioning.dim)
+        model = build_vocoder(vocoder, legacy_options(entry), conditioning.dim)
         try:
             model.load_state_dict(entry.get("state_dict") or {})
         except RuntimeError as err:   # missing, unexpected or mis-shaped tensors
             raise ValueError(f"vocoder {name} ({vocoder}): the weights do not fit the model "
                              f"({' '.join(str(err).split())[:300]})") from None
         return cls(name, spec, model=model.eval(), conditioning=conditioning, temperature=entry.get("temperature"),
-                   generate=entry.get("generate"), preemphasis=entry.get("preemphasis", 0.0),
-                   vuv_threshold=entry.get("vuv_threshold", 0.5))
+                   generate=entry.get("generate"), vuv_threshold=entry.get("vuv_threshold", 0.5))
 
     @property
     def trainable(self) -> bool:
         """Whether this vocoder has trained weights (a neural vocoder)."""
-        return self.model is not None and getattr(type(self.model), "trainable", True)
+        return self.model is not None and self.model.trainable
 
     # ------------------------------------------------------------------ generation
     def _finish(self, wav: np.ndarray) -> np.ndarray:
@@ -161,19 +157,18 @@ class VocoderRunner:
     def stream(self, static: np.ndarray, seed: int = 0, chunk_samples: int = 4000) -> Iterator[np.ndarray]:
         """The waveform of one utterance in pieces whose concatenation is
         ``waveforms([static], seed)[0]``: chunk by chunk when the vocoder can generate so
-        (a ``generate_stream`` method), else in one piece."""
-        stream = getattr(self.model, "generate_stream", None)
-        if stream is None or self.preemphasis:
+        (its ``generate_stream``; one piece for WORLD, for vocoders that draw from a
+        generator rather than pre-drawn uniforms, and where the caller de-emphasises)."""
+        if self.model is None or not self._takes_uniforms or self.preemphasis:
             yield self.waveforms([static], seed)[0]
             return
         cond = torch.from_numpy(self.cond(np.asarray(static)))[None]
         kwargs = dict(self.generate_options)
-        kwargs.pop("progress", None)
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
         u = torch.rand(1, len(static) * self.hop_length, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
-            for piece in stream(cond, uniforms=u, chunk_samples=chunk_samples, **kwargs):
+            for piece in self.model.generate_stream(cond, uniforms=u, chunk_samples=chunk_samples, **kwargs):
                 yield self._finish(piece[0].double().cpu().numpy())
 
 

@@ -1,20 +1,15 @@
-"""Neural vocoders (WaveNet, WaveRNN) following one protocol, plus the WORLD vocoder.
+"""Vocoders (WaveNet, WaveRNN, their LPC forms, the source-filter vocoder) following one
+protocol (:class:`sps.vocoders.protocol.Vocoder`), plus the WORLD vocoder.
 
 Importing this package never imports pysptk/pyworld or a vocoder module: the
 registry below maps a name to ``"module:Class"`` and :func:`get_vocoder` imports
-on demand.
+on demand. :func:`build_vocoder` binds a ``model`` section to the constructor (an
+unknown option is an error that names the closest valid one).
 
-Every neural vocoder class follows the protocol used by :mod:`sps.stages.vocoder`::
-
-    class Vocoder(nn.Module):
-        hop_length: int                                   # samples per 5 ms frame
-        def __init__(self, cond_dim, **options)            # options: the config's "model" section
-        def loss(self, wav, cond) -> Tensor               # wav (B, N) in [-1, 1], cond (B, T, C), N == T * hop
-        def generate(self, cond, lengths=None, temperature=1.0, *, generator=None,
-                     backend="auto", ...) -> Tensor       # (B, T * hop) in [-1, 1]
-
-:func:`build_vocoder` binds a ``model`` section to the constructor (an unknown option is
-an error that names the closest valid one).
+Names. A recipe's ``--vocoder X`` reads ``conf/X.yaml``, trains ``models/X`` and packs
+vocoder ``X``; the config's ``vocoder:`` key names the class in the registry. The one
+mapping between the two is :data:`VOCODER_NAMES` (printed by ``run.sh --help`` and
+``sps train-vocoder --help``).
 """
 from __future__ import annotations
 
@@ -30,6 +25,34 @@ VOCODERS: dict[str, str] = {
     "wavernn_lpc": "sps.vocoders.wavernn.lpc:LPCWaveRNN",
     "source_filter": "sps.vocoders.source_filter:SourceFilterVocoder",   # classical, nothing to train
 }
+
+
+#: what users call a vocoder (``--vocoder``, ``conf/<name>.yaml``, ``models/<name>``, ``sps speak
+#: --vocoder``) -> its registry name (the config's ``vocoder:`` key)
+VOCODER_NAMES: dict[str, str] = {
+    "wavenet": "wavenet_lpc",          # the recipe's WaveNet: LPC excitation (LPCNet-style)
+    "wavernn": "wavernn_lpc",          # the recipe's WaveRNN: LPC excitation
+    "wavenet_plain": "wavenet",        # the seed WaveNet (nv-wavenet layout), waveform samples
+    "wavernn_plain": "wavernn",        # the seed dual-softmax WaveRNN
+    "source_filter": "source_filter",  # classical pulse/noise + LPC synthesis, nothing to train
+}
+
+
+def names_help() -> str:
+    """The :data:`VOCODER_NAMES` table as text for ``--help``."""
+    return "vocoder names (--vocoder / conf / models name -> registry 'vocoder:' key): " + ", ".join(
+        f"{k} -> {v}" for k, v in VOCODER_NAMES.items())
+
+
+def legacy_options(entry: dict) -> dict:
+    """The ``model`` options of a saved vocoder config or packed entry; files written
+    before pre-emphasis became a model option carry it as a top-level ``preemphasis``
+    key, which moves into the options here."""
+    model = dict(entry.get("model") or {})
+    legacy = float(entry.get("preemphasis") or 0.0)
+    if legacy and "preemphasis" not in model:
+        model["preemphasis"] = legacy
+    return model
 
 
 def get_vocoder(name: str) -> type:
@@ -52,4 +75,4 @@ def build_vocoder(name: str, model: dict | None, cond_dim: int):
     return cls(cond_dim, **bind_kwargs(cls, model, f"{name}.model", skip=("cond_dim",)))
 
 
-__all__ = ["VOCODERS", "get_vocoder", "build_vocoder"]
+__all__ = ["VOCODERS", "VOCODER_NAMES", "get_vocoder", "build_vocoder", "legacy_options", "names_help"]

@@ -91,9 +91,9 @@ def pruning_hook(model: nn.Module, cfg: PruningConfig) -> "GradualPruning | None
     """
     if cfg.target == 0:
         return None
-    if not hasattr(model, "prunable"):
-        raise ValueError(f"{type(model).__name__} has no prunable matrices (train.prune needs a WaveRNN)")
     available = model.prunable()
+    if not available:
+        raise ValueError(f"{type(model).__name__} has no prunable matrices (train.prune needs a WaveRNN)")
     names = list(cfg.matrices) if cfg.matrices is not None else list(available)
     for name in names:
         if name not in available:

@@ -19,10 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from sps.dsp import deemphasis, lfilter
+from sps.vocoders.protocol import Vocoder
 from sps.vocoders.excitation import LinearPrediction, pitch_source, sample_frames
 
 
-class SourceFilterVocoder(nn.Module):
+class SourceFilterVocoder(Vocoder):
     """Pulse/noise excitation through per-frame LPC synthesis filters.
 
     Parameters
@@ -41,12 +42,15 @@ class SourceFilterVocoder(nn.Module):
     """
 
     trainable = False
+    reads_features = True
+    target_preemphasis = 0.0     # de-emphasis happens inside
 
     def __init__(self, cond_dim: int, features: dict, hop_length: int = 80, order: int = 16,
                  preemphasis: float = 0.85, mixed: bool = True):
         super().__init__()
         self.cond_dim, self.hop_length = cond_dim, int(hop_length)
         self.lp = LinearPrediction(cond_dim, features, order=order, preemphasis=preemphasis)
+        self.preemphasis = float(preemphasis)
         self.mixed = bool(mixed)
         self.bap = None
         if mixed:

@@ -30,6 +30,9 @@ N_CLASSES = 256
 class LPCWaveNet(WaveNet):
     """WaveNet vocoder of the linear-prediction excitation.
 
+    It pre-emphasises its training waveform and de-emphasises what it generates
+    itself (``target_preemphasis`` 0).
+
     Parameters
     ----------
     cond_dim : int
@@ -71,11 +74,15 @@ class LPCWaveNet(WaveNet):
         self.embed_inputs = nn.Parameter(torch.randn(len(INPUTS), N_CLASSES, residual_channels) * 0.3)
         self.lp = LinearPrediction(cond_dim, features, order=order, preemphasis=preemphasis,
                                    lag_window_hz=lag_window_hz)
-        self.context_frames = int(context_frames)
+        self.context_frames, self.preemphasis = int(context_frames), float(preemphasis)
         self.temperature, self.voiced_temperature = float(temperature), float(voiced_temperature)
         self.input_noise = float(input_noise)
         self.phase_proj = nn.Linear(2, residual_channels, bias=False) if pitch_phase else None
         self.pulses = bool(pulses)
+
+    reads_features = True
+    takes_uniforms = True
+    target_preemphasis = 0.0
 
     def set_conditioning(self, mean, std) -> None:
         """The statistics the conditioning is normalised with (to de-normalise mgc and lf0)."""

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from sps.dsp import mu_law_encode
 
+from ..protocol import Vocoder
 from .generate import generate as _generate
 
 
@@ -80,7 +81,7 @@ class Upsampler(nn.Module):
         return x
 
 
-class WaveNet(nn.Module):
+class WaveNet(Vocoder):
     """WaveNet vocoder with the nv-wavenet layer structure.
 
     Parameters
@@ -103,13 +104,20 @@ class WaveNet(nn.Module):
         Transposed-convolution strides (product ``hop_length``); empty: repetition.
     use_embed_tanh : bool
         tanh on the summed sample embeddings.
+    preemphasis : float
+        The network models audio pre-emphasised by this (``x[t] - p x[t-1]``; 0: off):
+        the training data is pre-emphasised and generated audio de-emphasised around
+        the model (:attr:`~sps.vocoders.protocol.Vocoder.target_preemphasis`).
     """
 
     def __init__(self, cond_dim: int, *, hop_length: int = 80, out_channels: int = 256,
                  residual_channels: int = 64, skip_channels: int = 256, layers: int = 20,
                  max_dilation: int = 512, cond_channels: int = 64, upsample_scales=(4, 4, 5),
-                 use_embed_tanh: bool = True):
+                 use_embed_tanh: bool = True, preemphasis: float = 0.0):
         super().__init__()
+        if not 0.0 <= preemphasis < 1.0:
+            raise ValueError(f"preemphasis must be in [0, 1), got {preemphasis}")
+        self.preemphasis = float(preemphasis)
         A, R, S, L = out_channels, residual_channels, skip_channels, layers
         if min(A, R, S, L, max_dilation, hop_length) < 1:
             raise ValueError(f"WaveNet sizes must be positive, got A={A} R={R} S={S} L={L} "
@@ -226,7 +234,7 @@ class WaveNet(nn.Module):
         return F.cross_entropy(self.logits(y, cond).reshape(-1, self.A), y.reshape(-1))
 
     # ------------------------------------------------------------------ generation
-    def generate(self, cond: Tensor, lengths: Tensor | None = None, temperature: float = 1.0, *,
+    def generate(self, cond: Tensor, lengths: Tensor | None = None, temperature: float | None = None, *,
                  argmax: bool = False, generator: torch.Generator | None = None,
                  backend: str = "auto", progress: bool | None = None) -> Tensor:
         """Sample a waveform autoregressively (see :func:`sps.vocoders.wavenet.generate.generate`).
@@ -236,8 +244,8 @@ class WaveNet(nn.Module):
         cond : Tensor [shape=(B, T, C)]
         lengths : Tensor [shape=(B,)], optional
             Frames per utterance; samples past ``lengths[b] * hop_length`` are zero.
-        temperature : float
-            Softmax temperature (``argmax=True`` takes the most likely class instead).
+        temperature : float, optional
+            Softmax temperature (None: 1; ``argmax=True`` takes the most likely class instead).
         generator : torch.Generator, optional
             Source of the uniform draws ``u = torch.rand(B, N)``.
         backend : {"auto", "native", "torch", "cuda_graph"}
@@ -248,6 +256,7 @@ class WaveNet(nn.Module):
         -------
         Tensor [shape=(B, T * hop_length)], float in [-1, 1].
         """
+        temperature = 1.0 if temperature is None else temperature
         return _generate(self, cond, lengths, temperature, argmax=argmax, generator=generator,
                          backend=backend, progress=progress)
 

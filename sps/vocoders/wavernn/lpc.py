@@ -32,12 +32,13 @@ from sps.vocoders.excitation import (INPUTS, ExcitationState, LinearPrediction, 
                                      training_batch)
 from sps.vocoders.sampling import sample_cdf
 
+from ..protocol import Vocoder
 from .rnn import gru_projected
 
 N_CLASSES = 256
 
 
-class LPCWaveRNN(nn.Module):
+class LPCWaveRNN(Vocoder):
     """GRU vocoder of the linear-prediction excitation.
 
     Parameters
@@ -86,7 +87,7 @@ class LPCWaveRNN(nn.Module):
         if cond_kernel % 2 == 0 or hidden < 2:
             raise ValueError(f"cond_kernel must be odd and hidden >= 2, got {cond_kernel}, {hidden}")
         self.cond_dim, self.hidden, self.hop_length = cond_dim, hidden, hop_length
-        self.context_frames = int(context_frames)
+        self.context_frames, self.preemphasis = int(context_frames), float(preemphasis)
         self.temperature, self.voiced_temperature = float(temperature), float(voiced_temperature)
         self.input_noise = float(input_noise)
         self.lp = LinearPrediction(cond_dim, features, order=order, preemphasis=preemphasis,
@@ -104,6 +105,10 @@ class LPCWaveRNN(nn.Module):
         self.O2 = nn.Linear(N_CLASSES, N_CLASSES)
         self.I_phase = nn.Linear(2, 3 * H, bias=False) if pitch_phase else None
         self.pulses = bool(pulses)
+
+    reads_features = True
+    takes_uniforms = True
+    target_preemphasis = 0.0     # pre- and de-emphasis happen inside
 
     def set_conditioning(self, mean, std) -> None:
         """The statistics the conditioning is normalised with (to de-normalise mgc and lf0)."""

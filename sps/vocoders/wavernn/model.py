@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..protocol import Vocoder
 from ..pruning import block_mask
 from . import generate as _gen
 from .ops import byte_to_input, pad_frames, split_16bit, upsample
@@ -40,7 +41,7 @@ from .rnn import gru_aten, gru_sequence
 N_CLASSES = 256
 
 
-class WaveRNN(nn.Module):
+class WaveRNN(Vocoder):
     """Dual-softmax WaveRNN vocoder.
 
     Parameters
@@ -55,11 +56,17 @@ class WaveRNN(nn.Module):
         Kernel size (frames, odd) of the two conditioning convolutions.
     hop_length : int
         Samples per conditioning frame (80 at 16 kHz, 5 ms).
+    preemphasis : float
+        The network models audio pre-emphasised by this (0: off), applied around the
+        model (:attr:`~sps.vocoders.protocol.Vocoder.target_preemphasis`).
     """
 
     def __init__(self, cond_dim: int, hidden: int = 896, cond_channels: int = 128,
-                 cond_kernel: int = 5, hop_length: int = 80):
+                 cond_kernel: int = 5, hop_length: int = 80, preemphasis: float = 0.0):
         super().__init__()
+        if not 0.0 <= preemphasis < 1.0:
+            raise ValueError(f"preemphasis must be in [0, 1), got {preemphasis}")
+        self.preemphasis = float(preemphasis)
         if hidden % 2 or hidden <= 0:
             raise ValueError(f"WaveRNN hidden size must be a positive even number, got {hidden}")
         if cond_kernel % 2 == 0:
@@ -165,7 +172,7 @@ class WaveRNN(nn.Module):
                 "O3": self.O3.weight, "O4": self.O4.weight}
 
     def generate(self, cond: Tensor, lengths: Tensor | list | None = None,
-                 temperature: float = 1.0, *, fold: bool = False, fold_frames: int = 100,
+                 temperature: float | None = None, *, fold: bool = False, fold_frames: int = 100,
                  overlap_frames: int = 4, warmup_frames: int = 8,
                  backend: str = "auto", precision: str = "float32",
                  generator: torch.Generator | None = None, sparse: bool | None = None) -> Tensor:
@@ -178,8 +185,8 @@ class WaveRNN(nn.Module):
         lengths : sequence of int, optional
             Valid frames per utterance (default all ``T``); samples past
             ``lengths[b] * hop_length`` are zero.
-        temperature : float
-            Softmax temperature (1.0 samples the model distribution).
+        temperature : float, optional
+            Softmax temperature (None or 1.0 samples the model distribution).
         fold : bool
             Split each utterance into segments of ``fold_frames`` frames generated
             as one batch (each with ``warmup_frames`` of discarded context and
@@ -205,6 +212,7 @@ class WaveRNN(nn.Module):
         Tensor [shape=(B, T * hop_length)]
             Waveform in [-1, 1].
         """
+        temperature = 1.0 if temperature is None else temperature
         return _gen.generate(self, cond, lengths, temperature, fold=fold,
                              fold_frames=fold_frames, overlap_frames=overlap_frames,
                              warmup_frames=warmup_frames, backend=backend,
