@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import subprocess
 
 import pytest
 import torch
@@ -118,3 +119,39 @@ def test_idle_cores_count_the_run_queue_now(tmp_path, monkeypatch):
     assert native.idle_cores(0.0) == 0.0
     f.write_text("garbage\n")
     assert native.runnable_others() is None
+
+
+def test_struct_layouts_match_the_c_headers(tmp_path):
+    """Every ctypes structure of the kernels' boundary has the size and field offsets of
+    its C twin, as a compiled offsetof probe reports them."""
+    from sps.native.structs import STRUCTS
+    cc = native.compiler()
+    if cc is None:
+        pytest.skip("no C compiler: the layout probe cannot be built")
+    headers = sorted({s.HEADER for s in STRUCTS})
+    lines = ["#include <stddef.h>", "#include <stdio.h>", *(f'#include "{h}"' for h in headers),
+             "int main(void) {"]
+    for s in STRUCTS:
+        lines.append(f'    printf("{s.__name__} size %zu\\n", sizeof({s.C_NAME}));')
+        for name, _ in s._fields_:
+            lines.append(f'    printf("{s.__name__} {name} %zu\\n", offsetof({s.C_NAME}, {name}));')
+    lines += ["    return 0;", "}"]
+    (tmp_path / "probe.c").write_text("\n".join(lines) + "\n")
+    subprocess.run([cc, "-std=c99", f"-I{native.SOURCE_DIR}", str(tmp_path / "probe.c"), "-o",
+                    str(tmp_path / "probe")], check=True, capture_output=True)
+    c_side = subprocess.run([str(tmp_path / "probe")], check=True, capture_output=True, text=True).stdout
+    py_side = []
+    for s in STRUCTS:
+        py_side.append(f"{s.__name__} size {ctypes.sizeof(s)}")
+        py_side += [f"{s.__name__} {name} {getattr(s, name).offset}" for name, _ in s._fields_]
+    assert c_side.split("\n")[:-1] == py_side
+
+
+@needs_cc
+def test_wavenet_kernels_reject_missing_arguments():
+    """A NULL weight or state pointer is refused (SPS_EINVAL) before anything is allocated."""
+    from sps.native.structs import WavenetChunk, WavenetLPC, WavenetWeights
+    lib = native.library("wavenet")
+    w, c = WavenetWeights(A=4, R=4, S=4, L=1, D1=2), WavenetChunk(B=1, n=1)
+    assert lib.wavenet_run(w, c) == 2
+    assert lib.wavenet_lpc_run(w, c, WavenetLPC(T=1, hop=1, p=1, HL=8)) == 2

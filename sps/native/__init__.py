@@ -47,6 +47,9 @@ if platform.machine().lower() in ("x86_64", "amd64"):
 WARNINGS = ("-Wall", "-Wextra", "-Werror")
 
 _P, _I64, _I, _F, _LL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_longlong
+_ptr = ctypes.POINTER
+
+from sps.native.structs import WavenetChunk, WavenetLPC, WavenetWeights  # noqa: E402
 
 #: status codes of common.h
 OK, ENOMEM, EINVAL, ENOTPD, EDOMAIN = 0, 1, 2, 3, 4
@@ -84,8 +87,8 @@ KERNELS: dict[str, Kernel] = {
         "align_viterbi": [_P] * 7 + [_I64] * 3 + [ctypes.c_double] + [_P] * 2 + [_I],
     }),
     "wavenet": Kernel("wavenet.c", {
-        "wavenet_run": [_I] * 7 + [_P] * 3 + [_I] + [_P] * 10 + [_F, _I] + [_P] * 3 + [_LL, _P, _I],
-        "wavenet_lpc_run": [_I] * 7 + [_P] * 2 + [_I] + [_P] * 15 + [_I] * 4 + [_P, _LL, _P, _P, _P, _P, _P, _I],
+        "wavenet_run": [_ptr(WavenetWeights), _ptr(WavenetChunk)],
+        "wavenet_lpc_run": [_ptr(WavenetWeights), _ptr(WavenetChunk), _ptr(WavenetLPC)],
     }),
     "wavernn": Kernel("wavernn.c", {
         "wavernn_run": [_I] * 5 + [_P] * 9 + [_F, _P, _I],

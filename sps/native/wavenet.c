@@ -18,6 +18,7 @@ y[t-2], y[t-1]. */
 #include <omp.h>
 #include "common.h"
 #include "excitation.h"
+#include "wavenet.h"
 
 
 /* out[b][lo:hi] += sum_j x[b][j] * WT[j, lo:hi]  for j in [j0, j1) and b < nb  (WT is k x m).
@@ -305,25 +306,32 @@ static int wavenet_core(int B, int n, int A, int R, int S, int L, int D1, const 
     return fail ? SPS_ENOMEM : SPS_OK;
 }
 
-int wavenet_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil,
-                const float *Ep, const float *Ec, int embed_tanh, const float *WprevT,
-                const float *WcurT, const float *WresT, const float *bres, const float *WskipT,
-                const float *bskip, const float *WoutT, const float *WendT, const float *cond,
-                const float *u, float inv_temp, int argmax, float *buf, int *yprev, int *ycurr,
-                long long t0, int *out, int nthreads) {
-    return wavenet_core(B, n, A, R, S, L, D1, dil, Ep, Ec, embed_tanh, WprevT, WcurT, WresT, bres,
-                        WskipT, bskip, WoutT, WendT, cond, u, inv_temp, argmax, buf, yprev, ycurr, t0,
-                        out, nthreads, 0);
+static int has_stack(const wavenet_weights *w) {
+    return w->dil && w->WprevT && w->WcurT && (w->L < 2 || (w->WresT && w->bres)) && w->WskipT
+        && w->bskip && w->WoutT && w->WendT && w->A > 0 && w->R > 0 && w->S > 0 && w->L > 0 && w->D1 > 1;
 }
 
-int wavenet_lpc_run(int B, int n, int A, int R, int S, int L, int D1, const int *dil,
-                    const float *E, int embed_tanh, const float *WprevT, const float *WcurT,
-                    const float *WresT, const float *bres, const float *WskipT, const float *bskip,
-                    const float *WoutT, const float *WendT, const float *cond, const float *u,
-                    const float *a, const float *lag, const float *itemp, float *ring_s, float *ring_e,
-                    int T, int hop, int p, int HL, float *buf, long long t0, int *out, float *out_s,
-                    const float *ph, const float *wph, const float *pd, int nthreads) {
-    const lpc_args lp = {E, a, lag, itemp, ring_s, ring_e, out_s, ph, wph, pd, T, hop, p, HL};
-    return wavenet_core(B, n, A, R, S, L, D1, dil, 0, 0, embed_tanh, WprevT, WcurT, WresT, bres,
-                        WskipT, bskip, WoutT, WendT, cond, u, 1.0f, 0, buf, 0, 0, t0, out, nthreads, &lp);
+static int has_chunk(const wavenet_chunk *c) {
+    return c->B > 0 && c->n >= 0 && c->cond && c->u && c->buf && c->out;
+}
+
+int wavenet_run(const wavenet_weights *w, const wavenet_chunk *c) {
+    if (!w || !c || !has_stack(w) || !has_chunk(c) || !w->Ep || !w->Ec || !c->yprev || !c->ycurr)
+        return SPS_EINVAL;
+    return wavenet_core(c->B, c->n, w->A, w->R, w->S, w->L, w->D1, w->dil, w->Ep, w->Ec, w->embed_tanh,
+                        w->WprevT, w->WcurT, w->WresT, w->bres, w->WskipT, w->bskip, w->WoutT, w->WendT,
+                        c->cond, c->u, c->inv_temp, c->argmax, c->buf, c->yprev, c->ycurr, c->t0,
+                        c->out, c->nthreads, 0);
+}
+
+int wavenet_lpc_run(const wavenet_weights *w, const wavenet_chunk *c, const wavenet_lpc *l) {
+    if (!w || !c || !l || !has_stack(w) || !has_chunk(c) || !w->E || !l->a || !l->lag || !l->itemp
+        || !l->ring_s || !l->ring_e || !l->out_s || (!l->ph != !w->wph) || l->T < 1 || l->hop < 1
+        || l->p < 1 || l->HL < 1)
+        return SPS_EINVAL;
+    const lpc_args lp = {w->E, l->a, l->lag, l->itemp, l->ring_s, l->ring_e, l->out_s, l->ph, w->wph,
+                         l->pd, l->T, l->hop, l->p, l->HL};
+    return wavenet_core(c->B, c->n, w->A, w->R, w->S, w->L, w->D1, w->dil, 0, 0, w->embed_tanh,
+                        w->WprevT, w->WcurT, w->WresT, w->bres, w->WskipT, w->bskip, w->WoutT, w->WendT,
+                        c->cond, c->u, 1.0f, 0, c->buf, 0, 0, c->t0, c->out, c->nthreads, &lp);
 }

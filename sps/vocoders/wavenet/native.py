@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sps.native import check, library as _library, ptr, threads as _threads
+from sps.native import check, library as _library, threads as _threads
+from sps.native.structs import WavenetChunk, WavenetLPC, WavenetWeights
 from sps.vocoders.excitation import ring_length
 
 
@@ -24,6 +25,15 @@ def default_threads(B: int, R: int) -> int:
     return _threads(B * max(1, R // 16), 1 << 40)
 
 
+def stack_weights(P, **inputs) -> WavenetWeights:
+    """The kernel's weight structure of the packed stack ``P`` with the input embeddings
+    ``inputs`` (``Ep``/``Ec`` of the plain model, ``E``/``wph`` of the LPC one); it points
+    into ``P``'s tensors, which must outlive it."""
+    return WavenetWeights(A=P.A, R=P.R, S=P.S, L=P.L, D1=P.D + 1, embed_tanh=int(P.embed_tanh),
+                          dil=P.dil_t, WprevT=P.WprevT, WcurT=P.WcurT, WresT=P.WresT, bres=P.bres,
+                          WskipT=P.WskipT, bskip=P.bskip, WoutT=P.WoutT, WendT=P.WendT, **inputs)
+
+
 class NativeState:
     """State and call of the C kernel (CPU, float32)."""
 
@@ -36,17 +46,16 @@ class NativeState:
         self.yprev = torch.full((B,), start, dtype=torch.int32)
         self.ycurr = torch.full((B,), start, dtype=torch.int32)
         self.buf = torch.zeros(B, P.L, P.D + 1, P.R)
+        self.weights = stack_weights(P, Ep=P.Ep, Ec=P.Ec)
 
     def run(self, c: Tensor, u: Tensor, t0: int) -> Tensor:
-        P, p = self.P, ptr
         c, u = c.contiguous(), u.contiguous().float()
         n = c.shape[1]
         out = torch.empty(self.B, n, dtype=torch.int32)
-        check(self.lib.wavenet_run(
-            self.B, n, P.A, P.R, P.S, P.L, P.D + 1, p(P.dil_t), p(P.Ep), p(P.Ec), int(P.embed_tanh),
-            p(P.WprevT), p(P.WcurT), p(P.WresT), p(P.bres), p(P.WskipT), p(P.bskip), p(P.WoutT),
-            p(P.WendT), p(c), p(u), self.inv_temp, self.argmax, p(self.buf), p(self.yprev),
-            p(self.ycurr), t0, p(out), self.threads), "wavenet_run")
+        chunk = WavenetChunk(B=self.B, n=n, nthreads=self.threads, argmax=self.argmax,
+                             inv_temp=self.inv_temp, t0=t0, cond=c, u=u, buf=self.buf,
+                             yprev=self.yprev, ycurr=self.ycurr, out=out)
+        check(self.lib.wavenet_run(self.weights, chunk), "wavenet_run")
         return out.long()
 
 
@@ -88,6 +97,7 @@ def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tens
     ring_s, ring_e = torch.zeros(B, HL), torch.zeros(B, HL)
     s_out, q_out = torch.empty(B, N), torch.empty(B, N, dtype=torch.int64)
     nthreads = threads or default_threads(B, P.R)
+    weights = stack_weights(P, E=E, wph=wph)
     for t0 in range(0, N, chunk):
         t1 = min(N, t0 + chunk)
         c = P.cond_chunk(ups, t0, t1).contiguous()
@@ -96,11 +106,10 @@ def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tens
         out_s = torch.empty(B, t1 - t0)
         ph = None if phase is None else phase[:, t0:t1].float().contiguous()
         pd = None if pulses is None else pulses[:, t0:t1].float().contiguous()
-        check(lib.wavenet_lpc_run(
-            B, t1 - t0, P.A, P.R, P.S, P.L, P.D + 1, ptr(P.dil_t), ptr(E), int(P.embed_tanh),
-            ptr(P.WprevT), ptr(P.WcurT), ptr(P.WresT), ptr(P.bres), ptr(P.WskipT), ptr(P.bskip), ptr(P.WoutT),
-            ptr(P.WendT), ptr(c), ptr(uc), ptr(a), ptr(lag), ptr(itemp), ptr(ring_s), ptr(ring_e),
-            T, hop, p, HL, ptr(buf), t0, ptr(out), ptr(out_s), ptr(ph), ptr(wph), ptr(pd), nthreads), "wavenet_lpc_run")
+        chunk = WavenetChunk(B=B, n=t1 - t0, nthreads=nthreads, t0=t0, cond=c, u=uc, buf=buf, out=out)
+        frames = WavenetLPC(T=T, hop=hop, p=p, HL=HL, a=a, lag=lag, itemp=itemp, ring_s=ring_s,
+                            ring_e=ring_e, out_s=out_s, ph=ph, pd=pd)
+        check(lib.wavenet_lpc_run(weights, chunk, frames), "wavenet_lpc_run")
         s_out[:, t0:t1] = out_s
         q_out[:, t0:t1] = out.long()
     return s_out, q_out

@@ -1,0 +1,50 @@
+"""ctypes mirrors of the C structures of the kernels' typed boundary.
+
+Each class lists the fields of the C ``typedef struct`` of the same (snake_case) name in
+the header :attr:`HEADER` in the same order and with the same types;
+``tests/test_native.py`` compiles an ``offsetof`` probe and compares every size and
+offset, so a drift fails the tests. Build one with keyword arguments: tensors become
+their data pointers (None stays NULL).
+"""
+from __future__ import annotations
+
+import ctypes
+
+_I, _F, _LL, _P = ctypes.c_int, ctypes.c_float, ctypes.c_longlong, ctypes.c_void_p
+
+
+class Struct(ctypes.Structure):
+    """A kernel structure; keyword arguments may be tensors (their data pointer) or None."""
+
+    C_NAME: str = ""
+    HEADER: str = ""
+
+    def __init__(self, **fields):
+        from sps.native import ptr
+        super().__init__(**{k: (ptr(v) if k in self._pointers() else v) for k, v in fields.items()})
+
+    @classmethod
+    def _pointers(cls) -> set:
+        return {name for name, t in cls._fields_ if t is ctypes.c_void_p}
+
+
+class WavenetWeights(Struct):
+    C_NAME, HEADER = "wavenet_weights", "wavenet.h"
+    _fields_ = [(n, _I) for n in ("A", "R", "S", "L", "D1", "embed_tanh")] + [
+        (n, _P) for n in ("dil", "Ep", "Ec", "E", "wph", "WprevT", "WcurT", "WresT", "bres",
+                           "WskipT", "bskip", "WoutT", "WendT")]
+
+
+class WavenetChunk(Struct):
+    C_NAME, HEADER = "wavenet_chunk", "wavenet.h"
+    _fields_ = [(n, _I) for n in ("B", "n", "nthreads", "argmax")] + [("inv_temp", _F), ("t0", _LL)] + [
+        (n, _P) for n in ("cond", "u", "buf", "yprev", "ycurr", "out")]
+
+
+class WavenetLPC(Struct):
+    C_NAME, HEADER = "wavenet_lpc", "wavenet.h"
+    _fields_ = [(n, _I) for n in ("T", "hop", "p", "HL")] + [
+        (n, _P) for n in ("a", "lag", "itemp", "ring_s", "ring_e", "out_s", "ph", "pd")]
+
+
+STRUCTS = (WavenetWeights, WavenetChunk, WavenetLPC)
