@@ -9,8 +9,9 @@ comes from the spectral envelope the mel-cepstrum describes:
 3. the autocorrelation ``r[k]`` as the inverse FFT of that power spectrum, with a
    Gaussian lag window (``lag_window_hz``: smooths the envelope, keeps the poles off the
    unit circle) and a white-noise floor ``r[0] *= 1 + noise_floor``;
-4. the Levinson-Durbin recursion (:func:`levinson`), which gives a minimum-phase
-   (stable) ``A(z)`` for any positive-definite autocorrelation.
+4. the Levinson-Durbin recursion (:func:`levinson`, NumPy; :func:`lpc_recursion`, torch:
+   the library's one recursion, also run by :class:`sps.vocoders.excitation.LinearPrediction`),
+   which gives a minimum-phase (stable) ``A(z)`` for any positive-definite autocorrelation.
 
 Order 16 at 16 kHz is LPCNet's choice.
 """
@@ -19,6 +20,22 @@ from __future__ import annotations
 import numpy as np
 
 from sps.features.acoustic import mgc_to_log_power
+
+
+def lpc_recursion(r, order: int):
+    """Levinson-Durbin over the last axis of a torch tensor: ``r (..., order + 1)`` ->
+    ``a (..., order)``, the coefficients ``a_1 .. a_p`` of ``A(z) = 1 + sum a_k z^-k``, in
+    ``r``'s dtype and device (torch is imported on first use)."""
+    import torch
+    a = r.new_zeros(r.shape[:-1] + (order,))
+    err = r[..., 0]
+    for i in range(1, order + 1):
+        acc = r[..., i] + (a[..., :i - 1] * r[..., 1:i].flip(-1)).sum(-1)
+        k = -acc / err
+        a = torch.cat([a[..., :i - 1] + k[..., None] * a[..., :i - 1].flip(-1), k[..., None],
+                       a[..., i:]], -1)
+        err = err * (1 - k * k)
+    return a
 
 
 def levinson(r: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,18 +61,10 @@ def levinson(r: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"levinson: need {order + 1} autocorrelation lags, got {r.shape[-1]}")
     if np.any(r[..., 0] <= 0) or not np.all(np.isfinite(r)):
         raise ValueError("levinson: autocorrelations must be finite with r[0] > 0")
-    shape = r.shape[:-1]
-    r = r.reshape(-1, r.shape[-1])
-    a = np.zeros((r.shape[0], order + 1))
-    a[:, 0] = 1.0
-    err = r[:, 0].copy()
-    for i in range(1, order + 1):
-        acc = r[:, i] + np.einsum("nk,nk->n", a[:, 1:i], r[:, i - 1:0:-1])
-        k = -acc / err
-        a[:, 1:i] = a[:, 1:i] + k[:, None] * a[:, i - 1:0:-1]
-        a[:, i] = k
-        err = err * (1.0 - k * k)
-    return a.reshape(shape + (order + 1,)), err.reshape(shape)
+    import torch
+    coef = lpc_recursion(torch.from_numpy(np.ascontiguousarray(r[..., :order + 1])), order).numpy()
+    err = r[..., 0] + np.einsum("...k,...k->...", coef, r[..., 1:order + 1])   # r[0] prod (1 - k_i^2)
+    return np.concatenate([np.ones(r.shape[:-1] + (1,)), coef], -1), err
 
 
 def mgc_to_lpc(mgc: np.ndarray, alpha: float, order: int = 16, fft_size: int = 1024,

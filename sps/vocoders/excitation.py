@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from sps.dsp import mu_law_decode, mu_law_encode
+from sps.features.lpc import lpc_recursion
 
 #: the network inputs, in order
 INPUTS = ("s_prev", "pred", "e_prev", "e_lag")
@@ -51,21 +52,6 @@ def warped_cos_basis(order: int, alpha: float, fft_size: int) -> Tensor:
     w = torch.linspace(0.0, math.pi, fft_size // 2 + 1, dtype=torch.float64)
     warped = torch.atan2((1 - alpha ** 2) * torch.sin(w), (1 + alpha ** 2) * torch.cos(w) - 2 * alpha)
     return torch.cos(torch.arange(order + 1, dtype=torch.float64)[:, None] * warped[None, :])
-
-
-def levinson(r: Tensor, order: int) -> Tensor:
-    """Levinson-Durbin over the last axis: ``r (..., order + 1)`` -> ``a (..., order)``
-    (``a_1 .. a_p`` of ``A(z) = 1 + sum a_k z^-k``; the same recursion as
-    :func:`sps.features.levinson`)."""
-    a = r.new_zeros(r.shape[:-1] + (order,))
-    err = r[..., 0]
-    for i in range(1, order + 1):
-        acc = r[..., i] + (a[..., :i - 1] * r[..., 1:i].flip(-1)).sum(-1)
-        k = -acc / err
-        a = torch.cat([a[..., :i - 1] + k[..., None] * a[..., :i - 1].flip(-1), k[..., None],
-                       a[..., i:]], -1)
-        err = err * (1 - k * k)
-    return a
 
 
 class LinearPrediction(nn.Module):
@@ -145,7 +131,7 @@ class LinearPrediction(nn.Module):
         power = torch.exp(lp - peak) * self.emphasis
         r = torch.fft.irfft(power, n=self.fft_size, dim=-1)[..., :self.order + 1] * self.lag_window
         r = torch.cat([r[..., :1] * (1.0 + 1e-4), r[..., 1:]], -1)
-        a = levinson(r, self.order)
+        a = lpc_recursion(r, self.order)
         if not return_gain:
             return a.float()
         err = r[..., 0] + (a * r[..., 1:]).sum(-1)
