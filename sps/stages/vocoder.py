@@ -36,11 +36,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from sps.config import bind, bind_kwargs
-from sps.dsp import deemphasis
 from sps.io import atomic_path, load_array, write_wav
 from sps.stages.datasets import SegmentDataset, collate_segments
 from sps.stages.evaluate import found_systems, write_system_metrics
@@ -49,6 +47,7 @@ from sps.stages.monitor import AudioSamples
 from sps.stages.runner import StageContext, StageFailed, StageSummary, select_shard
 from sps.stages.stamps import Stamps, digest, file_digest, files_digest
 from sps.stages.train import current_run
+from sps.synthesis.vocoding import VocoderRunner
 from sps.train import TrainConfig, fit, load_checkpoint, seed_everything, weights_path
 from sps.vocoders import build_vocoder, get_vocoder, legacy_options
 from sps.vocoders.conditioning import Conditioning
@@ -250,40 +249,35 @@ def load_vocoder(exp: Experiment, name: str, cond: Conditioning, device: torch.d
 
 
 def _vocode_set(model, jobs: list[tuple[str, Path, Path]], cond: Conditioning, vcfg: VocodeConfig,
-                device: torch.device, summary: StageSummary) -> list[str]:
-    """Generate ``out`` wavs for (utt, features path, out path) jobs in length-sorted batches."""
+                summary: StageSummary, name: str) -> list[str]:
+    """Generate ``out`` wavs for (utt, features path, out path) jobs in length-sorted batches,
+    through the one vocoding path of ``sps speak`` (:class:`~sps.synthesis.VocoderRunner`):
+    every utterance draws from its own generator seeded with ``vocode.seed``, so a wav does
+    not depend on the batch, the shard or the other utterances, and a voice packed from the
+    experiment gives the same draws."""
+    runner = VocoderRunner(name, cond.spec, model=model, conditioning=cond, temperature=vcfg.temperature,
+                           generate=vcfg.generate)
     loaded = []
     for utt, feat_path, out_path in jobs:     # (a non-finite file fails alone, named, not its batch)
         try:
-            loaded.append((utt, cond(load_array(feat_path), feat_path), out_path))
+            feats = load_array(feat_path)
+            loaded.append((utt, feats, len(cond(feats, feat_path)), out_path))
         except (ValueError, FileNotFoundError) as err:
             summary.failed[utt] = str(err)
             logger.error("%s: %s", utt, err)
-    loaded.sort(key=lambda item: len(item[1]))
-    gen = torch.Generator().manual_seed(vcfg.seed)
+    loaded.sort(key=lambda item: item[2])
     done, bs = [], max(1, vcfg.batch_size)
     for i in range(0, len(loaded), bs):
         group = loaded[i:i + bs]
-        lengths = torch.tensor([len(c) for _, c, _ in group])
-        batch = torch.zeros(len(group), int(lengths.max()), cond.dim)
-        for b, (_, c, _) in enumerate(group):
-            batch[b, :len(c)] = torch.from_numpy(c)
-            batch[b, len(c):] = torch.from_numpy(c[-1:])
-        kwargs = dict(vcfg.generate)
         try:
-            wav = model.generate(batch.to(device), lengths=lengths.to(device), temperature=vcfg.temperature,
-                                 generator=gen, **kwargs)
+            wavs = runner.waveforms([feats for _, feats, _, _ in group], seed=vcfg.seed, batch_size=bs)
         except (ValueError, RuntimeError) as err:
-            for utt, _, _ in group:
+            for utt, _, _, _ in group:
                 summary.failed[utt] = f"{type(err).__name__}: {err}"
-            logger.error("generation failed for %s: %s", [u for u, _, _ in group], err)
+            logger.error("generation failed for %s: %s", [u for u, _, _, _ in group], err)
             continue
-        wav = wav.float().cpu()
-        if model.target_preemphasis:
-            wav = deemphasis(wav, model.target_preemphasis)
-        wav = wav.numpy()
-        for b, (utt, c, out_path) in enumerate(group):
-            write_wav(out_path, np.clip(wav[b, :len(c) * cond.hop_length], -1.0, 1.0), cond.sample_rate)
+        for (utt, _, _, out_path), wav in zip(group, wavs):
+            write_wav(out_path, wav, cond.sample_rate)
             summary.ok += 1
             done.append(utt)
     return done
@@ -314,7 +308,7 @@ def vocode(ctx: StageContext) -> dict:
     setup = {"model": files_digest([exp.model_dir(name) / "config.yaml", weights_path(exp.model_dir(name))],
                                    exp.root) if trainable else digest([cfg.vocoder, cfg.model]),
              "cond": digest([cond.mean.tolist(), cond.std.tolist()]), "specs": exp.spec_digests(["out_acoustic"]),
-             "generate": [vcfg.temperature, vcfg.seed, vcfg.batch_size, vcfg.generate]}
+             "generate": [vcfg.temperature, vcfg.seed, vcfg.generate, "per-utterance draws"]}
     results, failures = {}, []
     for split in vcfg.splits:
         utts = select_shard(exp.utterances(split), ctx.shard)
@@ -347,7 +341,7 @@ def vocode(ctx: StageContext) -> dict:
                         stale.add(utt)
                 elif out_name == f"{name}_copy":
                     summary.failed[utt] = f"{src / (utt + '.npy')}: features not found"
-            for utt in _vocode_set(model, jobs, cond, vcfg, device, summary):
+            for utt in _vocode_set(model, jobs, cond, vcfg, summary, name):
                 stamps.write(utt, keys[utt])
                 summary.stale += utt in stale
             for utt in summary.failed:
