@@ -49,7 +49,7 @@ WARNINGS = ("-Wall", "-Wextra", "-Werror")
 _P, _I64, _I, _F, _LL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_longlong
 _ptr = ctypes.POINTER
 
-from sps.native.structs import WavenetChunk, WavenetLPC, WavenetWeights  # noqa: E402
+from sps.native.structs import WavenetChunk, WavenetLPC, WavenetWeights, ptr  # noqa: E402,F401
 
 #: status codes of common.h
 OK, ENOMEM, EINVAL, ENOTPD, EDOMAIN = 0, 1, 2, 3, 4
@@ -237,15 +237,6 @@ def _dlopen(path: Path) -> ctypes.CDLL:
         return ctypes.CDLL(str(path))
     finally:
         del os.environ[key]
-
-
-def ptr(t) -> ctypes.c_void_p | None:
-    """Raw data pointer of a contiguous torch tensor or NumPy array (None passes through)."""
-    if t is None:
-        return None
-    if hasattr(t, "data_ptr"):
-        return ctypes.c_void_p(t.data_ptr())
-    return ctypes.c_void_p(t.ctypes.data)
 
 
 #: floating-point operations below which one more thread costs more than it saves

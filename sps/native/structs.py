@@ -13,6 +13,15 @@ import ctypes
 _I, _F, _LL, _P = ctypes.c_int, ctypes.c_float, ctypes.c_longlong, ctypes.c_void_p
 
 
+def ptr(t) -> ctypes.c_void_p | None:
+    """Raw data pointer of a contiguous torch tensor or NumPy array (None passes through)."""
+    if t is None:
+        return None
+    if hasattr(t, "data_ptr"):
+        return ctypes.c_void_p(t.data_ptr())
+    return ctypes.c_void_p(t.ctypes.data)
+
+
 class Struct(ctypes.Structure):
     """A kernel structure; keyword arguments may be tensors (their data pointer) or None."""
 
@@ -20,7 +29,6 @@ class Struct(ctypes.Structure):
     HEADER: str = ""
 
     def __init__(self, **fields):
-        from sps.native import ptr
         super().__init__(**{k: (ptr(v) if k in self._pointers() else v) for k, v in fields.items()})
 
     @classmethod
