@@ -1,6 +1,7 @@
 """The ``ingest`` stage: every corpus layout, audio conditioning, bad input, resume."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +211,45 @@ def test_resume_and_changed_settings(tmp_path, capsys):
     assert "0 ok, 3 skipped" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in (exp / "data").rglob("*") if p.is_file()} == files
     _run(exp, corpus, loudness_db=-30.0)                                # another level: redone
-    assert "3 ok, 0 skipped" in capsys.readouterr().err
+    assert "3 ok (3 stale: redone), 0 skipped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change", ["source re-recorded in place (same size and time)", "output wav flipped byte",
+                                    "info file deleted", "record deleted", "garbage record"])
+def test_P11_ingest_resumes_by_content_and_redoes_exactly_the_stale_utterance(tmp_path, capsys, change):
+    # the reference is a clean ingest of the changed corpus into another experiment
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(3):
+        sf.write(corpus / f"u{i}.wav", _speech(24000, seed=i), 24000)
+        (corpus / f"u{i}.txt").write_text(f"Utterance {i}.")
+    exp = tmp_path / "exp"
+    _run(exp, corpus)
+    src, wav, info = corpus / "u1.wav", exp / "data" / "wav" / "u1.wav", exp / "data" / "ingest" / "info" / "u1.json"
+    if change.startswith("source"):
+        st = src.stat()
+        x, sr = sf.read(src)
+        sf.write(src, x[::-1].copy(), sr)                 # other audio, same size
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert src.stat().st_size == st.st_size
+    elif change.startswith("output"):
+        data = bytearray(wav.read_bytes())
+        data[-2] ^= 0xFF
+        wav.write_bytes(bytes(data))
+    elif change.startswith("info"):
+        info.unlink()
+    else:
+        record = exp / "data" / "ingest" / ".stamps" / "u1.json"
+        record.unlink() if change.startswith("record") else record.write_text("{not json")
+    capsys.readouterr()
+    _run(exp, corpus)
+    assert "1 ok (1 stale: redone), 2 skipped" in capsys.readouterr().err
+    clean = tmp_path / "clean"
+    _run(clean, corpus)
+    for rel in ("wav/u1.wav", "ingest/info/u1.json", "wav/u0.wav"):
+        assert (exp / "data" / rel).read_bytes() == (clean / "data" / rel).read_bytes(), rel
+    _run(exp, corpus)
+    assert "0 ok, 3 skipped" in capsys.readouterr().err
 
 
 def test_cli_one_line_errors(tmp_path, capsys):

@@ -60,9 +60,11 @@ unreadable transcript or labels, missing/unreadable/corrupt/empty/silent audio, 
 samples, piped command); the rest go on, and the summary counts the reasons. More than
 ``--max-failed`` (a fraction) of the utterances rejected fails the stage.
 
-**Resume**: each utterance's wav is written atomically, then its ``info/<utt>.json``;
-a rerun skips utterances whose record names the same source and settings (``--force``
-redoes them). ``--shard K/N`` converts share K of the audio; the run that finds every
+**Resume**: each utterance's wav is written atomically, then its ``info/<utt>.json``,
+then its record (``data/ingest/.stamps/<utt>.json``, :mod:`sps.stages.stamps`); a rerun
+skips utterances whose record names the same source content and settings and whose
+outputs still have their recorded digests, and redoes (and counts) the stale ones
+(``--force`` redoes them all). ``--shard K/N`` converts share K of the audio; the run that finds every
 utterance converted writes the lists.
 """
 from __future__ import annotations
@@ -85,6 +87,7 @@ from sps.io import (AUDIO_EXTENSIONS, audio_info, check_id, is_valid_id, loudnes
 from sps.stages.experiment import SPLITS, Experiment
 from sps.stages.prepare import corpus_splits
 from sps.stages.runner import StageContext, StageFailed, run_utterances
+from sps.stages.stamps import Stamps, digest, file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -394,16 +397,16 @@ def process_utterance(utt: str, *, exp: Experiment, cfg: IngestConfig, keep: fro
                                       "trimmed": utt not in keep and cfg.trim, **record})
 
 
-def _is_done(utt: str, *, exp: Experiment, cfg: IngestConfig, keep: frozenset) -> bool:
-    path = _info_path(exp, utt)
-    if not path.exists() or not _wav_path(exp, utt).exists():
-        return False
-    try:
-        info = read_json(path)
-    except ValueError:
-        return False
-    return (info.get("source") == _source_table(exp)[utt] and info.get("settings") == cfg.audio_settings()
-            and info.get("trimmed") == (utt not in keep and cfg.trim))
+def stamps(exp: Experiment, cfg: IngestConfig, keep: frozenset) -> Stamps:
+    """The records of this stage (:mod:`sps.stages.stamps`): an utterance's key is the
+    content of its source audio and the audio settings, so a source re-recorded in place
+    or a damaged wav or info file is converted again."""
+    sources = _source_table(exp)
+    settings = cfg.audio_settings()
+    return Stamps(exp.root, exp.data_dir / "ingest" / ".stamps",
+                  outputs=lambda utt: [_wav_path(exp, utt), _info_path(exp, utt)],
+                  key=lambda utt: digest({"source": file_digest(sources[utt]), "settings": settings,
+                                          "trimmed": utt not in keep and cfg.trim}))
 
 
 # ------------------------------------------------------------------------------ the stage
@@ -446,9 +449,8 @@ def run(ctx: StageContext) -> dict:
         logger.warning("%d utterances have a TextGrid: their audio is not trimmed (its times must stay valid)",
                        len(keep))
     process = functools.partial(process_utterance, exp=exp, cfg=cfg, keep=keep)
-    done = None if ctx.force else functools.partial(_is_done, exp=exp, cfg=cfg, keep=keep)
-    summary = run_utterances(ids, process, desc="ingest audio", jobs=ctx.jobs, shard=ctx.shard, done=done,
-                             max_failed=None)
+    summary = run_utterances(ids, process, desc="ingest audio", jobs=ctx.jobs, shard=ctx.shard,
+                             stamps=stamps(exp, cfg, keep), force=ctx.force, max_failed=None)
     for utt, msg in summary.failed.items():
         rejected[utt] = msg.split(": ", 1)[1] if msg.startswith(("ValueError: ", "FileNotFoundError: ")) else msg
     ok = [u for u in ids if u not in summary.failed]
