@@ -15,7 +15,9 @@ the runtime loads):
 
 * ``sps default``: what a user gets (threads chosen per call from the work size and
   torch's thread count, passive waiting; WaveNet picks its row split by the load);
-* ``1 thread``: ``SPS_THREADS=1``;
+* ``1 thread``: ``SPS_THREADS=1`` (the kernels; torch's own operations as by default);
+* ``all on 1 thread``: ``SPS_THREADS=1 OMP_NUM_THREADS=1`` (torch's operations too:
+  the elementwise work around the kernels, e.g. the gradient accumulation);
 * ``all cores, spinning``: ``SPS_THREADS=<cores>`` with ``OMP_WAIT_POLICY=ACTIVE`` (the
   OpenMP default of many runtimes: waiting threads spin);
 * ``all cores, passive``: ``SPS_THREADS=<cores>``, passive waiting;
@@ -103,6 +105,7 @@ def main():
     loads = [0] + sorted(set(args.busy or [1, cores]))
     policies = {"sps default": {},
                 "1 thread": {"SPS_THREADS": "1"},
+                "all on 1 thread": {"SPS_THREADS": "1", "OMP_NUM_THREADS": "1"},
                 "all cores, spinning": {"SPS_THREADS": str(cores), "OMP_WAIT_POLICY": "ACTIVE"},
                 "all cores, passive": {"SPS_THREADS": str(cores), "OMP_WAIT_POLICY": "PASSIVE"}}
     print(f"{cores} cores; best of {args.repeat} calls in ms; columns: 0 (quiet), then N spinning "

@@ -103,6 +103,30 @@ def test_idle_core_readings_are_cached(monkeypatch):
     assert native.idle_cores(max_age=0.0) == 2.0 and len(calls) == 2
 
 
+def test_one_thread_calls_take_no_reading_and_old_readings_are_renewed(monkeypatch):
+    # a reading sleeps 4 ms: a call that gets one thread anyway takes none; a reading
+    # older than IDLE_CACHE_S is taken again, so a load that starts is seen
+    import time
+    monkeypatch.delenv("SPS_THREADS", raising=False)
+    monkeypatch.setattr(native.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(native, "_idle_cache", [float("-inf"), 0.0])
+    clock, busy, calls = [100.0], [0.0], []
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(native, "runnable_others", lambda: calls.append(1) or busy[0])
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert native.threads(64, 10.0) == 1 and native.threads(1, 1e12) == 1 and not calls
+        assert native.threads(64, 1e12) == 2 and len(calls) == 1
+        busy[0] = 2.0                                             # both cores taken now
+        clock[0] += native.IDLE_CACHE_S / 2
+        assert native.threads(64, 1e12) == 2 and len(calls) == 1  # the cached reading
+        clock[0] += native.IDLE_CACHE_S
+        assert native.threads(64, 1e12) == 1 and len(calls) == 2  # a fresh one sees the load
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
 def test_idle_cores_count_the_run_queue_now(tmp_path, monkeypatch):
     monkeypatch.setattr(native, "IDLE_CACHE_S", 0.0)
     # /proc/loadavg: the run queue counts the caller; the 1-minute average (9.0, lagging
