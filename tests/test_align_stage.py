@@ -166,3 +166,32 @@ def test_untimed_labels_and_textgrids_as_input(tmp_path):
     # bad option combinations are one-line errors
     assert main(["align", "--exp-dir", str(exp), "--shard", "1/2", "step=update"]) == 1
     assert main(["align", "--exp-dir", str(exp), "aligner.mixtures=[4,2]"]) == 1
+
+
+def test_P12_inputs_changed_in_place_are_refused_naming_them_and_force_redoes(tmp_path, capsys):
+    """An utterance's audio overwritten after its features were made (a re-ingest): the
+    rerun refuses in one line naming it, files unchanged; --force redoes it like a clean run."""
+    utts = ["slt_0001", "slt_0003", "slt_0005"]
+    labels = {u: str(CORPUS / "lab" / f"{u}.lab") for u in utts}
+    wav = tmp_path / "slt_0003.flac"
+    shutil.copyfile(CORPUS / "wav" / "slt_0003.flac", wav)
+    exp = tmp_path / "exp"
+    make_input(exp, utts, labels=labels, wavs={"slt_0003": str(wav)})
+    assert main(["align", "--exp-dir", str(exp), "step=prepare"]) == 0
+    feats = {p: p.read_bytes() for p in (exp / "align" / "feats").iterdir()}
+    shutil.copyfile(CORPUS / "wav" / "slt_0005.flac", wav)             # other audio, same path
+    capsys.readouterr()
+    for step in ("prepare", "update", "align"):
+        assert main(["align", "--exp-dir", str(exp), f"step={step}"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "1 utterance(s) changed" in err and "(slt_0003)" in err, err
+    assert {p: p.read_bytes() for p in (exp / "align" / "feats").iterdir()} == feats
+    assert main(["align", "--exp-dir", str(exp), "--force", "step=prepare"]) == 0
+    clean = tmp_path / "clean"
+    make_input(clean, utts, labels=labels, wavs={"slt_0003": str(wav)})
+    assert main(["align", "--exp-dir", str(clean), "step=prepare"]) == 0
+    for u in utts:
+        f = Path("align") / "feats" / f"{u}.npy"
+        assert (exp / f).read_bytes() == (clean / f).read_bytes(), u
+    assert (exp / "align" / "feats" / "slt_0003.npy").read_bytes() != feats[exp / "align" / "feats" / "slt_0003.npy"]
+    assert main(["align", "--exp-dir", str(exp), "step=prepare"]) == 0     # the record follows

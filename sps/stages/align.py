@@ -53,6 +53,10 @@ per-utterance ones as ``--shard K/N`` jobs, all communicating through files::
     done
 
 Rerunning resumes (existing outputs and passes are kept); ``--force`` starts afresh.
+Every step first compares each utterance's inputs (audio, transcript, labels, TextGrid
+content) with the digests recorded when its files were made (``align/inputs.json``) and
+refuses, naming the changed utterances, when any differ: a resumed alignment never mixes
+files made from other inputs.
 """
 from __future__ import annotations
 
@@ -82,6 +86,7 @@ from sps.io import check_id, read_json, read_list, read_scp, read_wav, save_arra
     write_scp, write_text
 from sps.stages.experiment import SPLITS, Experiment
 from sps.stages.runner import StageContext, StageFailed, select_shard
+from sps.stages.stamps import digest, file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +148,11 @@ class AlignDir:
     @property
     def config(self) -> Path:
         return self.root / "config.json"
+
+    @property
+    def inputs(self) -> Path:
+        """Digest of each utterance's inputs (audio, transcript, labels, TextGrid content)."""
+        return self.root / "inputs.json"
 
     def passes_done(self) -> int:
         """Passes whose model exists (-1: not even the flat start)."""
@@ -324,6 +334,39 @@ def _check_config(ad: AlignDir, cfg: AlignStageConfig, force: bool) -> None:
             raise ValueError(f"{ad.config}: the aligner settings changed ({', '.join(changed)}); rerun with "
                              "--force to redo the alignment, or use a new experiment directory")
     write_json(ad.config, current)
+
+
+def input_digests(inputs: Inputs) -> dict[str, str]:
+    """utt -> digest of the content of its audio, labels and TextGrid and of its transcript
+    (a missing file digests as missing: the steps report it)."""
+    out = {}
+    for u in inputs.utts:
+        parts: dict = {"text": inputs.text.get(u)}
+        for name, table in (("wav", inputs.wav), ("labels", inputs.labels), ("textgrid", inputs.textgrid)):
+            if u in table:
+                try:
+                    parts[name] = file_digest(table[u])
+                except OSError:
+                    parts[name] = "missing"
+        out[u] = digest(parts)
+    return out
+
+
+def _check_inputs(ad: AlignDir, inputs: Inputs, fresh: bool, record: bool) -> None:
+    """Refuse to go on from files made from other inputs: an utterance whose audio,
+    transcript, labels or TextGrid changed since its files were made (re-ingested, edited
+    in place) would keep its old features and alignment, and the aligner was trained on
+    them. ``fresh``: the old files are gone (``--force``); ``record``: add this run's
+    utterances to the record (the steps that make per-utterance files)."""
+    current = input_digests(inputs)
+    old = {} if fresh or not ad.inputs.exists() else read_json(ad.inputs)
+    changed = sorted(u for u in old if u in current and old[u] != current[u])
+    if changed:
+        raise ValueError(f"{ad.inputs}: the inputs of {len(changed)} utterance(s) changed since they were "
+                         f"aligned ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}); rerun with "
+                         "--force to redo the alignment, or use a new experiment directory")
+    if record and current.keys() - old.keys():
+        write_json(ad.inputs, {**old, **current})
 
 
 def update(ad: AlignDir, inputs: Inputs, cfg: AlignStageConfig) -> bool:
@@ -567,10 +610,13 @@ def run(ctx: StageContext) -> dict | None:
         raise ValueError(f"--shard works with step=prepare, accumulate or align, not step={step}")
     if cfg.model and step in ("update", "accumulate"):
         raise ValueError(f"model={cfg.model} aligns with a trained aligner: step={step} does not apply")
-    if ctx.force and step in ("all", "prepare") and shard is None:
+    fresh = ctx.force and step in ("all", "prepare") and shard is None
+    if fresh:
         for sub in ("train", "results", "front", "feats"):
             shutil.rmtree(ad.root / sub, ignore_errors=True)
         ad.model.unlink(missing_ok=True)
+        ad.inputs.unlink(missing_ok=True)
+    _check_inputs(ad, inputs, fresh, record=step in ("all", "prepare"))
     if step in ("all", "prepare"):
         _check_config(ad, cfg, ctx.force)
     elif ad.config.exists():
