@@ -331,6 +331,14 @@ def test_speak_command(experiment, voice, tmp_path, capsys):
     for u in SPLITS["eval"]:
         x, sr = read_wav(tmp_path / "many" / f"{u}.wav")
         assert sr == voice.sample_rate and len(x) > sr
+    # P13: two label files of one name would overwrite each other's audio: refused first
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / f"{SPLITS['eval'][0]}.lab"
+    twin.write_bytes(_lab(SPLITS["eval"][0]).read_bytes())
+    status, _, err = _sps(["speak", "--voice", str(path), "--labels", str(_lab(SPLITS["eval"][0])), str(twin),
+                           "--out", str(tmp_path / "twins")], capsys)
+    assert status == 1 and len(err.strip().splitlines()) == 1 and "distinct names" in err and str(twin) in err, err
+    assert not (tmp_path / "twins").exists()
     status, out, _ = _sps(["speak", "--voice", str(path), "--info"], capsys)
     assert status == 0 and "vocoders: world, sf, wn" in out
     status, _, err = _sps(["speak", "--voice", str(path), "--out", str(tmp_path / "b.wav")], capsys)

@@ -90,6 +90,13 @@ def run(args) -> int:
         raise ValueError("nothing to speak: give --text, --text-file or --labels")
     if args.out is None:
         raise ValueError("--out is required (a wav file, or a folder for --text-file / several --labels)")
+    if args.labels is not None and not (len(args.labels) == 1 and args.out.suffix.lower() == ".wav"):
+        seen: dict[str, Path] = {}
+        for p in args.labels:          # two files of one name would overwrite each other's audio
+            if p.stem in seen:
+                raise ValueError(f"{seen[p.stem]} and {p}: both would be written to "
+                                 f"{args.out / (p.stem + '.wav')} (give label files distinct names)")
+            seen[p.stem] = p
     name = args.vocoder or voice.default_vocoder
     runner = voice.vocoder(name)     # an unknown vocoder fails here, before any work
     why = "named" if args.vocoder else (voice.info.get("defaults") or {}).get("vocoder", "the voice's default")
