@@ -163,6 +163,20 @@ def test_untimed_labels_and_textgrids_as_input(tmp_path):
     for u in utts:    # the given phones (the pauses are the aligner's decision)
         lab = load_labels(exp / "align" / "lab" / f"{u}.lab")
         assert [c.split("@")[1] for c in speech(lab)] == [c.split("@")[1] for c in speech(load_labels(labels[u]))]
+    # labels=state: data/lab.scp names the state-level labels, unless some utterance has
+    # phone-level ones only (the TextGrid): then the phone-level labels of all
+    assert main(["align", "--exp-dir", str(exp), "step=finish", "labels=state", *TINY]) == 0
+    assert read_scp(exp / "data" / "lab.scp") == {u: str((exp / "align" / "lab" / f"{u}.lab").resolve())
+                                                  for u in utts + ["slt_0009"]}
+    data = exp / "data"
+    for name in ("wav.scp", "lab_untimed.scp", "train.list", "dev.list"):
+        (data / name).write_text("".join(line + "\n" for line in (data / name).read_text().splitlines()
+                                         if not line.startswith("slt_0009")))
+    (data / "textgrid.scp").unlink()
+    assert main(["align", "--exp-dir", str(exp), "step=finish", "labels=state", *TINY]) == 0
+    scp = read_scp(exp / "data" / "lab.scp")
+    assert scp == {u: str((exp / "align" / "lab_state" / f"{u}.lab").resolve()) for u in utts}
+    assert all(load_labels(scp[u]).num_states == 5 for u in utts)
     # bad option combinations are one-line errors
     assert main(["align", "--exp-dir", str(exp), "--shard", "1/2", "step=update"]) == 1
     assert main(["align", "--exp-dir", str(exp), "aligner.mixtures=[4,2]"]) == 1

@@ -60,14 +60,17 @@ def test_stages_0_to_3_with_overrides_and_resume(tmp_path):
     assert {p: p.read_bytes() for p in (exp / "dump").rglob("*.npy")} == before
 
 
-@pytest.mark.parametrize("gpu", [0, 1])
-def test_model_names_come_from_conf(gpu):
+@pytest.mark.parametrize("gpu,only", [(0, ""), (1, ""), (0, "acoustic_conv_mge,acoustic_dnn,acoustic_conv")])
+def test_model_names_come_from_conf(gpu, only):
     out = subprocess.run(["bash", "-c", f"source {PIPELINE}; conf_dirs=({RUN.parent}/conf); gpu={gpu}; "
+                          f"acoustic_only={only}; "
                           "echo $(for f in $(acoustic_confs dnn) $(acoustic_confs conv lstm); do conf_name $f; done)"],
                          capture_output=True, text=True, timeout=60)
     names = out.stdout.split()
     if gpu:   # --gpu: the *_gpu.yaml configs only, MSE models before their MGE fine-tuning
         assert names == ["acoustic_conv_gpu", "acoustic_lstm_gpu", "acoustic_conv_mge_gpu", "acoustic_lstm_mge_gpu"]
+    elif only:   # --acoustic-models: those, in the same order
+        assert names == ["acoustic_dnn", "acoustic_conv", "acoustic_conv_mge"], out.stderr
     else:
         assert names == ["acoustic_dnn", "acoustic_dnn_mge", "acoustic_conv", "acoustic_conv_mge"], out.stderr
 
@@ -83,7 +86,8 @@ def test_option_errors(tmp_path):
     for args, message in ((["--nj", "0"], "--nj must be a positive integer"),
                           (["--num-nodes", "2"], "--num-nodes needs --ngpu"),
                           (["--cmd", "srun"], "replaced by the launchers of cmd.sh"),
-                          (["--cmd-sh", str(tmp_path / "none.sh")], "no such launcher settings file")):
+                          (["--cmd-sh", str(tmp_path / "none.sh")], "no such launcher settings file"),
+                          (["--acoustic-models", "acoustic_conv,acoustic_cnv"], "'acoustic_cnv' is not the name")):
         out = _run(*args, exp=tmp_path)
         assert out.returncode == 2 and message in out.stderr, out.stderr
 

@@ -13,6 +13,9 @@
 # Shared options (pipeline_option):
 #   --stage N --stop-stage M --exp-dir DIR --nj N --jobs J --ngpu G --num-nodes M --cmd-sh FILE
 #   --force --vocoder world|wavenet|wavernn|source_filter --vocoder-config FILE --gpu
+#   --acoustic-models NAME,...   only these acoustic models (the name: keys of acoustic*.yaml;
+#                                an MGE model needs the one it starts from), e.g. to leave out
+#                                the feed-forward DNNs: --acoustic-models acoustic_conv,acoustic_conv_mge
 #   <conf>.<key>=<value>   (goes to the stage(s) reading <conf>.yaml)
 #
 # Jobs go through the launchers that the recipe's cmd.sh (or --cmd-sh FILE) sets, called
@@ -54,6 +57,7 @@ pipeline_defaults() {
     vocoder=world
     vocoder_config=
     gpu=0
+    acoustic_only=
     overrides=()
 }
 
@@ -75,6 +79,7 @@ pipeline_option() {
         --vocoder) vocoder=$2 ;;
         --vocoder-config|--vocoder_config) vocoder_config=$2 ;;
         --gpu) gpu=1; consumed=1 ;;
+        --acoustic-models|--acoustic_models) acoustic_only=$2 ;;
         *=*) overrides+=("$1"); consumed=1 ;;
         *) consumed=0 ;;
     esac
@@ -92,11 +97,14 @@ conf_file() {
 # conf_name <file>: the name: key of a model config
 conf_name() { sed -n 's/^name:[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$1" | head -n 1; }
 # model_confs: the acoustic model configs of this run (the *_gpu.yaml ones with --gpu, else the
-# others), each name from the first conf folder that has it, in name order
+# others; only the names of --acoustic-models when given), each name from the first conf folder
+# that has it, in name order
 model_confs() {
     local f d
     for f in $(for d in "${conf_dirs[@]}"; do for f in "$d"/acoustic*.yaml; do [ -f "$f" ] && basename "$f"; done; done | sort -u); do
-        case "$f" in *_gpu.yaml) [ "${gpu:-0}" = 1 ] && conf_file "${f%.yaml}" ;; *) [ "${gpu:-0}" = 0 ] && conf_file "${f%.yaml}" ;; esac
+        case "$f" in *_gpu.yaml) [ "${gpu:-0}" = 1 ] || continue ;; *) [ "${gpu:-0}" = 0 ] || continue ;; esac
+        f=$(conf_file "${f%.yaml}")
+        if [ -z "${acoustic_only:-}" ] || [[ ",$acoustic_only," == *",$(conf_name "$f"),"* ]]; then echo "$f"; fi
     done
     return 0
 }
@@ -126,7 +134,7 @@ acoustic_confs() {
 # pipeline_setup: check the options, go to the repository, read the launchers of cmd.sh,
 # name the models of this run
 pipeline_setup() {
-    local v c
+    local v c m
     for v in nj jobs num_nodes; do
         case "${!v}" in ''|*[!0-9]*|0) echo "run.sh: --${v//_/-} must be a positive integer, got '${!v}'" >&2; exit 2 ;; esac
     done
@@ -152,6 +160,11 @@ pipeline_setup() {
     duration_conf=$(conf_file duration)
     if [ "$gpu" = 1 ]; then duration_conf=$(conf_file duration_gpu); fi
     acoustic_models=$(for f in $(acoustic_confs dnn) $(acoustic_confs conv lstm); do conf_name "$f"; done)
+    for m in ${acoustic_only//,/ }; do
+        # shellcheck disable=SC2086 # one line of names
+        [[ " $(echo $acoustic_models) " == *" $m "* ]] || { echo "run.sh: --acoustic-models: '$m' is not the" \
+            "name: of any acoustic*.yaml of this run" >&2; exit 2; }
+    done
     duration_model=$(conf_name "$duration_conf")
     tts_model=$(for m in $acoustic_models; do :; done; echo "${m:-}")   # the last one: full TTS with predicted durations
 }

@@ -18,7 +18,8 @@ Outputs::
     align/textgrid/<utt>.TextGrid   words and phones tiers, for Praat
     align/model.pt                  the trained aligner (torch.load(weights_only=True))
     align/report.json, report.txt   per-utterance log-likelihood per frame, pauses, failures
-    data/lab.scp                    utt -> align/lab/<utt>.lab, for every aligned utterance
+    data/lab.scp                    utt -> align/lab/<utt>.lab (labels=state: lab_state/<utt>.lab),
+                                    for every aligned utterance
     data/{train,dev,eval}.list      rewritten without the utterances that failed
     data/rejected/align.txt         those utterances with their reasons
 
@@ -103,6 +104,7 @@ class AlignStageConfig:
     festival_timeout: float = 60.0           # seconds per Festival call
     max_mismatch: float = 0.2                # TextGrid input: largest fraction of differing phones
     textgrids: bool = True                   # write align/textgrid/<utt>.TextGrid
+    labels: Literal["phone", "state"] = "phone"   # the labels data/lab.scp names (align/lab or lab_state)
     backend: Literal["auto", "torch", "native"] = "auto"
 
 
@@ -524,6 +526,20 @@ def align_utts(ad: AlignDir, inputs: Inputs, utts: list[str], cfg: AlignStageCon
 
 
 # ------------------------------------------------------------------------------- finish
+def _lab_scp(ad: AlignDir, utts: list[str], labels: str) -> dict[str, str]:
+    """utt -> the label file ``data/lab.scp`` names: phone level, or state level when asked
+    for and every utterance has it (one kind per corpus: an utterance aligned from a TextGrid
+    has phone-level labels only, and then all get theirs, with a warning)."""
+    if labels == "state":
+        missing = [u for u in utts if not ad.lab_state(u).exists()]
+        if not missing:
+            return {u: str(ad.lab_state(u).resolve()) for u in utts}
+        logger.warning("align: labels=state, but %d utterances have phone-level labels only (e.g. %s, "
+                       "from a TextGrid): data/lab.scp names the phone-level labels of all",
+                       len(missing), missing[0])
+    return {u: str(ad.lab(u).resolve()) for u in utts}
+
+
 def finish(ad: AlignDir, inputs: Inputs, cfg: AlignStageConfig, max_failed: float) -> dict:
     """Report, ``data/lab.scp``, split lists without the failures, the rejection registry."""
     exp = ad.exp
@@ -555,7 +571,7 @@ def finish(ad: AlignDir, inputs: Inputs, cfg: AlignStageConfig, max_failed: floa
     }
     write_json(ad.root / "report.json", report)
     write_text(ad.root / "report.txt", summary_text(report))
-    write_scp(exp.data_dir / "lab.scp", {u: str(ad.lab(u).resolve()) for u in inputs.utts if u in ok})
+    write_scp(exp.data_dir / "lab.scp", _lab_scp(ad, [u for u in inputs.utts if u in ok], cfg.labels))
     for s in SPLITS:
         if exp.list_path(s).exists():
             write_list(exp.list_path(s), [u for u in read_list(exp.list_path(s)) if u not in failed])

@@ -1,0 +1,175 @@
+"""Voices from the aligner's labels against the same recipe on true labels (eval split).
+
+Experiments (each a recipe run; the figures are read from its ``eval/*/eval/metrics.json``):
+
+* **E1 true labels**: ``recipes/slt_festival`` on ``data/slt_festival`` (the labels the
+  HTS voice spoke with), stages 0-8 with every acoustic model. Not run here: ``--base``
+  names a finished experiment of it (read only).
+* **E2 aligned, phone level**: ``recipes/own_voice`` on the same corpus from wav + text
+  alone (``metadata.csv``; the lab/ folder unused): ingestion, the HMM aligner trained on
+  the corpus, its phone-level labels, then the same stages and configs. Ingestion keeps
+  the audio as it is (``trim=false``, ``loudness_db=null``) and ``features.f0_floor=80``
+  (SLT's value, where own_voice defaults to 60 Hz), so that only the labels differ from E1.
+* **E3 aligned, state level**: E2 with ``align.labels=state`` (``data/lab.scp`` names
+  ``align/lab_state``): the linguistic features get the state position, the duration
+  model predicts 5 durations per phone. It starts from hard links to E2's ingested audio,
+  alignment and features (identical inputs; every stage writes by renaming, so E2 stays
+  as it was).
+* **E4 the kal diphone voice**: ``recipes/own_voice`` with its defaults (``data/kal_festival``
+  made at stage -1, trimmed and levelled audio, f0_floor 60 Hz). No true-label run to
+  compare with: its figures stand alone (WORLD copy synthesis is its ceiling).
+
+E2-E4 train only the convolutional models (``--acoustic-models acoustic_conv,acoustic_conv_mge``:
+the feed-forward DNNs are left out to save CPU; the conv + MGE model is the recipe's best
+and its full-TTS system). Systems compared: WORLD copy synthesis, the conv + MGE model
+with natural durations (frame by frame) and full TTS with predicted durations (DTW).
+
+Targets (issue 20): E2 conv + MGE, natural durations: MCD within 0.15 dB and F0
+correlation within 0.03 of E1. E3 against E2 decides the own_voice default labels.
+
+    python benchmarks/own_voice.py [--base /work/exp/base] [--work exp/own_voice_bench]
+        [--run e2,e3,e4 [--stop-stage N]] [--json out.json]
+
+Without ``--run`` it only prints the table of what exists. With it, each named
+experiment runs ``recipes/own_voice/run.sh`` up to ``--stop-stage`` (default 9, eval;
+own_voice numbering); stages skip what exists, so a rerun (or a larger ``--stop-stage``)
+resumes. The whole of E2-E4 is about 3 x 15 minutes on a 2-core CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_SH = ROOT / "recipes" / "own_voice" / "run.sh"
+MODELS = "acoustic_conv,acoustic_conv_mge"
+SAME_AUDIO = ["ingest.layout=ljspeech", "ingest.trim=false", "ingest.loudness_db=null", "features.f0_floor=80"]
+EXPERIMENTS = {   # name: (title, first stage, run.sh arguments, experiment whose inputs it starts from)
+    "e2": ("aligned phone labels", 0, ["--corpus", "data/slt_festival", *SAME_AUDIO], None),
+    "e3": ("aligned state labels", 0, ["--corpus", "data/slt_festival", *SAME_AUDIO, "align.labels=state"], "e2"),
+    "e4": ("kal diphone voice", -1, [], None),
+}
+SEED_DIRS = ("data", "align", "dump")     # what E3 shares with E2 (hard links)
+SYSTEMS = [("world_copy", "WORLD copy synthesis"),
+           ("acoustic_dnn_mge", "DNN + MGE, natural durations"),
+           ("acoustic_conv_mge", "conv + MGE, natural durations"),
+           ("acoustic_conv_mge_durpred", "conv + MGE, full TTS (DTW)")]
+COLUMNS = [("mcd_db", "MCD dB", "{:.2f}"), ("f0_corr", "F0 corr", "{:.3f}"), ("f0_rmse_hz", "F0 RMSE", "{:.1f}"),
+           ("bap_db", "BAP dB", "{:.3f}"), ("vuv_error_pct", "V/UV %", "{:.2f}")]
+TARGET_SYSTEM = "acoustic_conv_mge"
+TARGETS = {"mcd_db": 0.15, "f0_corr": -0.03}   # largest worsening of E2 against E1 (MCD up, F0 corr down)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """``dst`` as a copy of ``src`` whose files are hard links (``cp -al``)."""
+    shutil.copytree(src, dst, copy_function=os.link, symlinks=True)
+
+
+def seed(work: Path, name: str, source: str) -> None:
+    """Start experiment ``name`` from hard links to ``source``'s ingestion, alignment and features."""
+    dst, src = work / name, work / source
+    if dst.exists():
+        return
+    if not (src / "dump").is_dir():
+        raise SystemExit(f"own_voice.py: {name} starts from {source}'s features: run {source} first "
+                         f"(--run {source} --stop-stage 2)")
+    tmp = work / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for d in SEED_DIRS:
+        link_tree(src / d, tmp / d)
+    tmp.rename(dst)
+
+
+def run(work: Path, name: str, stop_stage: int, jobs: int) -> None:
+    _, first, args, source = EXPERIMENTS[name]
+    if source:
+        seed(work, name, source)
+    cmd = [str(RUN_SH), "--exp-dir", str(work / name), "--stage", str(first), "--stop-stage", str(stop_stage),
+           "--jobs", str(jobs), "--acoustic-models", MODELS, *args]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def scores(exp: Path) -> dict[str, dict]:
+    """system -> its mean metrics (and utterance count) on the eval split."""
+    out = {}
+    for system, _ in SYSTEMS:
+        p = exp / "eval" / system / "eval" / "metrics.json"
+        if p.exists():
+            m = json.loads(p.read_text())
+            out[system] = {**m["mean"], "utterances": m["num_utterances"], "alignment": m.get("alignment")}
+    return out
+
+
+def table(results: dict[str, dict], titles: dict[str, str]) -> str:
+    ref = results.get("e1", {})
+    head = f"{'experiment':<26}{'system':<30}{'utts':>5}" + "".join(f"{h:>9}" for _, h, _ in COLUMNS) \
+        + f"{'dMCD':>8}{'dF0corr':>9}"
+    lines = [head, "-" * len(head)]
+    for name, res in results.items():
+        for system, label in SYSTEMS:
+            if system not in res:
+                continue
+            m = res[system]
+            row = f"{name + ' ' + titles[name]:<26}{label:<30}{m['utterances']:>5}"
+            row += "".join(f"{fmt.format(m[k]) if k in m else '-':>9}" for k, _, fmt in COLUMNS)
+            if name != "e1" and system in ref and name in ("e2", "e3"):
+                row += f"{m['mcd_db'] - ref[system]['mcd_db']:>+8.2f}{m['f0_corr'] - ref[system]['f0_corr']:>+9.3f}"
+            lines.append(row)
+    return "\n".join(lines)
+
+
+def verdicts(results: dict[str, dict]) -> list[str]:
+    out = []
+    e1, e2, e3 = (results.get(k, {}) for k in ("e1", "e2", "e3"))
+    if TARGET_SYSTEM in e1 and TARGET_SYSTEM in e2:
+        d_mcd = e2[TARGET_SYSTEM]["mcd_db"] - e1[TARGET_SYSTEM]["mcd_db"]
+        d_f0 = e2[TARGET_SYSTEM]["f0_corr"] - e1[TARGET_SYSTEM]["f0_corr"]
+        out.append(f"E2 vs E1, conv + MGE, natural durations: MCD {d_mcd:+.2f} dB (target <= +{TARGETS['mcd_db']}): "
+                   f"{'met' if d_mcd <= TARGETS['mcd_db'] else 'MISSED'}; F0 corr {d_f0:+.3f} "
+                   f"(target >= {TARGETS['f0_corr']}): {'met' if d_f0 >= TARGETS['f0_corr'] else 'MISSED'}")
+    for system, label in SYSTEMS[2:]:
+        if system in e2 and system in e3:
+            out.append(f"E3 (state) vs E2 (phone), {label}: MCD {e3[system]['mcd_db'] - e2[system]['mcd_db']:+.2f} dB, "
+                       f"F0 corr {e3[system]['f0_corr'] - e2[system]['f0_corr']:+.3f}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", type=Path, default=ROOT / "exp" / "slt_festival",
+                    help="E1: a finished recipes/slt_festival experiment (stages 0-8), read only")
+    ap.add_argument("--work", type=Path, default=ROOT / "exp" / "own_voice_bench", help="E2-E4 go here")
+    ap.add_argument("--run", default="", help="comma-separated experiments to run (e2,e3,e4) before the table")
+    ap.add_argument("--stop-stage", type=int, default=9, help="own_voice stage to run up to (9: eval)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    a = ap.parse_args(argv)
+    for name in filter(None, a.run.split(",")):
+        if name not in EXPERIMENTS:
+            ap.error(f"--run: unknown experiment {name!r} (e2, e3, e4)")
+        a.work.mkdir(parents=True, exist_ok=True)
+        run(a.work.resolve(), name, a.stop_stage, a.jobs)
+    titles = {"e1": "true labels", **{k: v[0] for k, v in EXPERIMENTS.items()}}
+    results = {"e1": scores(a.base)}
+    results.update({k: scores(a.work / k) for k in EXPERIMENTS})
+    results = {k: v for k, v in results.items() if v}
+    if not results:
+        print(f"own_voice.py: no eval figures yet under {a.base} or {a.work}")
+        return 1
+    print(f"\neval split; E1 = {a.base}, E2-E4 under {a.work}; dMCD/dF0corr: against E1's same system\n")
+    print(table(results, titles))
+    for line in verdicts(results):
+        print(line)
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
