@@ -3,7 +3,7 @@
 #
 #   ./run.sh [--corpus DIR] [--stage N] [--stop-stage M] [--exp-dir DIR] [--jobs N] [--force]
 #            [--nj N] [--ngpu G [--num-nodes M]] [--cmd-sh FILE] [--vocoder world|wavenet|wavernn|source_filter] [--vocoder-config FILE]
-#            [--gpu] [<conf>.<key>=<value> ...]
+#            [--gpu] [--acoustic-models NAME,...] [<conf>.<key>=<value> ...]
 #
 # --corpus DIR   recordings + transcripts in any layout sps ingest reads: a folder of
 #                <id>.wav/.flac with <id>.txt, an LJSpeech metadata.csv, a Kaldi wav.scp + text

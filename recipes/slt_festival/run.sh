@@ -3,7 +3,7 @@
 #
 #   ./run.sh [--stage N] [--stop-stage M] [--exp-dir DIR] [--nj N] [--jobs J] [--force]
 #            [--ngpu G [--num-nodes M]] [--cmd-sh FILE] [--vocoder world|wavenet|wavernn|source_filter]
-#            [--vocoder-config FILE] [--gpu] [<conf>.<key>=<value> ...]
+#            [--vocoder-config FILE] [--gpu] [--acoustic-models NAME,...] [<conf>.<key>=<value> ...]
 #
 # Stages (all outputs under the experiment directory, default exp/slt_festival):
 #   0  prepare      corpus -> data/{train,dev,eval}.list, wav.scp, lab.scp     (conf/prepare.yaml)
