@@ -12,9 +12,8 @@ Experiments (each a recipe run; the figures are read from its ``eval/*/eval/metr
   (SLT's value, where own_voice defaults to 60 Hz), so that only the labels differ from E1.
 * **E3 aligned, state level**: E2 with ``align.labels=state`` (``data/lab.scp`` names
   ``align/lab_state``): the linguistic features get the state position, the duration
-  model predicts 5 durations per phone. It starts from hard links to E2's ingested audio,
-  alignment and features (identical inputs; every stage writes by renaming, so E2 stays
-  as it was).
+  model predicts 5 durations per phone. It starts from hard links to E2's ingested audio
+  and alignment (every stage writes by renaming, so E2 stays as it was).
 * **E4 the kal diphone voice**: ``recipes/own_voice`` with its defaults (``data/kal_festival``
   made at stage -1, trimmed and levelled audio, f0_floor 60 Hz). No true-label run to
   compare with: its figures stand alone (WORLD copy synthesis is its ceiling).
@@ -28,12 +27,15 @@ Targets (issue 20): E2 conv + MGE, natural durations: MCD within 0.15 dB and F0
 correlation within 0.03 of E1. E3 against E2 decides the own_voice default labels.
 
     python benchmarks/own_voice.py [--base /work/exp/base] [--work exp/own_voice_bench]
-        [--run e2,e3,e4 [--stop-stage N]] [--json out.json]
+        [--run e2,e3,e4 [--stop-stage N] [--epochs N]] [--json out.json]
 
 Without ``--run`` it only prints the table of what exists. With it, each named
 experiment runs ``recipes/own_voice/run.sh`` up to ``--stop-stage`` (default 9, eval;
 own_voice numbering); stages skip what exists, so a rerun (or a larger ``--stop-stage``)
-resumes. The whole of E2-E4 is about 3 x 15 minutes on a 2-core CPU.
+resumes. On a 2-core machine shared with another run, each of E2-E4 takes about an hour
+(the conv model's 40 epochs about 35 minutes of it). ``--epochs N`` trains the conv model
+N epochs instead, in experiments ``e2_epN``/``e3_epN`` that start from E2's inputs (E2 run
+first): a cheaper comparison of state- and phone-level labels at the same budget.
 """
 from __future__ import annotations
 
@@ -54,9 +56,13 @@ EXPERIMENTS = {   # name: (title, first stage, run.sh arguments, experiment whos
     "e3": ("aligned state labels", 0, ["--corpus", "data/slt_festival", *SAME_AUDIO, "align.labels=state"], "e2"),
     "e4": ("kal diphone voice", -1, [], None),
 }
-SEED_DIRS = ("data", "align", "dump")     # what E3 shares with E2 (hard links)
+# what an experiment shares with the one it starts from (hard links): E3 the audio and the
+# alignment (its features are redone: their records name the labels), a shorter-trained
+# variant of E2 (--epochs) also E2's features, statistics and duration model
+SEED_DIRS = {"e3": ("data", "align"), "e2": ("data", "align", "dump", "stats", "models/duration_dnn")}
 SYSTEMS = [("world_copy", "WORLD copy synthesis"),
            ("acoustic_dnn_mge", "DNN + MGE, natural durations"),
+           ("acoustic_conv", "conv (MSE), natural durations"),
            ("acoustic_conv_mge", "conv + MGE, natural durations"),
            ("acoustic_conv_mge_durpred", "conv + MGE, full TTS (DTW)")]
 COLUMNS = [("mcd_db", "MCD dB", "{:.2f}"), ("f0_corr", "F0 corr", "{:.3f}"), ("f0_rmse_hz", "F0 RMSE", "{:.1f}"),
@@ -70,27 +76,37 @@ def link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=os.link, symlinks=True)
 
 
-def seed(work: Path, name: str, source: str) -> None:
-    """Start experiment ``name`` from hard links to ``source``'s ingestion, alignment and features."""
+def seed(work: Path, name: str, source: str, dirs: tuple[str, ...]) -> None:
+    """Start experiment ``name`` from hard links to ``dirs`` of experiment ``source``."""
     dst, src = work / name, work / source
     if dst.exists():
         return
-    if not (src / "dump").is_dir():
-        raise SystemExit(f"own_voice.py: {name} starts from {source}'s features: run {source} first "
-                         f"(--run {source} --stop-stage 2)")
+    missing = [d for d in dirs if not (src / d).exists()]
+    if missing:
+        raise SystemExit(f"own_voice.py: {name} starts from {source}'s {', '.join(missing)}: run {source} first")
     tmp = work / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    for d in SEED_DIRS:
+    for d in dirs:
         link_tree(src / d, tmp / d)
     tmp.rename(dst)
 
 
-def run(work: Path, name: str, stop_stage: int, jobs: int) -> None:
+def exp_name(name: str, epochs: int | None) -> str:
+    return f"{name}_ep{epochs}" if epochs else name
+
+
+def run(work: Path, name: str, stop_stage: int, jobs: int, epochs: int | None) -> None:
+    """run.sh of experiment ``name`` (``epochs``: its conv model trained that many epochs instead)."""
     _, first, args, source = EXPERIMENTS[name]
+    if epochs:
+        if name == "e4":
+            raise SystemExit("own_voice.py: --epochs is for e2 and e3 (a comparison at a smaller budget)")
+        source = "e2"
+        args = [*args, f"acoustic_conv.train.epochs={epochs}"]
     if source:
-        seed(work, name, source)
-    cmd = [str(RUN_SH), "--exp-dir", str(work / name), "--stage", str(first), "--stop-stage", str(stop_stage),
-           "--jobs", str(jobs), "--acoustic-models", MODELS, *args]
+        seed(work, exp_name(name, epochs), source, SEED_DIRS[name])
+    cmd = [str(RUN_SH), "--exp-dir", str(work / exp_name(name, epochs)), "--stage", str(first),
+           "--stop-stage", str(stop_stage), "--jobs", str(jobs), "--acoustic-models", MODELS, *args]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
 
@@ -116,9 +132,9 @@ def table(results: dict[str, dict], titles: dict[str, str]) -> str:
             if system not in res:
                 continue
             m = res[system]
-            row = f"{name + ' ' + titles[name]:<26}{label:<30}{m['utterances']:>5}"
+            row = f"{name + ' ' + titles[name.split('_')[0]]:<26}{label:<30}{m['utterances']:>5}"
             row += "".join(f"{fmt.format(m[k]) if k in m else '-':>9}" for k, _, fmt in COLUMNS)
-            if name != "e1" and system in ref and name in ("e2", "e3"):
+            if name != "e1" and system in ref and name[:2] in ("e2", "e3"):
                 row += f"{m['mcd_db'] - ref[system]['mcd_db']:>+8.2f}{m['f0_corr'] - ref[system]['f0_corr']:>+9.3f}"
             lines.append(row)
     return "\n".join(lines)
@@ -126,17 +142,20 @@ def table(results: dict[str, dict], titles: dict[str, str]) -> str:
 
 def verdicts(results: dict[str, dict]) -> list[str]:
     out = []
-    e1, e2, e3 = (results.get(k, {}) for k in ("e1", "e2", "e3"))
+    e1, e2 = results.get("e1", {}), results.get("e2", {})
     if TARGET_SYSTEM in e1 and TARGET_SYSTEM in e2:
         d_mcd = e2[TARGET_SYSTEM]["mcd_db"] - e1[TARGET_SYSTEM]["mcd_db"]
         d_f0 = e2[TARGET_SYSTEM]["f0_corr"] - e1[TARGET_SYSTEM]["f0_corr"]
         out.append(f"E2 vs E1, conv + MGE, natural durations: MCD {d_mcd:+.2f} dB (target <= +{TARGETS['mcd_db']}): "
                    f"{'met' if d_mcd <= TARGETS['mcd_db'] else 'MISSED'}; F0 corr {d_f0:+.3f} "
                    f"(target >= {TARGETS['f0_corr']}): {'met' if d_f0 >= TARGETS['f0_corr'] else 'MISSED'}")
-    for system, label in SYSTEMS[2:]:
-        if system in e2 and system in e3:
-            out.append(f"E3 (state) vs E2 (phone), {label}: MCD {e3[system]['mcd_db'] - e2[system]['mcd_db']:+.2f} dB, "
-                       f"F0 corr {e3[system]['f0_corr'] - e2[system]['f0_corr']:+.3f}")
+    for suffix in sorted({k[2:] for k in results if k[:2] in ("e2", "e3")}):
+        e2, e3 = results.get("e2" + suffix, {}), results.get("e3" + suffix, {})
+        for system, label in SYSTEMS[2:]:
+            if system in e2 and system in e3:
+                out.append(f"E3{suffix} (state) vs E2{suffix} (phone), {label}: MCD "
+                           f"{e3[system]['mcd_db'] - e2[system]['mcd_db']:+.2f} dB, "
+                           f"F0 corr {e3[system]['f0_corr'] - e2[system]['f0_corr']:+.3f}")
     return out
 
 
@@ -148,16 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", default="", help="comma-separated experiments to run (e2,e3,e4) before the table")
     ap.add_argument("--stop-stage", type=int, default=9, help="own_voice stage to run up to (9: eval)")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, help="train the conv model of e2/e3 this many epochs (the recipe: 40), "
+                    "in experiments <name>_ep<N> that share E2's inputs: a cheaper state-vs-phone comparison")
     ap.add_argument("--json", type=Path, help="write the figures here")
     a = ap.parse_args(argv)
     for name in filter(None, a.run.split(",")):
         if name not in EXPERIMENTS:
             ap.error(f"--run: unknown experiment {name!r} (e2, e3, e4)")
         a.work.mkdir(parents=True, exist_ok=True)
-        run(a.work.resolve(), name, a.stop_stage, a.jobs)
+        run(a.work.resolve(), name, a.stop_stage, a.jobs, a.epochs)
     titles = {"e1": "true labels", **{k: v[0] for k, v in EXPERIMENTS.items()}}
     results = {"e1": scores(a.base)}
-    results.update({k: scores(a.work / k) for k in EXPERIMENTS})
+    for k in EXPERIMENTS:
+        results[k] = scores(a.work / k)
+        for d in sorted(a.work.glob(f"{k}_ep*")):
+            results[d.name] = scores(d)
     results = {k: v for k, v in results.items() if v}
     if not results:
         print(f"own_voice.py: no eval figures yet under {a.base} or {a.work}")
