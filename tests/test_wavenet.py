@@ -519,3 +519,46 @@ def test_stage_vocodes_with_the_classical_vocoder_without_training(tmp_path):
     x, sr = read_wav(exp / "synth" / "sf_copy" / "eval" / "eval_0.wav")
     n = len(np.load(exp / "dump" / "eval" / "out_acoustic" / "eval_0.npy"))
     assert sr == 2000 and len(x) == n * hop and np.isfinite(x).all() and np.abs(x).max() > 0
+
+
+def test_ground_truth_aligned_segments(tmp_path):
+    """Generated-feature segments line up with the natural waveform hop-exactly; a missing,
+    non-finite or misaligned generated file is named and its utterance left out."""
+    from sps.stages.datasets import SegmentDataset
+    from sps.stages.experiment import Experiment
+    exp, spec, hop = make_exp(tmp_path, n_utts=(6, 1, 1))
+    e = Experiment(exp)
+    cond = e.conditioning()
+    gen_dir = exp / "synth" / "am" / "train"
+    gen_dir.mkdir(parents=True)
+    utts = e.utterances("train")
+    for utt in utts:
+        nat = np.load(e.dump_path("train", "out_acoustic", utt))
+        gen = nat[:, cond.cols].copy()
+        gen[:, 0] = np.arange(len(gen))            # frame index, readable after normalisation
+        np.save(gen_dir / f"{utt}.npy", gen.astype(np.float32))
+        n = len(nat) * hop                          # waveform: its own sample index
+        np.save(e.dump_path("train", "wav", utt), (np.arange(n) / 1e5).astype(np.float32)[:, None])
+    bad = {utts[1]: "not found", utts[2]: "non-finite", utts[3]: "natural durations"}
+    (gen_dir / f"{utts[1]}.npy").unlink()
+    g = np.load(gen_dir / f"{utts[2]}.npy"); g[3, 1] = np.nan; np.save(gen_dir / f"{utts[2]}.npy", g)
+    g = np.load(gen_dir / f"{utts[3]}.npy"); np.save(gen_dir / f"{utts[3]}.npy", np.concatenate([g, g]))
+    ds = SegmentDataset(e, "train", cond, 8, train=True, features=gen_dir)
+    assert sorted(ds.failed) == sorted(bad)
+    for utt, why in bad.items():
+        assert f"{utt}.npy" in ds.failed[utt] and why in ds.failed[utt]
+    assert [u for u, _, _ in ds.items] == [u for u in utts if u not in bad]
+    mean, std = cond.mean[0], cond.std[0]
+    torch.manual_seed(1)
+    for i in range(len(ds)):
+        for _ in range(3):
+            wav, c = ds[i]
+            frames = np.rint(c[:, 0].numpy() * std + mean).astype(int)
+            assert np.array_equal(frames, frames[0] + np.arange(8))
+            expect = (frames[0] * hop + np.arange(8 * hop)) / 1e5
+            assert np.allclose(wav.numpy(), expect, rtol=0, atol=1e-7)
+    noisy = SegmentDataset(e, "train", cond, 8, train=True, features=gen_dir, cond_noise=0.5)
+    torch.manual_seed(2); w1, c1 = ds[0]
+    torch.manual_seed(2); w2, c2 = noisy[0]
+    assert torch.equal(w1, w2) and 0.3 < float((c2 - c1).std()) < 0.7
+    assert noisy.digest != ds.digest

@@ -133,13 +133,23 @@ class SegmentDataset(torch.utils.data.Dataset):
     edge-padded (features). With ``preemphasis`` the waveform is pre-emphasised (the
     sample before the segment makes its first output exact).
 
+    With ``features`` (a directory of ``<utt>.npy``, e.g. ``synth/<acoustic model>/<split>``)
+    the conditioning is the acoustic model's generated features instead of the natural
+    ones ("ground-truth aligned": generated with natural durations, so frame ``t`` is
+    still samples ``t * hop ... (t + 1) * hop`` of the natural waveform); a generated file
+    that is missing, unreadable, non-finite or more than :data:`MAX_LENGTH_MISMATCH`
+    frames off the natural features is named and its utterance left out. ``cond_noise``
+    adds Gaussian noise of that standard deviation (normalised units) to the
+    conditioning of training items.
+
     Returns ``(wav [shape=(F * hop,)], cond [shape=(F, C)])`` float32 tensors.
     """
 
     def __init__(self, exp: Experiment, split: str, cond: Conditioning, segment_frames: int,
-                 train: bool = True, preemphasis: float = 0.0):
+                 train: bool = True, preemphasis: float = 0.0, features: Path | None = None,
+                 cond_noise: float = 0.0):
         self.cond, self.frames, self.train = cond, int(segment_frames), train
-        self.preemphasis = float(preemphasis)
+        self.preemphasis, self.cond_noise = float(preemphasis), float(cond_noise)
         self.items, self.failed = [], {}
         for utt in exp.utterances(split):
             wav, feat = exp.dump_path(split, "wav", utt), exp.dump_path(split, "out_acoustic", utt)
@@ -147,7 +157,16 @@ class SegmentDataset(torch.utils.data.Dataset):
                 logger.warning("%s/%s: no dumped wav/out_acoustic, left out of vocoder training", split, utt)
                 continue
             try:
-                load_finite(wav), cond(load_finite(feat), feat)
+                load_finite(wav), cond(natural := load_finite(feat), feat)
+                if features is not None:
+                    gen = Path(features) / f"{utt}.npy"
+                    if not gen.exists():
+                        raise ValueError(f"{gen}: generated features not found")
+                    n = len(cond(load_finite(gen), gen))
+                    if abs(n - len(natural)) > MAX_LENGTH_MISMATCH:
+                        raise ValueError(f"{gen}: {n} frames but {feat} has {len(natural)} (not generated "
+                                         f"with natural durations)")
+                    feat = gen
             except ValueError as err:
                 self.failed[utt] = str(err)
                 logger.error("%s/%s: left out of vocoder training: %s", split, utt, err)
@@ -156,7 +175,8 @@ class SegmentDataset(torch.utils.data.Dataset):
         exp.check_current(split, ("wav", "out_acoustic"), [u for u, _, _ in self.items])
         self.digest = digest({"files": files_digest([p for _, w, f in self.items for p in (w, f)], exp.root),
                               "cond": digest([cond.mean.tolist(), cond.std.tolist()]),
-                              "specs": exp.spec_digests(["out_acoustic"])})
+                              "specs": exp.spec_digests(["out_acoustic"]),
+                              **({"cond_noise": self.cond_noise} if self.cond_noise else {})})
 
     def __len__(self) -> int:
         return len(self.items)
@@ -179,6 +199,8 @@ class SegmentDataset(torch.utils.data.Dataset):
         if len(c) < F:
             c = np.pad(c, ((0, F - len(c)), (0, 0)), mode="edge")
             w = np.pad(w, (0, F * hop - len(w)))
+        if self.train and self.cond_noise:
+            c = (c + self.cond_noise * torch.randn(c.shape).numpy()).astype(np.float32)
         return torch.from_numpy(np.ascontiguousarray(w)), torch.from_numpy(c)
 
 

@@ -35,6 +35,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -62,6 +63,16 @@ class VocoderTrainConfig(TrainConfig):
     segment_frames: int = 40      # teacher-forced segments of this many frames
     bucket: bool = False          # segments have one length
     prune: PruningConfig = field(default_factory=PruningConfig)   # gradual block pruning (WaveRNN)
+    #: conditioning: natural features, or the acoustic model's generated with natural durations
+    #: ("ground-truth aligned"; stage 7's synthesis of the train and dev splits, made if missing)
+    features: Literal["natural", "generated"] = "natural"
+    acoustic_model: str | None = None   # features: generated: models/<name> (None: eval/best.json's)
+    cond_noise: float = 0.0             # std of Gaussian noise on the (normalised) training conditioning
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.cond_noise >= 0:
+            raise ValueError(f"train.cond_noise must be >= 0, got {self.cond_noise}")
 
 
 @dataclass(frozen=True)
@@ -195,8 +206,24 @@ def loss_step(model, batch) -> torch.Tensor:
     return model.loss(batch["wav"], batch["cond"])
 
 
+def generated_features(ctx: StageContext, tcfg: VocoderTrainConfig) -> dict[str, Path]:
+    """``{split: synth/<acoustic model>/<split>}`` of the train and dev splits for
+    ``features: generated`` (synthesized by the synth stage with natural durations where
+    missing; done utterances are kept), ``{}`` for natural features."""
+    if tcfg.features == "natural":
+        return {}
+    from sps.stages import synth     # the synth stage loads the linguistic front end
+    exp = ctx.exp
+    scfg = synth.resolve_models(exp, synth.SynthConfig(acoustic_model=tcfg.acoustic_model),
+                                need_duration=False)
+    sctx = StageContext(ctx.exp_dir, {}, jobs=ctx.jobs, max_failed=ctx.max_failed)
+    return {split: synth.synth_split(sctx, scfg, split) for split in ("train", "dev")
+            if exp.list_path(split).exists()}
+
+
 def train(ctx: StageContext) -> dict:
-    """Train the vocoder on natural features of the train split (``dev`` validates).
+    """Train the vocoder on the train split (``dev`` validates): natural features, or with
+    ``train.features: generated`` the acoustic model's (ground-truth aligned, :func:`generated_features`).
 
     Resumes from the latest checkpoint of ``models/<name>`` unless ``--force``.
     """
@@ -212,12 +239,15 @@ def train(ctx: StageContext) -> dict:
     # a vocoder with context frames sees them before every segment (state and history warm-up)
     frames = cfg.train.segment_frames + int(model.context_frames)
     emphasis = model.target_preemphasis     # the part of the model's pre-emphasis the data carries
-    train_set = SegmentDataset(exp, "train", cond, frames, train=True, preemphasis=emphasis)
+    features = generated_features(ctx, cfg.train)
+    train_set = SegmentDataset(exp, "train", cond, frames, train=True, preemphasis=emphasis,
+                               features=features.get("train"), cond_noise=cfg.train.cond_noise)
     if len(train_set) == 0:
         raise ValueError(f"{exp.list_path('train')}: no utterance with dumped wav and out_acoustic")
     valid_set = None
     if exp.list_path("dev").exists():
-        valid_set = SegmentDataset(exp, "dev", cond, frames, train=False, preemphasis=emphasis) or None
+        valid_set = SegmentDataset(exp, "dev", cond, frames, train=False, preemphasis=emphasis,
+                                   features=features.get("dev")) or None
     data = digest({"train": train_set.digest, "valid": valid_set.digest if valid_set else None,
                    "init_from": file_digest(weights_path(resolve_init(exp, cfg.init_from))) if cfg.init_from else None})
     metadata = {"vocoder": cfg.vocoder, "model": model_cfg, "cond_dim": cond.dim, "data_digest": data}
