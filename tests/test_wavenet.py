@@ -562,3 +562,10 @@ def test_ground_truth_aligned_segments(tmp_path):
     torch.manual_seed(2); w2, c2 = noisy[0]
     assert torch.equal(w1, w2) and 0.3 < float((c2 - c1).std()) < 0.7
     assert noisy.digest != ds.digest
+    from sps.stages.vocoder import VocoderTrainConfig, generated_features
+    with pytest.raises(FileNotFoundError, match="no train synthesis of am .*sps synth"):
+        generated_features(e, VocoderTrainConfig(features="generated", acoustic_model="am"))
+    (gen_dir / "synth.json").write_text(json.dumps({"acoustic_model": "am", "durations": "oracle"}))
+    (exp / "data" / "dev.list").unlink()
+    assert generated_features(e, VocoderTrainConfig(features="generated", acoustic_model="am")) == {"train": gen_dir}
+    assert generated_features(e, VocoderTrainConfig()) == {}

@@ -240,20 +240,12 @@ def run(ctx: StageContext) -> None:
         synthesize_text(exp, cfg.text, out, cfg)
         print(f"synth: wrote {out}")
         return
+    name = cfg.output_name
     for split in cfg.splits:
-        synth_split(ctx, cfg, split)
-
-
-def synth_split(ctx: StageContext, cfg: SynthConfig, split: str) -> Path:
-    """Synthesize every utterance of ``split`` (models resolved; resumable: done utterances
-    are kept); returns ``synth/<name>/<split>``. The vocoder stage uses it for the generated
-    features of ground-truth-aligned training (``durations: oracle``)."""
-    exp, name = ctx.exp, cfg.output_name
-    out_dir = exp.synth_dir(name, split)
-    if ctx.shard is None or ctx.shard[0] == 1:
-        write_json(out_dir / SYNTH_INFO, {**synth_info(cfg), "split": split})
-    process = functools.partial(synth_utterance, exp=exp, split=split, cfg=cfg)
-    run_utterances(exp.utterances(split), process, desc=f"synth {name} {split}", jobs=ctx.jobs,
-                   shard=ctx.shard, stamps=stamps(exp, split, cfg), force=ctx.force, max_failed=ctx.max_failed)
-    return out_dir
+        out_dir = exp.synth_dir(name, split)
+        if ctx.shard is None or ctx.shard[0] == 1:
+            write_json(out_dir / SYNTH_INFO, {**synth_info(cfg), "split": split})
+        process = functools.partial(synth_utterance, exp=exp, split=split, cfg=cfg)
+        run_utterances(exp.utterances(split), process, desc=f"synth {name} {split}", jobs=ctx.jobs,
+                       shard=ctx.shard, stamps=stamps(exp, split, cfg), force=ctx.force, max_failed=ctx.max_failed)
 

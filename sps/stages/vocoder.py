@@ -42,6 +42,7 @@ import torch
 from sps.config import bind, bind_kwargs
 from sps.io import atomic_path, load_array, write_wav
 from sps.stages.datasets import SegmentDataset, collate_segments
+from sps.stages.best import best_name
 from sps.stages.evaluate import found_systems, write_system_metrics
 from sps.stages.experiment import Experiment, check_names
 from sps.stages.monitor import AudioSamples
@@ -64,7 +65,7 @@ class VocoderTrainConfig(TrainConfig):
     bucket: bool = False          # segments have one length
     prune: PruningConfig = field(default_factory=PruningConfig)   # gradual block pruning (WaveRNN)
     #: conditioning: natural features, or the acoustic model's generated with natural durations
-    #: ("ground-truth aligned"; stage 7's synthesis of the train and dev splits, made if missing)
+    #: ("ground-truth aligned"; stage 7's synthesis of the train and dev splits, natural durations)
     features: Literal["natural", "generated"] = "natural"
     acoustic_model: str | None = None   # features: generated: models/<name> (None: eval/best.json's)
     cond_noise: float = 0.0             # std of Gaussian noise on the (normalised) training conditioning
@@ -206,19 +207,28 @@ def loss_step(model, batch) -> torch.Tensor:
     return model.loss(batch["wav"], batch["cond"])
 
 
-def generated_features(ctx: StageContext, tcfg: VocoderTrainConfig) -> dict[str, Path]:
+def generated_features(exp: Experiment, tcfg: VocoderTrainConfig) -> dict[str, Path]:
     """``{split: synth/<acoustic model>/<split>}`` of the train and dev splits for
-    ``features: generated`` (synthesized by the synth stage with natural durations where
-    missing; done utterances are kept), ``{}`` for natural features."""
+    ``features: generated`` (``{}`` for natural features). The synth stage makes them with
+    natural durations (``sps synth splits=[train,dev]``); a split it has not synthesized is
+    an error giving that command."""
     if tcfg.features == "natural":
         return {}
-    from sps.stages import synth     # the synth stage loads the linguistic front end
-    exp = ctx.exp
-    scfg = synth.resolve_models(exp, synth.SynthConfig(acoustic_model=tcfg.acoustic_model),
-                                need_duration=False)
-    sctx = StageContext(ctx.exp_dir, {}, jobs=ctx.jobs, max_failed=ctx.max_failed)
-    return {split: synth.synth_split(sctx, scfg, split) for split in ("train", "dev")
-            if exp.list_path(split).exists()}
+    model = tcfg.acoustic_model
+    if model is None:
+        model, why = best_name(exp, "acoustic_model")
+        print(f"train-vocoder: generated features of {model} ({why})")
+    dirs = {}
+    for split in ("train", "dev"):
+        if not exp.list_path(split).exists():
+            continue
+        info = exp.synth_info(model, split)
+        if info.get("durations") != "oracle" or info.get("acoustic_model") != model:
+            raise FileNotFoundError(f"{exp.synth_dir(model, split) / 'synth.json'}: no {split} synthesis of {model} "
+                                    f"with natural durations; run: sps synth --exp-dir {exp.root} "
+                                    f"acoustic_model={model} splits=[train,dev]")
+        dirs[split] = exp.synth_dir(model, split)
+    return dirs
 
 
 def train(ctx: StageContext) -> dict:
@@ -239,7 +249,7 @@ def train(ctx: StageContext) -> dict:
     # a vocoder with context frames sees them before every segment (state and history warm-up)
     frames = cfg.train.segment_frames + int(model.context_frames)
     emphasis = model.target_preemphasis     # the part of the model's pre-emphasis the data carries
-    features = generated_features(ctx, cfg.train)
+    features = generated_features(exp, cfg.train)
     train_set = SegmentDataset(exp, "train", cond, frames, train=True, preemphasis=emphasis,
                                features=features.get("train"), cond_noise=cfg.train.cond_noise)
     if len(train_set) == 0:
