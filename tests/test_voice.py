@@ -417,3 +417,30 @@ def test_state_level_duration_model_times_phone_labels(voice):
     raw, _ = states.duration(linguistic_features(labels, syn.questions))
     static = states.from_labels(labels)
     assert static.shape[0] == int(np.clip(np.rint(raw), 1, 18).sum())
+
+
+def test_vocoder_trains_on_generated_features(experiment):
+    """train.features=generated: the stage refuses until the train/dev splits are synthesized
+    with natural durations (naming the command), then trains on exactly those files."""
+    from sps.stages import synth, vocoder
+    from sps.stages.runner import StageContext
+    from sps.train import load_checkpoint
+    exp, _ = experiment
+    gta = {**WAVENET, "name": "wn_gta",
+           "train": {**WAVENET["train"], "features": "generated", "acoustic_model": "ac_conv", "max_steps": 2,
+                     "checkpoint_every": 2}}
+    with pytest.raises(FileNotFoundError, match=r"no train synthesis of ac_conv .*sps synth .*splits=\[train,dev\]"):
+        vocoder.train(StageContext(exp, gta))
+    synth.run(StageContext(exp, {"acoustic_model": "ac_conv", "splits": ["train", "dev"]}))
+    for split in ("train", "dev"):
+        for utt in SPLITS[split]:      # natural durations: as many frames as the natural features
+            gen = np.load(exp / "synth" / "ac_conv" / split / f"{utt}.npy")
+            assert len(gen) == len(np.load(exp / "dump" / split / "out_acoustic" / f"{utt}.npy"))
+    torch.manual_seed(0)
+    vocoder.train(StageContext(exp, gta))
+    import yaml
+    natural, generated = (yaml.safe_load(load_checkpoint(exp / "models" / m)["config"]) for m in ("wn", "wn_gta"))
+    assert generated["features"] == "generated" and natural["features"] == "natural"
+    assert generated["data_digest"] != natural["data_digest"]        # other conditioning files
+    log = [json.loads(line) for line in (exp / "models" / "wn_gta" / "log.jsonl").read_text().splitlines()]
+    assert any(np.isfinite(r.get("train_loss", np.nan)) for r in log) and any("valid_loss" in r for r in log)
