@@ -12,26 +12,18 @@ this variant cheap to train on a CPU.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sps.backend import resolve_backend
-from sps.dsp import deemphasis, mu_law_decode, mu_law_encode, preemphasis
-from sps.vocoders.excitation import (INPUTS, ExcitationState, LinearPrediction, generation_source, sample_frames,
-                                     training_batch)
-from sps.vocoders.sampling import sample_cdf
+from sps.vocoders.excitation import INPUTS
 
+from ..lpc import N_CLASSES, LPCVocoder, Source
 from .generate import CHUNK_FLOATS, Packed, TorchState
 from .model import WaveNet
 
-N_CLASSES = 256
 
-
-class LPCWaveNet(WaveNet):
-    """WaveNet vocoder of the linear-prediction excitation.
-
-    It pre-emphasises its training waveform and de-emphasises what it generates
-    itself (``target_preemphasis`` 0).
+class LPCWaveNet(LPCVocoder, WaveNet):
+    """WaveNet vocoder of the linear-prediction excitation (the gated residual stack as
+    the network of :class:`~sps.vocoders.lpc.LPCVocoder`).
 
     Parameters
     ----------
@@ -60,6 +52,8 @@ class LPCWaveNet(WaveNet):
         :class:`~sps.vocoders.wavernn.lpc.LPCWaveRNN`): the network models the rest.
     """
 
+    generation_name = "LPC WaveNet generation"
+
     def __init__(self, cond_dim: int, features: dict, *, hop_length: int = 80, residual_channels: int = 64,
                  skip_channels: int = 128, layers: int = 10, max_dilation: int = 256, cond_channels: int = 64,
                  upsample_scales=(4, 4, 5), use_embed_tanh: bool = True, order: int = 16,
@@ -72,21 +66,10 @@ class LPCWaveNet(WaveNet):
                          use_embed_tanh=use_embed_tanh)
         del self.embed_prev, self.embed_curr
         self.embed_inputs = nn.Parameter(torch.randn(len(INPUTS), N_CLASSES, residual_channels) * 0.3)
-        self.lp = LinearPrediction(cond_dim, features, order=order, preemphasis=preemphasis,
-                                   lag_window_hz=lag_window_hz)
-        self.context_frames, self.preemphasis = int(context_frames), float(preemphasis)
-        self.temperature, self.voiced_temperature = float(temperature), float(voiced_temperature)
-        self.input_noise = float(input_noise)
+        self.init_lpc(cond_dim, features, order=order, preemphasis=preemphasis, lag_window_hz=lag_window_hz,
+                      context_frames=context_frames, temperature=temperature,
+                      voiced_temperature=voiced_temperature, input_noise=input_noise, pulses=pulses)
         self.phase_proj = nn.Linear(2, residual_channels, bias=False) if pitch_phase else None
-        self.pulses = bool(pulses)
-
-    reads_features = True
-    takes_uniforms = True
-    target_preemphasis = 0.0
-
-    def set_conditioning(self, mean, std) -> None:
-        """The statistics the conditioning is normalised with (to de-normalise mgc and lf0)."""
-        self.lp.set_conditioning(mean, std)
 
     def embed_excitation(self, q: Tensor, phase: Tensor | None = None) -> Tensor:
         """Mu-law classes of the inputs ``(..., 4)`` (and pitch-phase inputs ``(..., 2)``)
@@ -99,110 +82,58 @@ class LPCWaveNet(WaveNet):
     def to_nv_wavenet(self):
         raise NotImplementedError("the LPC WaveNet has no nv-wavenet layout (its inputs are not two samples)")
 
-    # ------------------------------------------------------------------ training
-    def excitation_logits(self, s: Tensor, cond: Tensor, phase: Tensor | None = None,
-                          pulses: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Teacher-forced logits ``(B, N, 256)`` and target classes ``(B, N)`` of the
-        pre-emphasised waveform ``s (B, N)``; ``phase`` ``(B, N, 2)`` and ``pulses``
-        ``(B, N)``: the pitch-phase inputs and pulse train (default: locked to the
-        pulses of ``s``)."""
-        inputs, target, ph = training_batch(
-            self.lp, s, cond, self.hop_length, noise=self.input_noise if self.training else 0.0,
-            phase=(phase if phase is not None else True) if self.phase_proj is not None else False,
-            pulses=(pulses if pulses is not None else True) if self.pulses else False)
-        x = self.embed_excitation(mu_law_encode(inputs, N_CLASSES), ph)
-        return self.stack(x, self.conditioning(cond)), target
+    # ------------------------------------------------------------------ the network
+    def network_logits(self, q: Tensor, phase: Tensor | None, cond: Tensor) -> Tensor:
+        """The whole teacher-forced sequence through the stack at once (no recurrence)."""
+        return self.stack(self.embed_excitation(q, phase), self.conditioning(cond))
 
-    def loss(self, wav: Tensor, cond: Tensor) -> Tensor:
-        """Cross-entropy of the excitation classes (nats per sample), the first
-        ``context_frames`` frames left out.
+    def _chunk(self, B: int, P: Packed) -> int:
+        """Samples per conditioning chunk (the conditioning of a chunk is materialised)."""
+        return max(1, CHUNK_FLOATS // max(1, B * P.L * 2 * P.R))
 
-        wav : Tensor [shape=(B, N)] in [-1, 1] (not pre-emphasised); cond [shape=(B, T, C)].
-        """
-        if wav.shape[1] != cond.shape[1] * self.hop_length:
-            raise ValueError(f"{wav.shape[1]} samples do not match {cond.shape[1]} frames x hop {self.hop_length}")
-        s = preemphasis(wav.double(), self.lp.preemphasis) if self.lp.preemphasis else wav.double()
-        logits, target = self.excitation_logits(s, cond)
-        skip = min(self.context_frames * self.hop_length, target.shape[1] - 1)
-        return F.cross_entropy(logits[:, skip:].reshape(-1, N_CLASSES), target[:, skip:].reshape(-1))
+    def reference_start(self, src: Source, threads: int | None = None) -> dict:
+        """(``threads`` is an option of the C kernel only.)"""
+        P = Packed(self, src.cond.device)
+        B = src.u.shape[0]
+        return {"P": P, "ups": self.upsample(src.cond), "layers": TorchState(P, B, src.cond.device, 1.0, False),
+                "embed": self.embed_inputs.float(), "chunk": self._chunk(B, P), "c": None, "t0": 0}
+
+    def reference_step(self, st: dict, q: Tensor, phase: Tensor | None, n: int) -> Tensor:
+        P, chunk = st["P"], st["chunk"]
+        if n % chunk == 0:                                      # the next chunk's conditioning
+            t1 = min(st["ups"].shape[-1], n + chunk)
+            st["c"], st["t0"] = P.cond_chunk(st["ups"], n, t1).permute(1, 2, 0, 3), n     # (n, L, B, 2R)
+        embed = st["embed"]
+        x = sum(embed[j][q[:, j]] for j in range(q.shape[-1]))
+        if phase is not None:
+            x = x + phase @ self.phase_proj.weight.float().t()
+        x = torch.tanh(x) if P.embed_tanh else x
+        return st["layers"].layers(x, st["c"][n - st["t0"]], n % P.D)
+
+    def native_pieces(self, src: Source, chunk: int | None, threads: int | None = None):
+        from . import native
+        P = Packed(self, src.cond.device)
+        step = self._chunk(src.u.shape[0], P)
+        yield from native.lpc_pieces(self, P, self.upsample(src.cond), src, min(step, chunk or step), threads)
+
+    @staticmethod
+    def native_library():
+        from . import native
+        return native.library()
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(self, cond: Tensor, lengths: Tensor | None = None, temperature: float | None = None, *,
                  voiced_temperature: float | None = None, generator: torch.Generator | None = None,
                  backend: str = "auto", uniforms: Tensor | None = None, threads: int | None = None,
-                 return_excitation: bool = False, progress: bool | None = None) -> Tensor:
+                 return_excitation: bool = False) -> Tensor:
         """Sample a waveform (de-emphasised, in [-1, 1]) of shape ``(B, T * hop)``.
 
         Same arguments as :meth:`sps.vocoders.wavernn.lpc.LPCWaveRNN.generate`;
-        ``backend`` is ``"native"`` (C kernel) or ``"torch"`` (the eager reference).
+        ``backend`` is ``"native"`` (C kernel) or ``"torch"`` (the eager reference);
+        ``threads`` of the C kernel (None: the thread policy's).
         """
-        was_training = self.training
-        self.eval()
-        B, T, _ = cond.shape
-        hop = self.hop_length
-        N = T * hop
-        t_unv = self.temperature if temperature is None else float(temperature)
-        t_voi = self.voiced_temperature if voiced_temperature is None else float(voiced_temperature)
-        if t_unv <= 0 or t_voi <= 0:
-            raise ValueError(f"temperatures must be positive, got {t_unv}, {t_voi}")
-        backend = resolve_backend(backend, cond.device, what="LPC WaveNet generation", choices=("native", "torch"),
-                                  native=_native_library)
-        cond = cond.float()
-        a = self.lp.frame_lpc(cond)
-        lag = self.lp.frame_lag(cond)
-        voiced = self.lp.frame_voicing(cond)
-        temp = torch.where(voiced, t_voi, t_unv).float()
-        u = (torch.rand(B, N, generator=generator) if uniforms is None else uniforms).to(cond.device).float()
-        ph, pd = generation_source(self.lp, cond, hop, self.phase_proj is not None, self.pulses)
-        P = Packed(self, cond.device)
-        ups = self.upsample(cond)                                   # (B, U, N)
-        if backend == "native":
-            from . import native
-            chunk = max(1, CHUNK_FLOATS // max(1, B * P.L * 2 * P.R))
-            s, q = native.run_lpc(self, P, ups, a, lag, temp, u, chunk, threads, phase=ph, pulses=pd)
-        else:
-            s, q = self._run_reference(P, ups, a, lag, temp, u, ph, pd)
-        wav = deemphasis(s.double(), self.lp.preemphasis).float() if self.lp.preemphasis else s
-        wav = wav.clamp(-1.0, 1.0)
-        if lengths is not None:
-            for i, n in enumerate(torch.as_tensor(lengths).tolist()):
-                wav[i, int(n) * hop:] = 0.0
-        if was_training:
-            self.train()
-        return (wav, q) if return_excitation else wav
-
-    def _run_reference(self, P: Packed, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tensor,
-                       phase: Tensor | None = None, pulses: Tensor | None = None):
-        B, T = a.shape[:2]
-        hop = self.hop_length
-        N = T * hop
-        layers = TorchState(P, B, ups.device, 1.0, False)
-        state = ExcitationState(B, self.lp.order, self.lp.max_lag, ups.device)
-        f = sample_frames(T, hop, ups.device)
-        s_out = ups.new_zeros(B, N)
-        q_out = torch.zeros(B, N, dtype=torch.long, device=ups.device)
-        embed = self.embed_inputs.float()
-        itemp = (1.0 / temp).float()
-        chunk = max(1, CHUNK_FLOATS // max(1, B * P.L * 2 * P.R))
-        for t0 in range(0, N, chunk):
-            t1 = min(N, t0 + chunk)
-            c = P.cond_chunk(ups, t0, t1).permute(1, 2, 0, 3)          # (n, L, B, 2R)
-            for i in range(t1 - t0):
-                n = t0 + i
-                q = mu_law_encode(state.inputs(a[:, f[n]], lag[:, f[n]]), N_CLASSES)
-                x = sum(embed[j][q[:, j]] for j in range(q.shape[-1]))
-                if phase is not None:
-                    x = x + phase[:, n] @ self.phase_proj.weight.float().t()
-                x = torch.tanh(x) if P.embed_tanh else x
-                logits = layers.layers(x, c[i], n % P.D)
-                cls = sample_cdf(logits * itemp[:, f[n], None], u[:, n])
-                e = mu_law_decode(cls, N_CLASSES)
-                s_out[:, n] = state.push(e if pulses is None else e + pulses[:, n])
-                q_out[:, n] = cls
-        return s_out, q_out
-
-
-def _native_library():
-    from . import native
-    return native.library()
+        opts = {"threads": threads} if threads is not None else {}
+        return self.sample(cond, lengths, temperature, voiced_temperature=voiced_temperature,
+                           generator=generator, backend=backend, uniforms=uniforms,
+                           return_excitation=return_excitation, **opts)

@@ -59,43 +59,39 @@ class NativeState:
         return out.long()
 
 
-def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tensor,
-            chunk: int, threads: int | None = None, phase: Tensor | None = None,
-            pulses: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """LPC WaveNet sampling with the C kernel (see :meth:`~sps.vocoders.wavenet.lpc.LPCWaveNet.generate`).
+def lpc_pieces(model, P, ups: Tensor, src, chunk: int, threads: int | None = None):
+    """LPC WaveNet sampling with the C kernel, ``chunk`` samples a call (see
+    :class:`~sps.vocoders.lpc.LPCVocoder`).
 
     Parameters
     ----------
+    model : LPCWaveNet
     P : Packed
         Stack weights.
     ups : Tensor [shape=(B, U, N)]
         Upsampled conditioning.
-    a : Tensor [shape=(B, T, p)]; lag, temp : Tensor [shape=(B, T)]; u : Tensor [shape=(B, N)]
+    src : Source
+        LPC, pitch lag, inverse temperatures, draws, pitch phase and pulses.
     chunk : int
         Samples per kernel call (the conditioning of a chunk is materialised).
-    phase : Tensor [shape=(B, N, 2)], optional
-        Pitch-phase inputs (models with ``pitch_phase``).
-    pulses : Tensor [shape=(B, N)], optional
-        Pulse train added to the drawn excitation (models with ``pulses``).
 
-    Returns
-    -------
-    s : Tensor [shape=(B, N)] pre-emphasised samples; q : Tensor [shape=(B, N)] int64 classes.
+    Yields
+    ------
+    s : Tensor [shape=(B, n)] pre-emphasised samples; q : Tensor [shape=(B, n)] int64 classes.
     """
     lib = library()
-    B, T, p = a.shape
-    N = u.shape[1]
+    B, T, p = src.a.shape
+    N = src.u.shape[1]
     hop = model.hop_length
     HL = ring_length(p, model.lp.max_lag)
     E = model.embed_inputs.detach().float().contiguous()
-    a, lag, u = (t.detach().float().contiguous() for t in (a, lag, u))
-    itemp = (1.0 / temp).float().contiguous()
-    if (phase is None) != (model.phase_proj is None):
+    a, lag, u = (t.detach().float().contiguous() for t in (src.a, src.lag, src.u))
+    itemp = src.itemp.float().contiguous()
+    if (src.phase is None) != (model.phase_proj is None):
         raise ValueError("pitch-phase inputs go with a pitch_phase model, and only with one")
-    wph = None if phase is None else model.phase_proj.weight.detach().float().contiguous()
+    wph = None if src.phase is None else model.phase_proj.weight.detach().float().contiguous()
     buf = torch.zeros(B, P.L, P.D + 1, P.R)
     ring_s, ring_e = torch.zeros(B, HL), torch.zeros(B, HL)
-    s_out, q_out = torch.empty(B, N), torch.empty(B, N, dtype=torch.int64)
     nthreads = threads or default_threads(B, P.R)
     weights = stack_weights(P, E=E, wph=wph)
     for t0 in range(0, N, chunk):
@@ -104,12 +100,10 @@ def run_lpc(model, P, ups: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tens
         uc = u[:, t0:t1].contiguous()
         out = torch.empty(B, t1 - t0, dtype=torch.int32)
         out_s = torch.empty(B, t1 - t0)
-        ph = None if phase is None else phase[:, t0:t1].float().contiguous()
-        pd = None if pulses is None else pulses[:, t0:t1].float().contiguous()
-        chunk = WavenetChunk(B=B, n=t1 - t0, nthreads=nthreads, t0=t0, cond=c, u=uc, buf=buf, out=out)
+        ph = None if src.phase is None else src.phase[:, t0:t1].float().contiguous()
+        pd = None if src.pulses is None else src.pulses[:, t0:t1].float().contiguous()
+        calls = WavenetChunk(B=B, n=t1 - t0, nthreads=nthreads, t0=t0, cond=c, u=uc, buf=buf, out=out)
         frames = WavenetLPC(T=T, hop=hop, p=p, HL=HL, a=a, lag=lag, itemp=itemp, ring_s=ring_s,
                             ring_e=ring_e, out_s=out_s, ph=ph, pd=pd)
-        check(lib.wavenet_lpc_run(weights, chunk, frames), "wavenet_lpc_run")
-        s_out[:, t0:t1] = out_s
-        q_out[:, t0:t1] = out.long()
-    return s_out, q_out
+        check(lib.wavenet_lpc_run(weights, calls, frames), "wavenet_lpc_run")
+        yield out_s, out.long()

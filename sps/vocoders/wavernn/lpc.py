@@ -26,19 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sps.backend import resolve_backend
-from sps.dsp import deemphasis, mu_law_decode, mu_law_encode, preemphasis
-from sps.vocoders.excitation import (INPUTS, ExcitationState, LinearPrediction, generation_source, sample_frames,
-                                     training_batch)
-from sps.vocoders.sampling import sample_cdf
+from sps.vocoders.excitation import INPUTS
 
-from ..protocol import Vocoder
+from ..lpc import N_CLASSES, LPCVocoder, Source
 from .rnn import gru_projected
 
-N_CLASSES = 256
 
-
-class LPCWaveRNN(Vocoder):
+class LPCWaveRNN(LPCVocoder):
     """GRU vocoder of the linear-prediction excitation.
 
     Parameters
@@ -68,7 +62,7 @@ class LPCWaveRNN(Vocoder):
         Gaussian noise of this many mu-law classes (LPCNet's noise injection; 0: off).
     pitch_phase : bool
         A pitch-phase input (``sin, cos`` of :func:`~sps.vocoders.excitation.pitch_source`,
-        through ``I_phase (3H, 2)``): locked to the pulses of the natural waveform in
+        through ``phase_proj (3H, 2)``): locked to the pulses of the natural waveform in
         training, following F0 in generation, so the pulses fall where the F0 contour
         puts them.
     pulses : bool
@@ -77,6 +71,9 @@ class LPCWaveRNN(Vocoder):
         minus the pulses, and generation adds them back, so voiced speech stays exactly
         periodic (the classical vocoder's source, refined by the network).
     """
+
+    generation_name = "LPC WaveRNN generation"
+    legacy_keys = {"embed": "embed_inputs", "I_phase.weight": "phase_proj.weight"}   # before the LPC core
 
     def __init__(self, cond_dim: int, features: dict, hidden: int = 384, cond_channels: int = 128,
                  cond_kernel: int = 3, hop_length: int = 80, order: int = 16, preemphasis: float = 0.85,
@@ -87,11 +84,9 @@ class LPCWaveRNN(Vocoder):
         if cond_kernel % 2 == 0 or hidden < 2:
             raise ValueError(f"cond_kernel must be odd and hidden >= 2, got {cond_kernel}, {hidden}")
         self.cond_dim, self.hidden, self.hop_length = cond_dim, hidden, hop_length
-        self.context_frames, self.preemphasis = int(context_frames), float(preemphasis)
-        self.temperature, self.voiced_temperature = float(temperature), float(voiced_temperature)
-        self.input_noise = float(input_noise)
-        self.lp = LinearPrediction(cond_dim, features, order=order, preemphasis=preemphasis,
-                                   lag_window_hz=lag_window_hz)
+        self.init_lpc(cond_dim, features, order=order, preemphasis=preemphasis, lag_window_hz=lag_window_hz,
+                      context_frames=context_frames, temperature=temperature,
+                      voiced_temperature=voiced_temperature, input_noise=input_noise, pulses=pulses)
         H, D = hidden, cond_channels
         pad = cond_kernel // 2
         self.cond_net = nn.Sequential(
@@ -99,22 +94,13 @@ class LPCWaveRNN(Vocoder):
             nn.Conv1d(D, D, cond_kernel, padding=pad), nn.Tanh())
         self.I_cond = nn.Linear(D, 3 * H)
         bound = H ** -0.5
-        self.embed = nn.Parameter(torch.empty(len(INPUTS), N_CLASSES, 3 * H).uniform_(-bound, bound))
+        self.embed_inputs = nn.Parameter(torch.empty(len(INPUTS), N_CLASSES, 3 * H).uniform_(-bound, bound))
         self.R = nn.Parameter(torch.empty(3 * H, H).uniform_(-bound, bound))
         self.O1 = nn.Linear(H, N_CLASSES)
         self.O2 = nn.Linear(N_CLASSES, N_CLASSES)
-        self.I_phase = nn.Linear(2, 3 * H, bias=False) if pitch_phase else None
-        self.pulses = bool(pulses)
+        self.phase_proj = nn.Linear(2, 3 * H, bias=False) if pitch_phase else None
 
-    reads_features = True
-    takes_uniforms = True
-    target_preemphasis = 0.0     # pre- and de-emphasis happen inside
-
-    def set_conditioning(self, mean, std) -> None:
-        """The statistics the conditioning is normalised with (to de-normalise mgc and lf0)."""
-        self.lp.set_conditioning(mean, std)
-
-    # ------------------------------------------------------------------ shared pieces
+    # ------------------------------------------------------------------ the network
     def frame_projection(self, cond: Tensor) -> Tensor:
         """Conditioning network and input projection per frame: ``(B, T, C)`` -> ``(B, T, 3H)``."""
         if cond.dim() != 3 or cond.shape[-1] != self.cond_dim:
@@ -136,58 +122,69 @@ class LPCWaveRNN(Vocoder):
         """Hidden states ``(..., H)`` -> logits of the excitation class ``(..., 256)``."""
         return self.O2(F.relu(self.O1(h)))
 
-    # ------------------------------------------------------------------ training
-    def logits(self, wav: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
-        """Teacher-forced logits and target classes.
-
-        Parameters
-        ----------
-        wav : Tensor [shape=(B, N)]
-            Waveform in [-1, 1] (not pre-emphasised), ``N = T * hop``.
-        cond : Tensor [shape=(B, T, C)]
-
-        Returns
-        -------
-        logits : Tensor [shape=(B, N, 256)]
-        target : Tensor [shape=(B, N)] int64, mu-law classes of the excitation
-        """
-        B, N = wav.shape
-        if N != cond.shape[1] * self.hop_length:
-            raise ValueError(f"wav {tuple(wav.shape)} and cond {tuple(cond.shape)} do not match: "
-                             f"need N == T * hop_length ({self.hop_length})")
-        s = preemphasis(wav.double(), self.lp.preemphasis) if self.lp.preemphasis else wav.double()
-        return self.excitation_logits(s, cond)
-
-    def excitation_logits(self, s: Tensor, cond: Tensor, phase: Tensor | None = None,
-                          pulses: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """:meth:`logits` of the pre-emphasised waveform ``s (B, N)`` itself; ``phase``
-        ``(B, N, 2)`` and ``pulses`` ``(B, N)``: the pitch-phase inputs and pulse train
-        (default: locked to the pulses of ``s``)."""
-        inputs, target, ph = training_batch(
-            self.lp, s, cond, self.hop_length, noise=self.input_noise if self.training else 0.0,
-            phase=(phase if phase is not None else True) if self.I_phase is not None else False,
-            pulses=(pulses if pulses is not None else True) if self.pulses else False)
-        q = mu_law_encode(inputs, N_CLASSES)                           # (B, N, 4)
+    def network_logits(self, q: Tensor, phase: Tensor | None, cond: Tensor) -> Tensor:
         xi = self.sample_projection(self.frame_projection(cond))
-        if ph is not None:
-            xi = xi + self.I_phase(ph)
+        if phase is not None:
+            xi = xi + self.phase_proj(phase)
         for i in range(q.shape[-1]):
-            xi = xi + F.embedding(q[..., i], self.embed[i])
-        return self.head(gru_projected(xi, self.R, self.training)), target
+            xi = xi + F.embedding(q[..., i], self.embed_inputs[i])
+        return self.head(gru_projected(xi, self.R, self.training))
 
-    def loss(self, wav: Tensor, cond: Tensor) -> Tensor:
-        """Cross-entropy of the excitation classes (nats per sample), the first
-        ``context_frames`` frames left out."""
-        logits, target = self.logits(wav, cond)
-        skip = min(self.context_frames * self.hop_length, target.shape[1] - 1)
-        return F.cross_entropy(logits[:, skip:].reshape(-1, N_CLASSES), target[:, skip:].reshape(-1))
-
-    # ------------------------------------------------------------------ generation
     def prunable(self) -> dict[str, nn.Parameter]:
         """The matrices gradual pruning may sparsify (:mod:`sps.vocoders.pruning`): the
         recurrent matrix and the two output layers (LPCNet prunes its GRU to 10 %)."""
         return {"R": self.R, "O1": self.O1.weight, "O2": self.O2.weight}
 
+    def _weights_version(self) -> tuple:
+        """Identifies the current weights (the C kernel's packed copy is rebuilt when they change)."""
+        return tuple((p.data_ptr(), p._version) for p in (self.R, self.O1.weight, self.O2.weight,
+                                                          self.embed_inputs, self.O1.bias, self.O2.bias))
+
+    def reference_start(self, src: Source, precision: str = "float32", sparse: bool | None = None) -> dict:
+        """(``sparse`` is a layout of the C kernel only.)"""
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+
+        def mat(w):
+            w = w.detach().float()
+            return w.bfloat16().float() if precision == "bfloat16" else w
+        P = self.frame_projection(src.cond).float()
+        return {"P": P, "h": P.new_zeros(P.shape[0], self.hidden), "Rt": mat(self.R).t(),
+                "O1": mat(self.O1.weight), "O2": mat(self.O2.weight)}
+
+    def reference_step(self, st: dict, q: Tensor, phase: Tensor | None, n: int) -> Tensor:
+        P, H, hop = st["P"], self.hidden, self.hop_length
+        T = P.shape[1]
+        k0 = n // hop
+        frac = (n - k0 * hop) / hop
+        k1 = min(k0 + 1, T - 1)
+        x = P[:, k0] + frac * (P[:, k1] - P[:, k0])
+        for i in range(q.shape[-1]):
+            x = x + self.embed_inputs[i][q[:, i]]
+        if phase is not None:
+            x = x + phase @ self.phase_proj.weight.t()
+        h = st["h"]
+        gh = h @ st["Rt"]
+        r = torch.sigmoid(gh[:, :H] + x[:, :H])
+        z = torch.sigmoid(gh[:, H:2 * H] + x[:, H:2 * H])
+        c = torch.tanh(r * gh[:, 2 * H:] + x[:, 2 * H:])
+        st["h"] = h = z * h + (1 - z) * c
+        return F.linear(F.relu(F.linear(h, st["O1"], self.O1.bias)), st["O2"], self.O2.bias)
+
+    def native_pieces(self, src: Source, chunk: int | None, precision: str = "float32",
+                      sparse: bool | None = None):
+        """One piece: the C kernel runs the whole utterance in one call."""
+        from . import native
+        P = self.frame_projection(src.cond).float()
+        yield native.run_lpc(self, P, src.a, src.lag, src.itemp, src.u, precision=precision, sparse=sparse,
+                             phase=src.phase, pulses=src.pulses)
+
+    @staticmethod
+    def native_library():
+        from . import native
+        return native.library()
+
+    # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(self, cond: Tensor, lengths: Tensor | list | None = None, temperature: float | None = None,
                  *, voiced_temperature: float | None = None, generator: torch.Generator | None = None,
@@ -222,92 +219,6 @@ class LPCWaveRNN(Vocoder):
         Tensor [shape=(B, T * hop)]
             Waveform in [-1, 1] (de-emphasised).
         """
-        was_training = self.training
-        self.eval()
-        B, T, _ = cond.shape
-        hop = self.hop_length
-        N = T * hop
-        t_unv = self.temperature if temperature is None else float(temperature)
-        t_voi = self.voiced_temperature if voiced_temperature is None else float(voiced_temperature)
-        if t_unv <= 0 or t_voi <= 0:
-            raise ValueError(f"temperatures must be positive, got {t_unv}, {t_voi}")
-        lengths = [T] * B if lengths is None else [int(n) for n in lengths]
-        if len(lengths) != B or min(lengths) < 1 or max(lengths) > T:
-            raise ValueError(f"lengths {lengths} do not fit cond of shape {tuple(cond.shape)}")
-        backend = resolve_backend(backend, cond.device, what="LPC WaveRNN generation", choices=("native", "torch"),
-                                  native=_native_library)
-        cond = cond.float()
-        P = self.frame_projection(cond).float()                    # (B, T, 3H)
-        a = self.lp.frame_lpc(cond)                                # (B, T, p)
-        lag = self.lp.frame_lag(cond)                              # (B, T)
-        voiced = self.lp.frame_voicing(cond)
-        temp = torch.where(voiced, t_voi, t_unv).float()           # (B, T)
-        if uniforms is None:
-            uniforms = torch.rand(B, N, generator=generator)
-        u = uniforms.to(cond.device).float()
-        ph, pd = generation_source(self.lp, cond, hop, self.I_phase is not None, self.pulses)
-        if backend == "native":
-            from . import native
-            s, q = native.run_lpc(self, P, a, lag, temp, u, precision=precision, sparse=sparse, phase=ph, pulses=pd)
-        else:
-            s, q = self._run_reference(P, a, lag, temp, u, precision, ph, pd)
-        wav = deemphasis(s.double(), self.lp.preemphasis).float() if self.lp.preemphasis else s
-        wav = wav.clamp(-1.0, 1.0)
-        for i, n in enumerate(lengths):
-            wav[i, n * hop:] = 0.0
-        if was_training:
-            self.train()
-        return (wav, q) if return_excitation else wav
-
-    def _weights_version(self) -> tuple:
-        """Identifies the current weights (the C kernel's packed copy is rebuilt when they change)."""
-        return tuple((p.data_ptr(), p._version) for p in (self.R, self.O1.weight, self.O2.weight, self.embed,
-                                                          self.O1.bias, self.O2.bias))
-
-    def _run_reference(self, P: Tensor, a: Tensor, lag: Tensor, temp: Tensor, u: Tensor,
-                       precision: str = "float32", phase: Tensor | None = None,
-                       pulses: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Eager per-sample loop: ``(s (B, N), classes (B, N))``."""
-        if precision not in ("float32", "bfloat16"):
-            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
-
-        def mat(w):
-            w = w.detach().float()
-            return w.bfloat16().float() if precision == "bfloat16" else w
-        B, T, G = P.shape
-        H, hop = self.hidden, self.hop_length
-        N = T * hop
-        state = ExcitationState(B, self.lp.order, self.lp.max_lag, P.device)
-        h = P.new_zeros(B, H)
-        f = sample_frames(T, hop, P.device)
-        s_out = P.new_zeros(B, N)
-        q_out = torch.zeros(B, N, dtype=torch.long, device=P.device)
-        Rt = mat(self.R).t()
-        O1, O2 = mat(self.O1.weight), mat(self.O2.weight)
-        itemp = (1.0 / temp).float()
-        for n in range(N):
-            k0 = n // hop
-            frac = (n - k0 * hop) / hop
-            k1 = min(k0 + 1, T - 1)
-            x = P[:, k0] + frac * (P[:, k1] - P[:, k0])
-            q = mu_law_encode(state.inputs(a[:, f[n]], lag[:, f[n]]), N_CLASSES)
-            for i in range(q.shape[-1]):
-                x = x + self.embed[i][q[:, i]]
-            if phase is not None:
-                x = x + phase[:, n] @ self.I_phase.weight.t()
-            gh = h @ Rt
-            r = torch.sigmoid(gh[:, :H] + x[:, :H])
-            z = torch.sigmoid(gh[:, H:2 * H] + x[:, H:2 * H])
-            c = torch.tanh(r * gh[:, 2 * H:] + x[:, 2 * H:])
-            h = z * h + (1 - z) * c
-            logits = F.linear(F.relu(F.linear(h, O1, self.O1.bias)), O2, self.O2.bias)
-            cls = sample_cdf(logits * itemp[:, f[n], None], u[:, n])
-            e = mu_law_decode(cls, N_CLASSES)
-            s_out[:, n] = state.push(e if pulses is None else e + pulses[:, n])
-            q_out[:, n] = cls
-        return s_out, q_out
-
-
-def _native_library():
-    from . import native
-    return native.library()
+        return self.sample(cond, lengths, temperature, voiced_temperature=voiced_temperature,
+                           generator=generator, backend=backend, uniforms=uniforms,
+                           return_excitation=return_excitation, precision=precision, sparse=sparse)

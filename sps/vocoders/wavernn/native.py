@@ -152,7 +152,7 @@ def run(w, P: torch.Tensor, u: torch.Tensor, hop: int, temperature: float = 1.0,
     return out
 
 
-def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: torch.Tensor,
+def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, itemp: torch.Tensor,
             u: torch.Tensor, precision: str = "float32", threads: int | None = None,
             sparse: bool | None = None, phase: torch.Tensor | None = None,
             pulses: torch.Tensor | None = None):
@@ -163,7 +163,8 @@ def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: to
     model : LPCWaveRNN
     P : Tensor [shape=(S, T, 3H)]
         Frame projections of the conditioning.
-    a : Tensor [shape=(S, T, p)]; lag, temp : Tensor [shape=(S, T)]; u : Tensor [shape=(S, T * hop)]
+    a : Tensor [shape=(S, T, p)]; lag, itemp : Tensor [shape=(S, T)] (itemp: inverse temperature);
+    u : Tensor [shape=(S, T * hop)]
     phase : Tensor [shape=(S, T * hop, 2)], optional
         Pitch-phase inputs (models with ``pitch_phase``).
     pulses : Tensor [shape=(S, T * hop)], optional
@@ -186,16 +187,16 @@ def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, temp: to
     if cache.get("key") != key or cache.get("version") != model._weights_version():
         cache.update(key=key, version=model._weights_version(),
                      mats=matrices([model.R, model.O1.weight, model.O2.weight], bf16, sparse, vl),
-                     E=model.embed.detach().float().contiguous(), b1=model.O1.bias.detach().float().contiguous(),
+                     E=model.embed_inputs.detach().float().contiguous(), b1=model.O1.bias.detach().float().contiguous(),
                      b2=model.O2.bias.detach().float().contiguous())
     c = cache
     P, a, lag, u = (t.detach().float().contiguous() for t in (P, a, lag, u))
-    if (phase is None) != (model.I_phase is None):
+    if (phase is None) != (model.phase_proj is None):
         raise ValueError("pitch-phase inputs go with a pitch_phase model, and only with one")
     ph = None if phase is None else phase.detach().float().contiguous()
-    wph = None if phase is None else model.I_phase.weight.detach().float().contiguous()
+    wph = None if phase is None else model.phase_proj.weight.detach().float().contiguous()
     pd = None if pulses is None else pulses.detach().float().contiguous()
-    itemp = (1.0 / temp).float().contiguous()
+    itemp = itemp.float().contiguous()
     s = torch.empty(S, N)
     q = torch.empty(S, N, dtype=torch.int64)
     ptr = native.ptr

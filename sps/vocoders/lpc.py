@@ -1,0 +1,278 @@
+"""The LPC vocoder core: everything of an LPC vocoder that is not its network.
+
+An LPC vocoder (LPCNet, Valin & Skoglund 2019) lets DSP model the spectral envelope and
+the pitch, and a network only the excitation (:mod:`sps.vocoders.excitation`). This
+base class owns the part the networks share:
+
+* the linear prediction of the features (:class:`~sps.vocoders.excitation.LinearPrediction`,
+  the library's one LPC analysis), the pitch lag, pitch phase and pulse train;
+* mu-law, pre-emphasis of the training waveform and de-emphasis of what it generates;
+* sampling temperatures (voiced and unvoiced), ``lengths``, pre-drawn uniforms;
+* the teacher-forced batch and the training loss;
+* the sample loop of the PyTorch reference, backend dispatch, and streaming generation
+  (:meth:`generate_stream`: pieces whose concatenation is :meth:`generate`'s waveform).
+
+A network class derives from it and supplies:
+
+``embed_inputs``        Parameter [shape=(4, 256, G)]: one embedding per mu-law input
+``phase_proj``          ``nn.Linear(2, G, bias=False)`` or None (option ``pitch_phase``)
+``network_logits``      teacher-forced logits of the whole sequence
+``reference_start``,    the network's state and one sample's logits (the PyTorch
+``reference_step``      reference of its C kernel)
+``native_pieces``       the C kernel, piece by piece (optional; ``native_library`` says
+                        whether one is there)
+
+and its ``generate`` with its own options (precision, threads, ...) that calls
+:meth:`sample`. :class:`~sps.vocoders.wavenet.lpc.LPCWaveNet` and
+:class:`~sps.vocoders.wavernn.lpc.LPCWaveRNN` are the two networks of the recipe.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sps.backend import resolve_backend
+from sps.dsp import deemphasis, lfilter, mu_law_decode, mu_law_encode, preemphasis
+from sps.vocoders.excitation import (ExcitationState, LinearPrediction, generation_source, sample_frames,
+                                     training_batch)
+from sps.vocoders.sampling import sample_cdf
+
+from .protocol import Vocoder
+
+N_CLASSES = 256
+
+
+@dataclass
+class Source:
+    """What generation feeds a network besides its weights (one utterance batch).
+
+    ``a`` [shape=(B, T, p)] LPC per frame; ``lag``, ``itemp`` [shape=(B, T)] pitch lag in
+    samples and inverse temperature; ``u`` [shape=(B, N)] uniform draws; ``phase``
+    [shape=(B, N, 2)] and ``pulses`` [shape=(B, N)] or None; ``cond`` [shape=(B, T, C)].
+    """
+    cond: Tensor
+    a: Tensor
+    lag: Tensor
+    itemp: Tensor
+    u: Tensor
+    phase: Tensor | None
+    pulses: Tensor | None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.u.shape[0], self.u.shape[1]
+
+
+class LPCVocoder(Vocoder):
+    """Base of the LPC vocoders (see the module docstring for what a network supplies)."""
+
+    reads_features = True
+    takes_uniforms = True
+    target_preemphasis = 0.0      # pre- and de-emphasis happen inside
+    #: legacy parameter names of a network's checkpoints -> current names
+    legacy_keys: ClassVar[dict[str, str]] = {}
+    #: what resolve_backend calls the generation in its messages
+    generation_name: ClassVar[str] = "LPC generation"
+
+    def init_lpc(self, cond_dim: int, features: dict, *, order: int, preemphasis: float, lag_window_hz: float,
+                 context_frames: int, temperature: float, voiced_temperature: float, input_noise: float,
+                 pulses: bool) -> None:
+        """Set the core's options (called by the network's constructor)."""
+        self.lp = LinearPrediction(cond_dim, features, order=order, preemphasis=preemphasis,
+                                   lag_window_hz=lag_window_hz)
+        self.context_frames, self.preemphasis = int(context_frames), float(preemphasis)
+        self.temperature, self.voiced_temperature = float(temperature), float(voiced_temperature)
+        self.input_noise = float(input_noise)
+        self.pulses = bool(pulses)
+        if self.legacy_keys:
+            self._register_load_state_dict_pre_hook(self._rename_legacy_keys)
+
+    def _rename_legacy_keys(self, state_dict, prefix, *args) -> None:
+        for old, new in self.legacy_keys.items():
+            if prefix + old in state_dict and prefix + new not in state_dict:
+                state_dict[prefix + new] = state_dict.pop(prefix + old)
+
+    def set_conditioning(self, mean, std) -> None:
+        """The statistics the conditioning is normalised with (to de-normalise mgc and lf0)."""
+        self.lp.set_conditioning(mean, std)
+
+    # ------------------------------------------------------------------ what a network supplies
+    def network_logits(self, q: Tensor, phase: Tensor | None, cond: Tensor) -> Tensor:
+        """Teacher-forced logits [shape=(B, N, 256)] of the input classes ``q``
+        [shape=(B, N, 4)], the pitch-phase inputs [shape=(B, N, 2)] or None, and the
+        normalised conditioning [shape=(B, T, C)]."""
+        raise NotImplementedError
+
+    def reference_start(self, src: Source, **options) -> Any:
+        """The network's generation state before sample 0 (PyTorch reference)."""
+        raise NotImplementedError
+
+    def reference_step(self, state: Any, q: Tensor, phase: Tensor | None, n: int) -> Tensor:
+        """Logits [shape=(B, 256)] of sample ``n`` from its input classes ``q`` [shape=(B, 4)]
+        and pitch-phase inputs [shape=(B, 2)] or None."""
+        raise NotImplementedError
+
+    def native_pieces(self, src: Source, chunk: int | None, **options) -> Iterator[tuple[Tensor, Tensor]]:
+        """The C kernel: pre-emphasised samples and classes [shape=(B, n)] piece by piece
+        (pieces of at most ``chunk`` samples where the kernel can stop, None: its own)."""
+        raise NotImplementedError(f"{type(self).__name__} has no C kernel")
+
+    @staticmethod
+    def native_library():
+        """The loaded C kernel library, or None."""
+        return None
+
+    # ------------------------------------------------------------------ training
+    def excitation_logits(self, s: Tensor, cond: Tensor, phase: Tensor | None = None,
+                          pulses: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Teacher-forced logits [shape=(B, N, 256)] and target classes [shape=(B, N)] of the
+        pre-emphasised waveform ``s`` [shape=(B, N)]; ``phase`` [shape=(B, N, 2)] and
+        ``pulses`` [shape=(B, N)]: the pitch-phase inputs and pulse train (default: locked
+        to the pulses of ``s``)."""
+        inputs, target, ph = training_batch(
+            self.lp, s, cond, self.hop_length, noise=self.input_noise if self.training else 0.0,
+            phase=(phase if phase is not None else True) if self.phase_proj is not None else False,
+            pulses=(pulses if pulses is not None else True) if self.pulses else False)
+        return self.network_logits(mu_law_encode(inputs, N_CLASSES), ph, cond), target
+
+    def logits(self, wav: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`excitation_logits` of a waveform [shape=(B, N)] in [-1, 1] (not
+        pre-emphasised), ``N = T * hop_length``."""
+        if wav.shape[1] != cond.shape[1] * self.hop_length:
+            raise ValueError(f"wav {tuple(wav.shape)} and cond {tuple(cond.shape)} do not match: "
+                             f"need N == T * hop_length ({self.hop_length})")
+        s = preemphasis(wav.double(), self.lp.preemphasis) if self.lp.preemphasis else wav.double()
+        return self.excitation_logits(s, cond)
+
+    def loss(self, wav: Tensor, cond: Tensor) -> Tensor:
+        """Cross-entropy of the excitation classes (nats per sample), the first
+        ``context_frames`` frames left out.
+
+        wav : Tensor [shape=(B, N)] in [-1, 1] (not pre-emphasised); cond [shape=(B, T, C)].
+        """
+        logits, target = self.logits(wav, cond)
+        skip = min(self.context_frames * self.hop_length, target.shape[1] - 1)
+        return F.cross_entropy(logits[:, skip:].reshape(-1, N_CLASSES), target[:, skip:].reshape(-1))
+
+    # ------------------------------------------------------------------ generation
+    def source(self, cond: Tensor, temperature: float | None, voiced_temperature: float | None,
+               uniforms: Tensor | None, generator: torch.Generator | None) -> Source:
+        """Everything generation feeds the network besides its weights."""
+        B, T, _ = cond.shape
+        t_unv = self.temperature if temperature is None else float(temperature)
+        t_voi = self.voiced_temperature if voiced_temperature is None else float(voiced_temperature)
+        if t_unv <= 0 or t_voi <= 0:
+            raise ValueError(f"temperatures must be positive, got {t_unv}, {t_voi}")
+        cond = cond.float()
+        temp = torch.where(self.lp.frame_voicing(cond), t_voi, t_unv).float()
+        u = torch.rand(B, T * self.hop_length, generator=generator) if uniforms is None else uniforms
+        ph, pd = generation_source(self.lp, cond, self.hop_length, self.phase_proj is not None, self.pulses)
+        return Source(cond=cond, a=self.lp.frame_lpc(cond), lag=self.lp.frame_lag(cond),
+                      itemp=(1.0 / temp).float(), u=u.to(cond.device).float(), phase=ph, pulses=pd)
+
+    def _lengths(self, cond: Tensor, lengths) -> list[int]:
+        B, T = cond.shape[:2]
+        lengths = [T] * B if lengths is None else [int(n) for n in torch.as_tensor(lengths).tolist()]
+        if len(lengths) != B or min(lengths) < 1 or max(lengths) > T:
+            raise ValueError(f"lengths {lengths} do not fit cond of shape {tuple(cond.shape)}")
+        return lengths
+
+    def _pieces(self, src: Source, backend: str, chunk: int | None, options: dict):
+        if backend == "native":
+            return self.native_pieces(src, chunk, **options)
+        return self._reference_pieces(src, chunk, options)
+
+    def _reference_pieces(self, src: Source, chunk: int | None, options: dict):
+        """The eager per-sample loop (the C kernels' reference), ``chunk`` samples a piece."""
+        B, N = src.shape
+        T = src.a.shape[1]
+        state = ExcitationState(B, self.lp.order, self.lp.max_lag, src.a.device)
+        net = self.reference_start(src, **options)
+        f = sample_frames(T, self.hop_length, src.a.device)
+        chunk = N if chunk is None else chunk
+        for t0 in range(0, N, chunk):
+            t1 = min(N, t0 + chunk)
+            s_out = src.u.new_zeros(B, t1 - t0)
+            q_out = torch.zeros(B, t1 - t0, dtype=torch.long, device=src.u.device)
+            for n in range(t0, t1):
+                q = mu_law_encode(state.inputs(src.a[:, f[n]], src.lag[:, f[n]]), N_CLASSES)
+                logits = self.reference_step(net, q, None if src.phase is None else src.phase[:, n], n)
+                cls = sample_cdf(logits * src.itemp[:, f[n], None], src.u[:, n])
+                e = mu_law_decode(cls, N_CLASSES)
+                s_out[:, n - t0] = state.push(e if src.pulses is None else e + src.pulses[:, n])
+                q_out[:, n - t0] = cls
+            yield s_out, q_out
+
+    @torch.no_grad()
+    def sample(self, cond: Tensor, lengths=None, temperature: float | None = None, *,
+               voiced_temperature: float | None = None, generator: torch.Generator | None = None,
+               backend: str = "auto", uniforms: Tensor | None = None, return_excitation: bool = False,
+               **options):
+        """What the networks' ``generate`` runs (see there for the arguments): the
+        waveform [shape=(B, T * hop)] in [-1, 1], de-emphasised (and the drawn classes)."""
+        with _eval(self):
+            lengths = self._lengths(cond, lengths)
+            backend = resolve_backend(backend, cond.device, what=self.generation_name,
+                                      choices=("native", "torch"), native=self.native_library)
+            src = self.source(cond, temperature, voiced_temperature, uniforms, generator)
+            pieces = list(self._pieces(src, backend, None, options))
+            s = torch.cat([p[0] for p in pieces], 1)
+            q = torch.cat([p[1] for p in pieces], 1)
+            wav = deemphasis(s.double(), self.lp.preemphasis).float() if self.lp.preemphasis else s
+            wav = wav.clamp(-1.0, 1.0)
+            for i, n in enumerate(lengths):
+                wav[i, n * self.hop_length:] = 0.0
+        return (wav, q) if return_excitation else wav
+
+    @torch.no_grad()
+    def generate_stream(self, cond: Tensor, *, chunk_samples: int = 4000, lengths=None,
+                        temperature: float | None = None, voiced_temperature: float | None = None,
+                        generator: torch.Generator | None = None, backend: str = "auto",
+                        uniforms: Tensor | None = None, **options) -> Iterator[Tensor]:
+        """:meth:`generate`'s waveform in consecutive pieces [shape=(B, n)] of at most
+        ``chunk_samples`` samples, each yielded as soon as it is drawn (de-emphasis carried
+        across pieces). Their concatenation equals :meth:`generate`'s waveform for the same
+        draws."""
+        if chunk_samples < 1:
+            raise ValueError(f"chunk_samples must be >= 1, got {chunk_samples}")
+        with _eval(self):
+            lengths = self._lengths(cond, lengths)
+            backend = resolve_backend(backend, cond.device, what=self.generation_name,
+                                      choices=("native", "torch"), native=self.native_library)
+            src = self.source(cond, temperature, voiced_temperature, uniforms, generator)
+            coef, zi, t0 = self.lp.preemphasis, None, 0
+            ends = torch.tensor(lengths)[:, None] * self.hop_length
+            for s, _ in self._pieces(src, backend, chunk_samples, options):
+                for i0 in range(0, s.shape[1], chunk_samples):     # a kernel's piece may be longer
+                    part = s[:, i0:i0 + chunk_samples].double()
+                    if coef:
+                        if zi is None:
+                            zi = part.new_zeros(part.shape[0], 1)
+                        part, zi = lfilter(part, [1.0, -coef], [1.0], zi=zi, return_final=True)
+                    wav = part.float().clamp(-1.0, 1.0)
+                    n = torch.arange(t0, t0 + wav.shape[1])[None, :]
+                    wav[n >= ends] = 0.0
+                    t0 += wav.shape[1]
+                    yield wav
+
+
+class _eval:
+    """Evaluation mode for a block, the previous mode restored after it."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __enter__(self):
+        self.was_training = self.module.training
+        self.module.eval()
+
+    def __exit__(self, *exc):
+        if self.was_training:
+            self.module.train()
+
+
+__all__ = ["LPCVocoder", "Source", "N_CLASSES"]
