@@ -172,6 +172,24 @@ def test_struct_layouts_match_the_c_headers(tmp_path):
 
 
 @needs_cc
+def test_wavernn_kernels_reject_missing_or_inconsistent_arguments():
+    """NULL weights or state, a chunk past the end, or pitch-phase weights without inputs:
+    SPS_EINVAL before anything is allocated or drawn."""
+    import torch
+    from sps.native.structs import WavernnCall, WavernnLPCChunk, WavernnLPCWeights, WavernnWeights
+    lib = native.library("wavernn")
+    assert lib.wavernn_run(WavernnWeights(H=4), WavernnCall(S=1, hop=1, T2=3, N=1)) == 2
+    z = torch.zeros(64)
+    mats = (native.structs.SpsMat * 3)()
+    w = WavernnLPCWeights(H=2, mats=mats, E=z, b1=z, b2=z)
+    ok = dict(S=1, T=2, hop=2, p=1, HL=8, nthreads=1, n0=0, n=4, P=z, a=z, lag=z, itemp=z, u=z, h=z,
+              ring_s=z, ring_e=z, out_s=z, out_q=torch.zeros(4, dtype=torch.int64))
+    for bad in ({"h": None}, {"n0": 1}, {"HL": 6}, {"ph": z}, {"u": None}):
+        assert lib.wavernn_lpc_run(w, WavernnLPCChunk(**{**ok, **bad})) == 2, bad
+    assert torch.all(z == 0)
+
+
+@needs_cc
 def test_wavenet_kernels_reject_missing_arguments():
     """A NULL weight or state pointer is refused (SPS_EINVAL) before anything is allocated."""
     from sps.native.structs import WavenetChunk, WavenetLPC, WavenetWeights

@@ -49,7 +49,8 @@ WARNINGS = ("-Wall", "-Wextra", "-Werror")
 _P, _I64, _I, _F, _LL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_longlong
 _ptr = ctypes.POINTER
 
-from sps.native.structs import WavenetChunk, WavenetLPC, WavenetWeights, ptr  # noqa: E402,F401
+from sps.native.structs import (WavenetChunk, WavenetLPC, WavenetWeights, WavernnCall, WavernnLPCChunk,  # noqa: E402
+                                WavernnLPCWeights, WavernnWeights, ptr)  # noqa: F401
 
 #: status codes of common.h
 OK, ENOMEM, EINVAL, ENOTPD, EDOMAIN = 0, 1, 2, 3, 4
@@ -91,10 +92,10 @@ KERNELS: dict[str, Kernel] = {
         "wavenet_lpc_run": [_ptr(WavenetWeights), _ptr(WavenetChunk), _ptr(WavenetLPC)],
     }),
     "wavernn": Kernel("wavernn.c", {
-        "wavernn_run": [_I] * 5 + [_P] * 9 + [_F, _P, _I],
+        "wavernn_run": [_ptr(WavernnWeights), _ptr(WavernnCall)],
         "gru_forward": [_I] * 3 + [_P] * 5 + [_I],
         "gru_backward": [_I] * 3 + [_P] * 8 + [_I],
-        "wavernn_lpc_run": [_I] * 6 + [_P] * 14 + [_I],
+        "wavernn_lpc_run": [_ptr(WavernnLPCWeights), _ptr(WavernnLPCChunk)],
     }, plain={"wavernn_vector_length": (_I, [])}),
 }
 

@@ -3,6 +3,7 @@
 #ifndef SPS_GEMV_H
 #define SPS_GEMV_H
 #include "common.h"
+#include "mat.h"
 
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=fast")
@@ -174,12 +175,6 @@ DEFINE_SPGEMV(spgemv_bf16, uint16_t, sp_ld_bf16)
 typedef void (*gemv_fn)(const void *, const float *, int, int, const float *, int, int,
                         float *, int);
 
-/* A weight matrix as the kernels take it: dense (packed, see above) or block-sparse. */
-typedef struct {
-    int sparse, bf16;
-    const void *w;                      /* dense: packed weights; sparse: block values */
-    const int32_t *ptr, *idx;           /* sparse only */
-} sps_mat;
 
 /* Y = bias + W X for nb rows: M outputs, K inputs. */
 static inline void mat_gemv(const sps_mat *m, const float *bias, int M, int K, const float *X,

@@ -14,9 +14,11 @@ _I, _F, _LL, _P = ctypes.c_int, ctypes.c_float, ctypes.c_longlong, ctypes.c_void
 
 
 def ptr(t) -> ctypes.c_void_p | None:
-    """Raw data pointer of a contiguous torch tensor or NumPy array (None passes through)."""
-    if t is None:
-        return None
+    """Raw data pointer of a contiguous torch tensor, NumPy array or ctypes object (None passes through)."""
+    if t is None or isinstance(t, ctypes.c_void_p):
+        return t
+    if isinstance(t, (ctypes.Array, ctypes.Structure)):      # e.g. an array of SpsMat
+        return ctypes.c_void_p(ctypes.addressof(t))
     if hasattr(t, "data_ptr"):
         return ctypes.c_void_p(t.data_ptr())
     return ctypes.c_void_p(t.ctypes.data)
@@ -55,4 +57,33 @@ class WavenetLPC(Struct):
         (n, _P) for n in ("a", "lag", "itemp", "ring_s", "ring_e", "out_s", "ph", "pd")]
 
 
-STRUCTS = (WavenetWeights, WavenetChunk, WavenetLPC)
+class SpsMat(Struct):
+    """A dense (packed) or block-sparse weight matrix of the WaveRNN kernels."""
+    C_NAME, HEADER = "sps_mat", "mat.h"
+    _fields_ = [("sparse", _I), ("bf16", _I), ("w", _P), ("ptr", _P), ("idx", _P)]
+
+
+class WavernnWeights(Struct):
+    C_NAME, HEADER = "wavernn_weights", "wavernn.h"
+    _fields_ = [("H", _I)] + [(n, _P) for n in ("mats", "Ix", "bias", "b1", "b2", "b3", "b4")]
+
+
+class WavernnCall(Struct):
+    C_NAME, HEADER = "wavernn_call", "wavernn.h"
+    _fields_ = [(n, _I) for n in ("S", "hop", "T2", "nthreads")] + [("N", _LL), ("inv_temp", _F)] + [
+        (n, _P) for n in ("P", "u", "out")]
+
+
+class WavernnLPCWeights(Struct):
+    C_NAME, HEADER = "wavernn_lpc_weights", "wavernn.h"
+    _fields_ = [("H", _I)] + [(n, _P) for n in ("mats", "E", "b1", "b2", "wph")]
+
+
+class WavernnLPCChunk(Struct):
+    C_NAME, HEADER = "wavernn_lpc_chunk", "wavernn.h"
+    _fields_ = [(n, _I) for n in ("S", "T", "hop", "p", "HL", "nthreads")] + [("n0", _LL), ("n", _LL)] + [
+        (n, _P) for n in ("P", "a", "lag", "itemp", "u", "ph", "pd", "h", "ring_s", "ring_e", "out_s", "out_q")]
+
+
+STRUCTS = (WavenetWeights, WavenetChunk, WavenetLPC, SpsMat, WavernnWeights, WavernnCall, WavernnLPCWeights,
+           WavernnLPCChunk)

@@ -18,6 +18,7 @@ operation. */
 
 #include "gemv.h"
 #include "excitation.h"
+#include "wavernn.h"
 
 int wavernn_vector_length(void) { return VL; }
 
@@ -34,12 +35,17 @@ static void half_step(int H, int lo, int hi, const float *restrict x,
     }
 }
 
-/* mats: R (packed H x 3H, i.e. W^T), O1, O2, O3, O4: dense (packed) or block-sparse. */
-int wavernn_run(int S, int N, int H, int hop, int T2, const float *P,
-                const float *Ix, const float *bias, const sps_mat *mats,
-                const float *b1, const float *b2, const float *b3, const float *b4, const float *U,
-                float inv_temp, int64_t *out, int nthreads) {
-    const sps_mat *R = mats, *O1 = mats + 1, *O2 = mats + 2, *O3 = mats + 3, *O4 = mats + 4;
+/* The plain model: every sample of S rows in one call (see wavernn.h). */
+int wavernn_run(const wavernn_weights *w, const wavernn_call *c) {
+    if (!w || !c || !w->mats || !w->Ix || !w->bias || !w->b1 || !w->b2 || !w->b3 || !w->b4 || !c->P || !c->u
+        || !c->out || c->S < 1 || c->N < 0 || c->hop < 1 || c->T2 < 2 || w->H < 2 || (w->H & 1))
+        return SPS_EINVAL;
+    const int S = c->S, H = w->H, hop = c->hop, T2 = c->T2, nthreads = c->nthreads;
+    const int64_t N = c->N;
+    const float *P = c->P, *Ix = w->Ix, *bias = w->bias, *U = c->u;
+    const float *b1 = w->b1, *b2 = w->b2, *b3 = w->b3, *b4 = w->b4, inv_temp = c->inv_temp;
+    int64_t *out = c->out;
+    const sps_mat *R = w->mats, *O1 = w->mats + 1, *O2 = w->mats + 2, *O3 = w->mats + 3, *O4 = w->mats + 4;
     const int G = 3 * H, H2 = H / 2, nblk = (S + 3) / 4;
     int failed = 0;
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(|:failed)
@@ -53,7 +59,7 @@ int wavernn_run(int S, int N, int H, int hop, int T2, const float *P,
         float *I0 = zero + G, *I1 = I0 + G, *I2 = I1 + G;
         for (int j = 0; j < G; j++) { I0[j] = Ix[3 * j]; I1[j] = Ix[3 * j + 1]; I2[j] = Ix[3 * j + 2]; }
         for (int b = 0; b < nb; b++) { prev[2 * b] = 128.0f / 127.5f - 1.0f; prev[2 * b + 1] = -1.0f; }
-        for (int t = 0; t < N; t++) {
+        for (int64_t t = 0; t < N; t++) {
             const double p = (t + 0.5) / hop + 0.5, pk = floor(p);
             const int k0 = (int)pk;
             const float a = (float)(p - pk);
@@ -177,37 +183,41 @@ int gru_backward(int B, int N, int H, const float *dout, const float *R, const f
 
 /* ---- LPC WaveRNN generation (sps/vocoders/wavernn/lpc.py): a GRU over the summed input
    embeddings of the excitation inputs plus the interpolated frame projection, one
-   256-way softmax over the mu-law excitation. S rows, N = T * hop samples each.
-   P (S, T, 3H) frame projections; E (4, 256, 3H) input embeddings; A (S, T, p) LPC; LAG (S, T);
-   ITEMP (S, T) inverse sampling temperatures; mats: R, O1, O2 (dense packed or block-sparse); U (S, N) uniforms; HL ring length (power
-   of two). PH (S, N, 2) pitch-phase inputs and WPH (3H, 2) their weights, or both NULL;
-   PD (S, N) a pulse train added to the drawn excitation, or NULL.
-   Outputs: out_s (S, N) pre-emphasised samples, out_q (S, N) classes. */
-int wavernn_lpc_run(int S, int T, int hop, int H, int p, int HL, const float *P,
-                    const float *E, const sps_mat *mats, const float *b1, const float *b2,
-                    const float *A, const float *LAG, const float *ITEMP, const float *U,
-                    const float *PH, const float *WPH, const float *PD, float *out_s, int64_t *out_q,
-                    int nthreads) {
-    const sps_mat *RT = mats, *O1 = mats + 1, *O2 = mats + 2;
+   256-way softmax over the mu-law excitation. One call draws samples [n0, n0 + n) of S
+   rows of N = T * hop samples; the GRU state and the excitation rings live in the chunk
+   structure (wavernn.h), so a caller can stop between calls and resume. */
+int wavernn_lpc_run(const wavernn_lpc_weights *w, const wavernn_lpc_chunk *c) {
+    if (!w || !c || !w->mats || !w->E || !w->b1 || !w->b2 || !c->P || !c->a || !c->lag || !c->itemp || !c->u
+        || !c->h || !c->ring_s || !c->ring_e || !c->out_s || !c->out_q || (!w->wph) != (!c->ph))
+        return SPS_EINVAL;
+    const int S = c->S, T = c->T, hop = c->hop, H = w->H, p = c->p, HL = c->HL, nthreads = c->nthreads;
+    const int64_t n0 = c->n0, nc = c->n, N = (int64_t)T * hop;
+    if (S < 1 || T < 1 || hop < 1 || p < 1 || H < 1 || HL < 1 || (HL & (HL - 1)) || n0 < 0 || nc < 0
+        || n0 + nc > N)
+        return SPS_EINVAL;
+    const float *P = c->P, *E = w->E, *b1 = w->b1, *b2 = w->b2, *A = c->a, *LAG = c->lag;
+    const float *ITEMP = c->itemp, *U = c->u, *PH = c->ph, *WPH = w->wph, *PD = c->pd;
+    float *out_s = c->out_s;
+    int64_t *out_q = c->out_q;
+    const sps_mat *RT = w->mats, *O1 = w->mats + 1, *O2 = w->mats + 2;
     const int G = 3 * H, nblk = (S + 3) / 4;
-    const int64_t N = (int64_t)T * hop;
-    if (S < 1 || T < 1 || hop < 1 || p < 1 || (HL & (HL - 1))) return SPS_EINVAL;
     int failed = 0;
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(|:failed)
     for (int blk = 0; blk < nblk; blk++) {
         const int s0 = 4 * blk, nb = S - s0 < 4 ? S - s0 : 4;
-        float *buf = (float *)calloc((size_t)4 * (H + 2 * G + 2 * NCLS + 2 * (size_t)HL) + G + NCLS, sizeof(float));
+        float *buf = (float *)calloc((size_t)4 * (2 * G + 2 * NCLS) + G + NCLS, sizeof(float));
         if (!buf) { failed |= SPS_ENOMEM; continue; }
-        float *h = buf, *rh = h + 4 * H, *x = rh + 4 * G, *a1 = x + 4 * G, *lg = a1 + 4 * NCLS;
-        float *ring = lg + 4 * NCLS, *zero = ring + 8 * (size_t)HL, *table = zero + G;
+        float *h = c->h + (size_t)s0 * H;                  /* the block's rows, kept between calls */
+        float *rh = buf, *x = rh + 4 * G, *a1 = x + 4 * G, *lg = a1 + 4 * NCLS;
+        float *zero = lg + 4 * NCLS, *table = zero + G;
         mulaw_table(table);
         exc_state st[4];
         for (int b = 0; b < nb; b++) {
-            st[b].s = ring + (size_t)(2 * b) * HL;
-            st[b].e = ring + (size_t)(2 * b + 1) * HL;
+            st[b].s = c->ring_s + (size_t)(s0 + b) * HL;
+            st[b].e = c->ring_e + (size_t)(s0 + b) * HL;
             st[b].mask = HL - 1;
         }
-        for (int64_t n = 0; n < N; n++) {
+        for (int64_t n = n0; n < n0 + nc; n++) {
             const int k0 = (int)(n / hop), k1 = k0 + 1 < T ? k0 + 1 : T - 1;
             const float fr = (float)(n - (int64_t)k0 * hop) / (float)hop;
             int f = (int)((n + hop / 2) / hop);
@@ -225,7 +235,8 @@ int wavernn_lpc_run(int S, int T, int hop, int H, int p, int HL, const float *P,
                     for (int j = 0; j < G; j++) xb[j] = xb[j] + Ei[j];
                 }
                 if (PH) {
-                    const float ps = PH[2 * (row * N + n)], pc = PH[2 * (row * N + n) + 1];
+                    const size_t i = 2 * (row * (size_t)nc + (size_t)(n - n0));
+                    const float ps = PH[i], pc = PH[i + 1];
                     for (int j = 0; j < G; j++) xb[j] = xb[j] + (WPH[2 * j] * ps + WPH[2 * j + 1] * pc);
                 }
                 half_step(H, 0, H, xb, rh + (size_t)b * G, h + (size_t)b * H);
@@ -234,7 +245,7 @@ int wavernn_lpc_run(int S, int T, int hop, int H, int p, int HL, const float *P,
             for (int j = 0; j < nb * NCLS; j++) a1[j] = a1[j] > 0.f ? a1[j] : 0.f;
             mat_gemv(O2, b2, NCLS, NCLS, a1, NCLS, nb, lg, NCLS);
             for (int b = 0; b < nb; b++) {
-                const size_t row = (size_t)(s0 + b), o = row * N + n;
+                const size_t row = (size_t)(s0 + b), o = row * (size_t)nc + (size_t)(n - n0);
                 const int c = sps_sample(lg + b * NCLS, NCLS, ITEMP[row * T + f], U[o]);
                 out_q[o] = c;
                 out_s[o] = exc_push(&st[b], n, PD ? table[c] + PD[o] : table[c]);

@@ -173,11 +173,9 @@ class LPCWaveRNN(LPCVocoder):
 
     def native_pieces(self, src: Source, chunk: int | None, precision: str = "float32",
                       sparse: bool | None = None):
-        """One piece: the C kernel runs the whole utterance in one call."""
         from . import native
-        P = self.frame_projection(src.cond).float()
-        yield native.run_lpc(self, P, src.a, src.lag, src.itemp, src.u, precision=precision, sparse=sparse,
-                             phase=src.phase, pulses=src.pulses)
+        yield from native.lpc_pieces(self, self.frame_projection(src.cond).float(), src, chunk,
+                                     precision=precision, sparse=sparse)
 
     @staticmethod
     def native_library():

@@ -22,6 +22,7 @@ import ctypes
 import torch
 
 from sps import native
+from sps.native.structs import SpsMat, WavernnCall, WavernnLPCChunk, WavernnLPCWeights, WavernnWeights
 from sps.vocoders.excitation import ring_length
 
 
@@ -46,12 +47,6 @@ def pack(m: torch.Tensor, bf16: bool, vl: int) -> torch.Tensor:
     full = M - M % (2 * vl)
     head = t[:, :full].reshape(K, -1, 2, vl).transpose(2, 3).reshape(K, full)
     return torch.cat([head, t[:, full:]], 1).contiguous()
-
-
-class SpsMat(ctypes.Structure):
-    """``sps_mat`` of ``sps/native/gemv.h``: a dense (packed) or block-sparse matrix."""
-    _fields_ = [("sparse", ctypes.c_int), ("bf16", ctypes.c_int), ("w", ctypes.c_void_p),
-                ("ptr", ctypes.c_void_p), ("idx", ctypes.c_void_p)]
 
 
 #: rows of one block of the block-sparse layout (16 consecutive outputs of one input)
@@ -100,11 +95,11 @@ def matrices(weights: list[torch.Tensor], bf16: bool, sparse: bool | None, vl: i
         if use_sparse:
             ptr, idx, val = block_csr(w, bf16)
             keep += [ptr, idx, val]
-            descs.append(SpsMat(1, int(bf16), native.ptr(val), native.ptr(ptr), native.ptr(idx)))
+            descs.append(SpsMat(sparse=1, bf16=int(bf16), w=val, ptr=ptr, idx=idx))
         else:
             packed = pack(w, bf16, vl)
             keep.append(packed)
-            descs.append(SpsMat(0, int(bf16), native.ptr(packed), None, None))
+            descs.append(SpsMat(sparse=0, bf16=int(bf16), w=packed))
     return (SpsMat * len(descs))(*descs), keep
 
 
@@ -144,64 +139,63 @@ def run(w, P: torch.Tensor, u: torch.Tensor, hop: int, temperature: float = 1.0,
     out = torch.empty(S, N, 2, dtype=torch.int64)
     if not w._packed:
         w._packed = list(matrices(w.matrices(), w.bf16, w.sparse, lib.wavernn_vector_length()))
-    mats = w._packed[0]
-    p = native.ptr
-    native.check(lib.wavernn_run(S, N, w.H, hop, T2, p(P), p(w.Ix), p(w.bias), mats, p(w.b1), p(w.b2),
-                                 p(w.b3), p(w.b4), p(u), 1.0 / temperature, p(out),
-                                 threads or default_threads(S)), "wavernn_run")
+    weights = WavernnWeights(H=w.H, mats=w._packed[0], Ix=w.Ix, bias=w.bias, b1=w.b1, b2=w.b2, b3=w.b3, b4=w.b4)
+    call = WavernnCall(S=S, hop=hop, T2=T2, nthreads=threads or default_threads(S), N=N,
+                       inv_temp=1.0 / temperature, P=P, u=u, out=out)
+    native.check(lib.wavernn_run(weights, call), "wavernn_run")
     return out
 
 
-def run_lpc(model, P: torch.Tensor, a: torch.Tensor, lag: torch.Tensor, itemp: torch.Tensor,
-            u: torch.Tensor, precision: str = "float32", threads: int | None = None,
-            sparse: bool | None = None, phase: torch.Tensor | None = None,
-            pulses: torch.Tensor | None = None):
-    """LPC WaveRNN sampling with the C kernel.
+def lpc_pieces(model, P: torch.Tensor, src, chunk: int | None, precision: str = "float32",
+               threads: int | None = None, sparse: bool | None = None):
+    """LPC WaveRNN sampling with the C kernel, ``chunk`` samples a call (None: all at once;
+    the GRU state and excitation rings are kept between calls).
 
     Parameters
     ----------
     model : LPCWaveRNN
     P : Tensor [shape=(S, T, 3H)]
         Frame projections of the conditioning.
-    a : Tensor [shape=(S, T, p)]; lag, itemp : Tensor [shape=(S, T)] (itemp: inverse temperature);
-    u : Tensor [shape=(S, T * hop)]
-    phase : Tensor [shape=(S, T * hop, 2)], optional
-        Pitch-phase inputs (models with ``pitch_phase``).
-    pulses : Tensor [shape=(S, T * hop)], optional
-        Pulse train added to the drawn excitation (models with ``pulses``).
+    src : Source
+        LPC, pitch lag, inverse temperatures, draws, pitch phase and pulses
+        (:class:`sps.vocoders.lpc.Source`).
 
-    Returns
-    -------
-    s : Tensor [shape=(S, T * hop)] pre-emphasised samples; q : int64 classes, same shape.
+    Yields
+    ------
+    s : Tensor [shape=(S, n)] pre-emphasised samples; q : int64 classes, same shape.
     """
     lib = library()
     if lib is None:
         raise RuntimeError("the WaveRNN C kernel is not available (no compiler or SPS_NO_NATIVE=1)")
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
     bf16 = precision == "bfloat16"
     S, T, G = P.shape
-    hop, H, p = model.hop_length, model.hidden, a.shape[-1]
-    N = T * hop
-    vl = lib.wavernn_vector_length()
-    key = (bf16, vl, sparse)
+    H, p = model.hidden, src.a.shape[-1]
+    N = T * model.hop_length
+    HL = ring_length(p, model.lp.max_lag)
+    key = (bf16, lib.wavernn_vector_length(), sparse)
     cache = model.__dict__.setdefault("_packed", {})
     if cache.get("key") != key or cache.get("version") != model._weights_version():
         cache.update(key=key, version=model._weights_version(),
-                     mats=matrices([model.R, model.O1.weight, model.O2.weight], bf16, sparse, vl),
-                     E=model.embed_inputs.detach().float().contiguous(), b1=model.O1.bias.detach().float().contiguous(),
-                     b2=model.O2.bias.detach().float().contiguous())
-    c = cache
-    P, a, lag, u = (t.detach().float().contiguous() for t in (P, a, lag, u))
-    if (phase is None) != (model.phase_proj is None):
+                     mats=matrices([model.R, model.O1.weight, model.O2.weight], bf16, sparse, key[1]),
+                     E=model.embed_inputs.detach().float().contiguous(),
+                     b1=model.O1.bias.detach().float().contiguous(), b2=model.O2.bias.detach().float().contiguous())
+    if (src.phase is None) != (model.phase_proj is None):
         raise ValueError("pitch-phase inputs go with a pitch_phase model, and only with one")
-    ph = None if phase is None else phase.detach().float().contiguous()
-    wph = None if phase is None else model.phase_proj.weight.detach().float().contiguous()
-    pd = None if pulses is None else pulses.detach().float().contiguous()
-    itemp = itemp.float().contiguous()
-    s = torch.empty(S, N)
-    q = torch.empty(S, N, dtype=torch.int64)
-    ptr = native.ptr
-    native.check(lib.wavernn_lpc_run(S, T, hop, H, p, ring_length(p, model.lp.max_lag), ptr(P),
-                                     ptr(c["E"]), c["mats"][0], ptr(c["b1"]), ptr(c["b2"]), ptr(a),
-                                     ptr(lag), ptr(itemp), ptr(u), ptr(ph), ptr(wph), ptr(pd), ptr(s), ptr(q),
-                                     threads or default_threads(S)), "wavernn_lpc_run")
-    return s, q
+    wph = None if src.phase is None else model.phase_proj.weight.detach().float().contiguous()
+    weights = WavernnLPCWeights(H=H, mats=cache["mats"][0], E=cache["E"], b1=cache["b1"], b2=cache["b2"], wph=wph)
+    P, a, lag, itemp = (t.detach().float().contiguous() for t in (P, src.a, src.lag, src.itemp))
+    h, ring_s, ring_e = torch.zeros(S, H), torch.zeros(S, HL), torch.zeros(S, HL)
+    nthreads = threads or default_threads(S)
+    chunk = N if chunk is None else chunk
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
+        piece = (lambda t: None if t is None else t[:, n0:n1].detach().float().contiguous())
+        u, ph, pd = piece(src.u), piece(src.phase), piece(src.pulses)
+        s, q = torch.empty(S, n1 - n0), torch.empty(S, n1 - n0, dtype=torch.int64)
+        call = WavernnLPCChunk(S=S, T=T, hop=model.hop_length, p=p, HL=HL, nthreads=nthreads, n0=n0, n=n1 - n0,
+                               P=P, a=a, lag=lag, itemp=itemp, u=u, ph=ph, pd=pd, h=h, ring_s=ring_s,
+                               ring_e=ring_e, out_s=s, out_q=q)
+        native.check(lib.wavernn_lpc_run(weights, call), "wavernn_lpc_run")
+        yield s, q
