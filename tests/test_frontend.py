@@ -1,6 +1,7 @@
 """Tests for sps.frontend: labels, question files, linguistic/duration features, stage."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
@@ -769,3 +770,34 @@ def test_synthesizer_reads_the_recorded_semantics(tmp_path, monkeypatch):
     assert semantics_used("hts", question_semantics="nnmnkwii") == "nnmnkwii"   # the config wins
     qs = made["questions"]
     np.testing.assert_array_equal(qs.evaluate(SEMANTICS_LABELS), np.array(SEMANTICS_EXPECTED["nnmnkwii"], np.float32))
+
+
+def test_the_same_question_file_elsewhere_changes_nothing(tmp_path):
+    """A checkout that moved (the question file's path changed, its content not): the
+    linguistic stage redoes nothing and keeps the spec as it was, so the models trained on
+    it stay current; synthesis finds the shipped file of the recorded content when the
+    recorded path is gone."""
+    import shutil
+    from sps.frontend import QUESTION_FILE_DIR
+    from sps.stages import linguistic as stage
+    from sps.stages.experiment import Experiment
+    from sps.stages.pack import question_setup
+    from sps.stages.runner import StageContext
+
+    exp, qfile, _ = _semantics_experiment(tmp_path)
+    moved = tmp_path / "elsewhere" / "q.hed"
+    moved.parent.mkdir()
+    shutil.copy(qfile, moved)
+    run = lambda qf: stage.run(StageContext(exp_dir=exp, config={"frontend": {"question_file": str(qf)}}))
+    run(qfile)
+    specs = {k: (exp / "dump" / f"{k}.json").read_text() for k in ("in_duration", "in_acoustic")}
+    summary = run(moved)["train"]
+    assert summary.ok == 0 and summary.skipped == 1
+    assert {k: (exp / "dump" / f"{k}.json").read_text() for k in specs} == specs
+    # the recorded file gone: the shipped file with that content stands in
+    shipped = QUESTION_FILE_DIR / "festival_slt.hed"
+    spec = json.loads(specs["in_acoustic"])
+    spec.update(question_file=str(tmp_path / "gone" / "festival_slt.hed"),
+                question_file_sha1=hashlib.sha1(shipped.read_bytes()).hexdigest())
+    (exp / "dump" / "in_acoustic.json").write_text(json.dumps(spec))
+    assert question_setup(Experiment(exp))[0] == shipped

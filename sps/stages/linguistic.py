@@ -203,6 +203,8 @@ def run(ctx: StageContext) -> dict:
             if changed:
                 raise ValueError(f"{path}: existing features were made with another question file or settings "
                                  f"({', '.join(changed)} differ); rerun with --force to redo them all")
+            if "question_file" in spec:   # the same content elsewhere (a moved checkout or another
+                spec["question_file"] = old.get("question_file", spec["question_file"])   # copy) changes nothing
         write_json(path, spec)
     summaries = {}
     suffix = "" if ctx.shard is None else f".{ctx.shard[0]}of{ctx.shard[1]}"

@@ -27,6 +27,7 @@ recipe that made it. ``sps synth --text`` builds the same sections in memory
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ import torch
 import yaml
 
 from sps.config import bind, load_config, to_dict
-from sps.frontend import question_file
+from sps.frontend import QUESTION_FILE_DIR, question_file
 from sps.frontend.festival import check_voice
 from sps.frontend.questions import DEFAULT_SEMANTICS
 from sps.io import read_json
@@ -88,11 +89,23 @@ def question_setup(exp: Experiment, questions: str | None = None, semantics: str
     """(question file, semantics, positional features) of an experiment's linguistic
     features: as recorded in ``dump/in_acoustic.json`` unless given."""
     meta = exp.spec("in_acoustic") if exp.spec_path("in_acoustic").exists() else {}
-    qfile = question_file(questions or meta.get("question_file"))
+    qfile = question_file(questions or _recorded_question_file(meta))
     # the semantics the linguistic stage used, so that text input gets the features the
     # models were trained on (specs from before the option: Merlin's rule)
     semantics = semantics or (meta.get("question_semantics", LEGACY_SEMANTICS) if meta else DEFAULT_SEMANTICS)
     return qfile, semantics, subphone or meta.get("subphone_features") or "auto"
+
+
+def _recorded_question_file(meta: dict) -> str | None:
+    """The question file a spec names; where that path is gone (the checkout moved), the
+    shipped file with the recorded content (``question_file_sha1``)."""
+    recorded = meta.get("question_file")
+    if recorded is None or Path(recorded).exists() or not meta.get("question_file_sha1"):
+        return recorded
+    for shipped in sorted(QUESTION_FILE_DIR.glob("*.hed")):
+        if hashlib.sha1(shipped.read_bytes()).hexdigest() == meta["question_file_sha1"]:
+            return str(shipped)
+    return recorded
 
 
 def _tensors(state: dict) -> dict:
