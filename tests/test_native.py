@@ -187,6 +187,9 @@ def test_wavernn_kernels_reject_missing_or_inconsistent_arguments():
     for bad in ({"h": None}, {"n0": 1}, {"HL": 6}, {"ph": z}, {"u": None}):
         assert lib.wavernn_lpc_run(w, WavernnLPCChunk(**{**ok, **bad})) == 2, bad
     assert torch.all(z == 0)
+    from sps.native.structs import GruSeq
+    assert lib.gru_forward(GruSeq(B=1, N=1, H=2, xi=z, RT=z, hs=z, gates=z)) == 2       # no ghe
+    assert lib.gru_backward(GruSeq(B=1, N=1, H=2, dout=z, R=z, hs=z, gates=z, ghe=z, dxi=z, dgh=z)) == 2   # no dh0
 
 
 @needs_cc

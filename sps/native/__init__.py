@@ -49,7 +49,7 @@ WARNINGS = ("-Wall", "-Wextra", "-Werror")
 _P, _I64, _I, _F, _LL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_longlong
 _ptr = ctypes.POINTER
 
-from sps.native.structs import (WavenetChunk, WavenetLPC, WavenetWeights, WavernnCall, WavernnLPCChunk,  # noqa: E402
+from sps.native.structs import (GruSeq, WavenetChunk, WavenetLPC, WavenetWeights, WavernnCall, WavernnLPCChunk,  # noqa: E402
                                 WavernnLPCWeights, WavernnWeights, ptr)  # noqa: F401
 
 #: status codes of common.h
@@ -93,8 +93,8 @@ KERNELS: dict[str, Kernel] = {
     }),
     "wavernn": Kernel("wavernn.c", {
         "wavernn_run": [_ptr(WavernnWeights), _ptr(WavernnCall)],
-        "gru_forward": [_I] * 3 + [_P] * 5 + [_I],
-        "gru_backward": [_I] * 3 + [_P] * 8 + [_I],
+        "gru_forward": [_ptr(GruSeq)],
+        "gru_backward": [_ptr(GruSeq)],
         "wavernn_lpc_run": [_ptr(WavernnLPCWeights), _ptr(WavernnLPCChunk)],
     }, plain={"wavernn_vector_length": (_I, [])}),
 }

@@ -85,5 +85,11 @@ class WavernnLPCChunk(Struct):
         (n, _P) for n in ("P", "a", "lag", "itemp", "u", "ph", "pd", "h", "ring_s", "ring_e", "out_s", "out_q")]
 
 
+class GruSeq(Struct):
+    C_NAME, HEADER = "gru_seq", "wavernn.h"
+    _fields_ = [(n, _I) for n in ("B", "N", "H", "nthreads")] + [
+        (n, _P) for n in ("xi", "RT", "R", "hs", "gates", "ghe", "dout", "dxi", "dgh", "dh0")]
+
+
 STRUCTS = (WavenetWeights, WavenetChunk, WavenetLPC, SpsMat, WavernnWeights, WavernnCall, WavernnLPCWeights,
-           WavernnLPCChunk)
+           WavernnLPCChunk, GruSeq)

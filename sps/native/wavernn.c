@@ -109,8 +109,12 @@ int wavernn_run(const wavernn_weights *w, const wavernn_call *c) {
 /* ---- teacher-forced training: the recurrence of a GRU layer with precomputed input
    projections xi (B, N, 3H) [r | u | e], forward and backward (BPTT); rows are
    independent, so OpenMP threads take blocks of four rows. */
-int gru_forward(int B, int N, int H, const float *xi, const float *RT, float *hs,
-                float *gates, float *ghe, int nthreads) {
+int gru_forward(const gru_seq *s) {
+    if (!s || !s->xi || !s->RT || !s->hs || !s->gates || !s->ghe || s->B < 1 || s->N < 0 || s->H < 1)
+        return SPS_EINVAL;
+    const int B = s->B, N = s->N, H = s->H, nthreads = s->nthreads;
+    const float *xi = s->xi, *RT = s->RT;
+    float *hs = s->hs, *gates = s->gates, *ghe = s->ghe;
     const int G = 3 * H, nblk = (B + 3) / 4;
     int failed = 0;
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(|:failed)
@@ -141,9 +145,13 @@ int gru_forward(int B, int N, int H, const float *xi, const float *RT, float *hs
     return failed ? SPS_ENOMEM : SPS_OK;
 }
 
-int gru_backward(int B, int N, int H, const float *dout, const float *R, const float *hs,
-                 const float *gates, const float *ghe, float *dxi, float *dgh, float *dh0,
-                 int nthreads) {
+int gru_backward(const gru_seq *s) {
+    if (!s || !s->dout || !s->R || !s->hs || !s->gates || !s->ghe || !s->dxi || !s->dgh || !s->dh0 || s->B < 1
+        || s->N < 0 || s->H < 1)
+        return SPS_EINVAL;
+    const int B = s->B, N = s->N, H = s->H, nthreads = s->nthreads;
+    const float *dout = s->dout, *R = s->R, *hs = s->hs, *gates = s->gates, *ghe = s->ghe;
+    float *dxi = s->dxi, *dgh = s->dgh, *dh0 = s->dh0;
     const int G = 3 * H, nblk = (B + 3) / 4;
     int failed = 0;
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) reduction(|:failed)

@@ -50,7 +50,22 @@ typedef struct {
     int64_t *out_q;                    /* (S, n) classes */
 } wavernn_lpc_chunk;
 
+/* Teacher-forced training of one GRU layer (sps.vocoders.wavernn.rnn): B rows of N steps.
+   The forward pass reads xi and RT and writes hs, gates, ghe; the backward pass reads dout,
+   R, hs, gates, ghe and writes dxi, dgh, dh0. Unused fields may be NULL. */
+typedef struct {
+    int B, N, H, nthreads;
+    const float *xi;                   /* (B, N, 3H) input projections [r | u | e] */
+    const float *RT, *R;               /* (H, 3H) recurrent matrix transposed; (3H, H) */
+    float *hs;                         /* (B, N + 1, H) states, hs[:, 0] the initial one */
+    float *gates, *ghe;                /* (B, N, 3H) r, u, e; (B, N, H) the e part of R h */
+    const float *dout;                 /* (B, N, H) gradient of the outputs hs[:, 1:] */
+    float *dxi, *dgh, *dh0;            /* (B, N, 3H), (B, N, 3H), (B, H) gradients */
+} gru_seq;
+
 int wavernn_run(const wavernn_weights *w, const wavernn_call *c);
+int gru_forward(const gru_seq *s);
+int gru_backward(const gru_seq *s);
 int wavernn_lpc_run(const wavernn_lpc_weights *w, const wavernn_lpc_chunk *c);
 
 #endif

@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sps.native import check, ptr
+from sps.native import check
+from sps.native.structs import GruSeq
 
 from . import native
 
@@ -87,9 +88,8 @@ class GRUSequence(torch.autograd.Function):
             hs = xi.new_zeros(B, N + 1, H)
             gates, ghe = xi.new_empty(B, N, G), xi.new_empty(B, N, H)
             RT = R.t().contiguous()
-            p = ptr
-            check(lib.gru_forward(B, N, H, p(xi), p(RT), p(hs), p(gates), p(ghe),
-                                  native.default_threads(B)), "gru_forward")
+            check(lib.gru_forward(GruSeq(B=B, N=N, H=H, nthreads=native.default_threads(B), xi=xi, RT=RT, hs=hs,
+                                         gates=gates, ghe=ghe)), "gru_forward")
         ctx.save_for_backward(R, hs, gates, ghe)
         ctx.use_native = lib is not None
         return hs[:, 1:]
@@ -103,9 +103,8 @@ class GRUSequence(torch.autograd.Function):
             lib = native.library()
             dxi, dgh = dout.new_empty(B, N, 3 * H), dout.new_empty(B, N, 3 * H)
             dh0 = dout.new_empty(B, H)
-            p = ptr
-            check(lib.gru_backward(B, N, H, p(dout), p(R), p(hs), p(gates), p(ghe), p(dxi),
-                                   p(dgh), p(dh0), native.default_threads(B)), "gru_backward")
+            check(lib.gru_backward(GruSeq(B=B, N=N, H=H, nthreads=native.default_threads(B), dout=dout, R=R,
+                                          hs=hs, gates=gates, ghe=ghe, dxi=dxi, dgh=dgh, dh0=dh0)), "gru_backward")
         else:
             dxi, dgh = _backward_torch(dout, R, hs, gates, ghe)
         dR = dgh.reshape(-1, 3 * H).t() @ hs[:, :-1].reshape(-1, H)
