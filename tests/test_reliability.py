@@ -565,7 +565,8 @@ def test_P5_a_second_training_on_one_experiment_is_refused_and_the_first_is_unto
     exp = duration_exp(tmp_path)
     stats.run(StageContext(exp_dir=exp, config={}))
     args = [sys.executable, "-m", "sps.cli", "train", "--exp-dir", str(exp), "kind=duration", "name=dur",
-            "model.hidden_dim=8", "model.num_layers=1", "train.max_steps=100000", "train.checkpoint_every=50",
+            "model.hidden_dim=8", "model.num_layers=1", "train.max_steps=100000", "train.epochs=100000",
+            "train.checkpoint_every=50",
             "train.plot=false", "train.log_every=1"]
     first = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
