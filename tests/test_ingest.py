@@ -197,12 +197,18 @@ def test_trim_and_loudness_reach_the_written_audio(tmp_path):
     assert level == pytest.approx(-20.0, abs=0.01)                     # within 16-bit rounding
 
 
-def test_resume_and_changed_settings(tmp_path, capsys):
+def _three_utterances(tmp_path):
+    """A folder of three 24 kHz wavs with their transcripts."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i in range(3):
         sf.write(corpus / f"u{i}.wav", _speech(24000, seed=i), 24000)
         (corpus / f"u{i}.txt").write_text(f"Utterance {i}.")
+    return corpus
+
+
+def test_resume_and_changed_settings(tmp_path, capsys):
+    corpus = _three_utterances(tmp_path)
     exp = tmp_path / "exp"
     _run(exp, corpus)
     files = {p: p.read_bytes() for p in (exp / "data").rglob("*") if p.is_file()}
@@ -218,11 +224,7 @@ def test_resume_and_changed_settings(tmp_path, capsys):
                                     "info file deleted", "record deleted", "garbage record"])
 def test_P11_ingest_resumes_by_content_and_redoes_exactly_the_stale_utterance(tmp_path, capsys, change):
     # the reference is a clean ingest of the changed corpus into another experiment
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i in range(3):
-        sf.write(corpus / f"u{i}.wav", _speech(24000, seed=i), 24000)
-        (corpus / f"u{i}.txt").write_text(f"Utterance {i}.")
+    corpus = _three_utterances(tmp_path)
     exp = tmp_path / "exp"
     _run(exp, corpus)
     src, wav, info = corpus / "u1.wav", exp / "data" / "wav" / "u1.wav", exp / "data" / "ingest" / "info" / "u1.json"
