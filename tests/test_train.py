@@ -177,6 +177,7 @@ def _ddp_worker(rank, world, port, out_dir, result_dir, max_steps):
     out = fit(model, step_fn, train, valid, out_dir, {**DDP_CFG, "max_steps": max_steps,
                                                       "checkpoint_every": max_steps}, collate_fn=collate)
     torch.save({"state": model.state_dict(), "out": out}, os.path.join(result_dir, f"rank{rank}.pt"))
+    torch.distributed.barrier()     # neither rank tears the group down while the other still uses it
     torch.distributed.destroy_process_group()
 
 

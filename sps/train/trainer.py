@@ -33,6 +33,7 @@ until the target sparsity is reached).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import io
@@ -384,6 +385,9 @@ def _dist_setup(device_pref: str | None) -> tuple[int, int, torch.device]:
     cuda = torch.cuda.is_available() and device_pref in (None, "cuda")
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
+        # the group goes while the interpreter is whole: gloo's threads torn down during
+        # interpreter finalisation can abort a process whose training had succeeded
+        atexit.register(_destroy_group)
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     if cuda:
@@ -391,6 +395,11 @@ def _dist_setup(device_pref: str | None) -> tuple[int, int, torch.device]:
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
     return rank, world, torch.device(device_pref or "cpu")
+
+
+def _destroy_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class _CollateReal:
