@@ -175,10 +175,23 @@ pipeline_setup() {
 stage_pids=()
 interrupted=
 signals=0
+delivered=0
 forward() {
     interrupted=$1
     signals=$((signals + 1))
-    if [ ${#stage_pids[@]} -gt 0 ]; then kill -s "$1" "${stage_pids[@]}" 2>/dev/null || true; fi
+    if [ ${#stage_pids[@]} -gt 0 ]; then
+        delivered=$signals
+        kill -s "$1" "${stage_pids[@]}" 2>/dev/null || true
+    fi
+}
+# started <pid>: the stage just started in the background is the one signals go to; a signal
+# that came between its start and this call (when no stage was known yet) is passed on now
+started() {
+    stage_pids=("$1")
+    if [ -n "$interrupted" ] && [ "$delivered" != "$signals" ]; then
+        delivered=$signals
+        kill -s "$interrupted" "$1" 2>/dev/null || true
+    fi
 }
 trap 'forward INT' INT
 trap 'forward TERM' TERM
@@ -244,7 +257,7 @@ _sps_run() {
         echo "=== sps $name --config $file $* ${args[*]+"${args[*]}"}  ($what; log: $base.JOB.log)"
         # shellcheck disable=SC2086 # a launcher setting is a command line of its own
         $launcher JOB=1:"$njobs" "$base.JOB.log" "${cmd[@]}" &
-        stage_pids=($!)
+        started $!
         wait_for "${stage_pids[0]}" || status=$?
         summaries "$base".*.log
         base=$base.JOB
@@ -252,7 +265,7 @@ _sps_run() {
         echo "=== sps $name --config $file $* ${args[*]+"${args[*]}"}  (log: $base.log)"
         # (tee ignores the signals: it ends with the stage)
         "${cmd[@]}" > >(trap '' INT TERM HUP; exec tee "$base.log") 2>&1 &
-        stage_pids=($!)
+        started $!
         wait_for "${stage_pids[0]}" || status=$?
     fi
     stage_pids=()
