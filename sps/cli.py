@@ -27,9 +27,9 @@ import logging
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
+from sps.interrupt import signals_interrupt
 from sps.vocoders import names_help
 
 #: subcommand -> ("module:function", one-line help)
@@ -119,45 +119,6 @@ def error_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {msg}" if msg else type(err).__name__
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT, SIGTERM or SIGHUP: unwinds the stage (temporary files and the lock go)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_interrupted(signum, frame):  # noqa: ARG001 - signal handler signature
-    # the first signal unwinds the stage; more (a terminal's Ctrl-C reaches the whole process
-    # group, and run.sh forwards it too) must not interrupt the clean-up
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    raise Interrupted(signum)
-
-
-@contextlib.contextmanager
-def _signals_interrupt():
-    """SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` (SIGINT also when the shell
-    started this process with it ignored, as a script does for background jobs); SIGHUP
-    ignored on purpose (``nohup``) stays ignored. Restored afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {}
-    for sig, handler in ((signal.SIGTERM, _raise_interrupted), (signal.SIGHUP, _raise_interrupted),
-                         (signal.SIGINT, _raise_interrupted)):
-        old = signal.getsignal(sig)
-        if sig == signal.SIGHUP and old == signal.SIG_IGN:
-            continue
-        saved[sig] = old
-        signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in saved.items():
-            signal.signal(sig, old)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -174,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
               "ERROR or CRITICAL)", file=sys.stderr)
         return 2
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with _signals_interrupt():
+    with signals_interrupt():
         try:
             if args.stage in COMMANDS:       # no experiment directory
                 result = importlib.import_module(COMMANDS[args.stage][0]).run(args)

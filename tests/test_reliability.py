@@ -230,6 +230,11 @@ time.sleep(60)
 """
 
 
+def _default_signals():
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_P5_run_sh_forwards_signals_and_waits_for_its_stage(tmp_path, sig):
     bin_dir = tmp_path / "bin"
@@ -239,9 +244,11 @@ def test_P5_run_sh_forwards_signals_and_waits_for_its_stage(tmp_path, sig):
     fake.chmod(0o755)
     out = tmp_path / "fake"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_SPS_OUT": str(out)}
+    # with the signals' default dispositions: a shell cannot trap a signal it inherits as ignored
+    # (pytest started in the background of a script ignores SIGINT, under nohup SIGHUP)
     proc = subprocess.Popen(["bash", str(RUN), "--exp-dir", str(tmp_path / "exp"), "--stage", "0",
                              "--stop-stage", "3"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_default_signals)
     deadline = time.time() + 30
     while not Path(f"{out}.pid").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -561,6 +568,38 @@ def test_P5_sigterm_ends_a_stage_cleanly_and_the_rerun_finishes_the_same_files(c
     assert _dump(exp) == _dump(ref)
 
 
+def test_P5_a_signal_inside_a_deferred_block_is_raised_when_it_ends():
+    from sps.interrupt import Interrupted, deferred, signals_interrupt
+    from sps.train.trainer import _SignalSafeWriter
+
+    done = []
+
+    class Writer:           # stands in for a SummaryWriter: a signal arrives halfway through a call
+        def add_scalar(self, tag, value, step):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)                      # the handler has run by now
+            done.append((tag, value, step))
+
+    with signals_interrupt():
+        with pytest.raises(Interrupted) as err:
+            _SignalSafeWriter(Writer()).add_scalar("train/loss", 1.0, 3)
+        assert err.value.signum == signal.SIGTERM and done == [("train/loss", 1.0, 3)]   # finished, then raised
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN                       # clean-up is not interrupted
+    with signals_interrupt():
+        with pytest.raises(Interrupted), deferred():
+            with deferred():                      # nested: raised by the outermost block only
+                os.kill(os.getpid(), signal.SIGHUP)
+                time.sleep(0.05)
+            done.append("outer")
+        assert done[-1] == "outer"
+    with signals_interrupt():
+        with pytest.raises(Interrupted):          # outside a deferred block: at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+            done.append("never")
+    assert done[-1] == "outer"
+
+
 def test_P5_a_second_training_on_one_experiment_is_refused_and_the_first_is_untouched(tmp_path, capsys):
     exp = duration_exp(tmp_path)
     stats.run(StageContext(exp_dir=exp, config={}))
@@ -568,7 +607,9 @@ def test_P5_a_second_training_on_one_experiment_is_refused_and_the_first_is_unto
             "model.hidden_dim=8", "model.num_layers=1", "train.max_steps=100000", "train.epochs=100000",
             "train.checkpoint_every=50",
             "train.plot=false", "train.log_every=1"]
-    first = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.DEVNULL)
+    err_path = tmp_path / "first.err"
+    with open(err_path, "w") as err:     # faulthandler: a process that hangs shows where, on SIGABRT
+        first = subprocess.Popen(args, cwd=ROOT, stderr=err, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     try:
         _wait_for(lambda: (exp / "models" / "dur" / "log.jsonl").exists())     # training
         line = one_line_error(capsys, 1, args[3:], f"is in use by sps train, pid {first.pid}")
@@ -576,7 +617,12 @@ def test_P5_a_second_training_on_one_experiment_is_refused_and_the_first_is_unto
         assert first.poll() is None                                 # the first trains on
     finally:
         first.send_signal(signal.SIGTERM)
-        first.wait(timeout=60)
+        try:
+            first.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            first.send_signal(signal.SIGABRT)
+            first.wait()
+            pytest.fail(f"SIGTERM did not end the training within 60 s:\n{err_path.read_text()[-6000:]}")
     assert first.returncode == 128 + signal.SIGTERM
     log = (exp / "models" / "dur" / "log.jsonl").read_text().splitlines()
     steps = [r["step"] for r in map(json.loads, log) if "train_loss" in r]

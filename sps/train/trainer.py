@@ -58,6 +58,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sps.config import ConfigError, bind, to_dict
+from sps.interrupt import deferred
 from sps.io import atomic_path, write_text
 from sps.train.data import BucketBatchSampler, RankBatches, WithFillers
 
@@ -253,7 +254,8 @@ _TB_MISSING_LOGGED = False
 
 
 def open_tensorboard(log_dir: Path, purge_step: int | None = None):
-    """A ``torch.utils.tensorboard.SummaryWriter`` on ``log_dir``, or None (with one log
+    """A ``torch.utils.tensorboard.SummaryWriter`` on ``log_dir`` (its calls safe from
+    signals: :class:`_SignalSafeWriter`), or None (with one log
     message) when the ``tensorboard`` package is not installed."""
     global _TB_MISSING_LOGGED
     try:
@@ -263,7 +265,26 @@ def open_tensorboard(log_dir: Path, purge_step: int | None = None):
             logger.info("no TensorBoard logs: %s (pip install 'sps[tensorboard]')", err)
             _TB_MISSING_LOGGED = True
         return None
-    return SummaryWriter(str(log_dir), purge_step=purge_step)
+    return _SignalSafeWriter(SummaryWriter(str(log_dir), purge_step=purge_step))
+
+
+class _SignalSafeWriter:
+    """A SummaryWriter whose every call defers SIGINT/SIGTERM/SIGHUP to its end
+    (:func:`sps.interrupt.deferred`): a signal raised halfway through its queue put can
+    leave the writer thread deaf to ``close()``, which then hangs (seen under SIGTERM)."""
+
+    def __init__(self, writer):
+        self._writer = writer
+
+    def __getattr__(self, name):
+        attr = getattr(self._writer, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            with deferred():
+                return attr(*args, **kwargs)
+        return call
 
 
 def checkpoints(out_dir: str | os.PathLike) -> list[Path]:
