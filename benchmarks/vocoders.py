@@ -9,10 +9,14 @@ For the recipe sizes of ``conf/wavernn.yaml`` (LPC WaveRNN) and ``conf/wavenet.y
   threads;
 
 and prints the real-time factor at 16 kHz and the speed-up over the eager loop of the
-same configuration. Weights are random: speed does not depend on them.
+same configuration. Weights are random: speed does not depend on them. The sparse rows
+prune the LPC WaveRNN's recurrent and output matrices to ``--density`` of their 16 x 1
+blocks (largest norms kept, as gradual pruning leaves them; LPCNet keeps 10 % of its
+GRU) and generate with the block-sparse kernel, at the recipe's hidden size and at
+``--sparse-hidden``.
 
     python benchmarks/vocoders.py
-    python benchmarks/vocoders.py --seconds 4 --batch 8
+    python benchmarks/vocoders.py --seconds 4 --batch 8 --density 0.1 --sparse-hidden 512
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from sps.config import load_config  # noqa: E402
 from sps.vocoders import build_vocoder  # noqa: E402
+from sps.vocoders.pruning import block_mask  # noqa: E402
 
 SR, HOP, COND_DIM = 16000, 80, 63
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -42,6 +47,14 @@ def model_of(conf: str, overrides: dict):
     mean[60], std[60], mean[61] = 5.3, 0.2, 0.6
     m.set_conditioning(mean, std)
     return cfg["vocoder"], m.eval()
+
+
+def pruned(model, density: float):
+    """``model`` with its prunable matrices cut to ``density`` of their 16 x 1 blocks."""
+    with torch.no_grad():
+        for w in model.prunable().values():
+            w.mul_(block_mask(w, 1.0 - density, (16, 1)))
+    return model
 
 
 def rate(model, B: int, seconds: float, backend: str, threads: int | None = None, **kw) -> float:
@@ -63,13 +76,22 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0, help="audio per measurement of the kernels")
     ap.add_argument("--eager-seconds", type=float, default=0.05, help="audio per measurement of the eager loop")
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--density", type=float, default=0.1, help="blocks kept in the sparse rows")
+    ap.add_argument("--sparse-hidden", type=int, nargs="*", default=[512], help="more hidden sizes, sparse")
     args = ap.parse_args()
     threads = torch.get_num_threads()
     print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, {threads} threads, load {os.getloadavg()[0]:.1f}")
-    print(f"{'model':<34} {'streams':>7} {'eager':>10} {'native':>10} {'speed-up':>9} {'x real time':>12}")
-    for conf, extra in (("wavernn.yaml", {}), ("wavernn.yaml", {"precision": "bfloat16"}), ("wavenet.yaml", {})):
-        name, model = model_of(conf, {})
-        label = f"{name} ({conf}{', bf16' if extra else ''})"
+    print(f"{'model':<44} {'streams':>7} {'eager':>10} {'native':>10} {'speed-up':>9} {'x real time':>12}")
+    sparse = {"precision": "bfloat16", "sparse": True}
+    runs = [("wavernn.yaml", {}, {}, ""), ("wavernn.yaml", {"precision": "bfloat16"}, {}, ", bf16"),
+            ("wavernn.yaml", sparse, {}, f", bf16, {args.density:.0%} blocks")]
+    runs += [("wavernn.yaml", sparse, {"hidden": h}, f", H {h}, bf16, {args.density:.0%}") for h in args.sparse_hidden]
+    runs += [("wavenet.yaml", {}, {}, "")]
+    for conf, extra, overrides, what in runs:
+        name, model = model_of(conf, overrides)
+        if extra.get("sparse"):
+            model = pruned(model, args.density)
+        label = f"{name} ({conf}{what})"
         for B in (1, args.batch):
             torch.set_num_threads(1)
             eager = rate(model, B, args.eager_seconds, "torch", **extra)
@@ -80,7 +102,7 @@ def main() -> None:
                 os.environ["SPS_THREADS"] = "1" if B == 1 else str(threads)
                 fast = rate(model, B, args.seconds, "native", **extra)
                 del os.environ["SPS_THREADS"]
-            print(f"{label:<34} {B:>7} {eager:>10,.0f} {fast:>10,.0f} {fast / eager:>8.1f}x {fast / SR:>11.2f}x",
+            print(f"{label:<44} {B:>7} {eager:>10,.0f} {fast:>10,.0f} {fast / eager:>8.1f}x {fast / SR:>11.2f}x",
                   flush=True)
 
 

@@ -92,6 +92,14 @@ def test_sparse_kernel_serves_the_lpc_wavernn():
     a = m.generate(cond, uniforms=u, backend="native", sparse=False)
     b = m.generate(cond, uniforms=u, backend="native", sparse=True)
     assert torch.equal(a, b)
+    # and the sparse kernel against the PyTorch loop, in float32 and bfloat16 (same draws)
+    for precision in ("float32", "bfloat16"):
+        ref, qr = m.generate(cond, uniforms=u, backend="torch", precision=precision, return_excitation=True)
+        got, qn = m.generate(cond, uniforms=u, backend="native", precision=precision, sparse=True,
+                             return_excitation=True)
+        assert (qr == qn).float().mean() > 0.995, precision
+        if precision == "float32":
+            torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-3)
 
 
 class _Data(torch.utils.data.Dataset):
