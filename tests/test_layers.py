@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "sps"
 
 #: lowest first; a package may import only packages of lower layers (and itself)
 LAYERS = [
-    ("base", ["sps.io", "sps.spec", "sps.native", "sps.config", "sps.backend", "sps.launch"]),
+    ("base", ["sps.io", "sps.spec", "sps.native", "sps.config", "sps.backend", "sps.launch", "sps.interrupt"]),
     ("core", ["sps.frontend", "sps.features", "sps.mlpg", "sps.dsp", "sps.metrics"]),
     ("alignment", ["sps.align"]),
     ("models", ["sps.models", "sps.vocoders", "sps.train", "sps.compat"]),
