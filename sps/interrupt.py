@@ -3,9 +3,9 @@ main thread, which unwinds the stage (temporary files and the lock go) as Ctrl-C
 
 An exception raised by a signal handler can land anywhere, also halfway through a
 ``queue.Queue.put`` or a condition variable's ``notify``, which leaves them broken for the
-threads that share them (TensorBoard's writer thread then never sees its shutdown and
-``close()`` waits for ever). Code of that kind runs inside :func:`deferred`: a signal that
-arrives there is raised when it ends.
+threads that share them (TensorBoard's writer thread then missed its shutdown and
+``close()`` hung: seen under SIGTERM). Code of that kind runs inside :func:`deferred`:
+a signal that arrives there is raised when it ends.
 """
 from __future__ import annotations
 

@@ -231,7 +231,8 @@ time.sleep(60)
 
 
 def _default_signals():
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    from sps.interrupt import SIGNALS
+    for s in SIGNALS:
         signal.signal(s, signal.SIG_DFL)
 
 
