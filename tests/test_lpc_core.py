@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 class LPCFeedForward(LPCVocoder):
     """A third network: no recurrence and no stack, one hidden layer on the four embedded
     excitation inputs plus the frame conditioning (held over the frame). All it writes is
-    the network; the LPC core does the rest."""
+    the network; the LPC core does the rest (generation included)."""
 
     def __init__(self, cond_dim: int, features: dict, *, hop_length: int = HOP, hidden: int = 16,
                  order: int = 4, preemphasis: float = 0.85, pitch_phase: bool = False, pulses: bool = False):
@@ -48,12 +48,6 @@ class LPCFeedForward(LPCVocoder):
 
     def reference_step(self, c, q, phase, n):
         return self._logits(q, phase, c[:, n // self.hop_length])
-
-    @torch.no_grad()
-    def generate(self, cond, lengths=None, temperature=None, *, voiced_temperature=None, generator=None,
-                 backend="auto", uniforms=None, return_excitation=False):
-        return self.sample(cond, lengths, temperature, voiced_temperature=voiced_temperature, generator=generator,
-                           backend=backend, uniforms=uniforms, return_excitation=return_excitation)
 
 
 def third(**opts) -> LPCFeedForward:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from sps.features.acoustic import mgc_to_log_power
 
 
 def lpc_recursion(r, order: int):
@@ -67,10 +66,49 @@ def levinson(r: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([np.ones(r.shape[:-1] + (1,)), coef], -1), err
 
 
+class LPCAnalysis:
+    """The library's one mel-cepstrum -> LPC analysis (torch, float64; steps 1-4 above).
+
+    Built once for a feature layout (the basis, pre-emphasis response and lag window are
+    computed here) and called on any number of frames, on any device:
+    :func:`mgc_to_lpc` (NumPy) and :class:`sps.vocoders.excitation.LinearPrediction`
+    (the LPC vocoders) both run it. Arguments as :func:`mgc_to_lpc`; ``mgc_dim`` is
+    ``M + 1``.
+    """
+
+    def __init__(self, mgc_dim: int, alpha: float, order: int = 16, fft_size: int = 1024,
+                 preemphasis: float = 0.0, lag_window_hz: float = 50.0, sample_rate: int = 16000,
+                 noise_floor: float = 1e-4):
+        import torch
+        self.order, self.fft_size, self.noise_floor = int(order), int(fft_size), float(noise_floor)
+        w = torch.linspace(0.0, np.pi, fft_size // 2 + 1, dtype=torch.float64)
+        warped = torch.atan2((1 - alpha ** 2) * torch.sin(w), (1 + alpha ** 2) * torch.cos(w) - 2 * alpha)
+        self.basis = 2.0 * torch.cos(torch.arange(mgc_dim, dtype=torch.float64)[:, None] * warped[None, :])
+        self.emphasis = 1.0 + preemphasis ** 2 - 2.0 * preemphasis * torch.cos(w)
+        lag = torch.arange(order + 1, dtype=torch.float64)
+        self.lag_window = torch.exp(-0.5 * (2 * np.pi * lag_window_hz * lag / sample_rate) ** 2)
+
+    def __call__(self, mgc):
+        """``mgc`` Tensor [shape=(..., M + 1)] -> ``a_1 .. a_p`` [shape=(..., order)] and the
+        prediction-error power [shape=(...)] (the excitation variance that, through
+        ``1 / A(z)``, gives the envelope's power), float64."""
+        import torch
+        if self.basis.device != mgc.device:
+            self.basis, self.emphasis, self.lag_window = (t.to(mgc.device) for t in
+                                                          (self.basis, self.emphasis, self.lag_window))
+        lp = mgc.double() @ self.basis
+        peak = lp.amax(-1, keepdim=True)
+        power = torch.exp(lp - peak) * self.emphasis
+        r = torch.fft.irfft(power, n=self.fft_size, dim=-1)[..., :self.order + 1] * self.lag_window
+        r = torch.cat([r[..., :1] * (1.0 + self.noise_floor), r[..., 1:]], -1)
+        a = lpc_recursion(r, self.order)
+        return a, (r[..., 0] + (a * r[..., 1:]).sum(-1)) * torch.exp(peak[..., 0])
+
+
 def mgc_to_lpc(mgc: np.ndarray, alpha: float, order: int = 16, fft_size: int = 1024,
                preemphasis: float = 0.0, lag_window_hz: float = 50.0, sample_rate: int = 16000,
                noise_floor: float = 1e-4) -> np.ndarray:
-    """LPC of the spectral envelope of each frame's mel-cepstrum.
+    """LPC of the spectral envelope of each frame's mel-cepstrum (:class:`LPCAnalysis`).
 
     Parameters
     ----------
@@ -96,17 +134,11 @@ def mgc_to_lpc(mgc: np.ndarray, alpha: float, order: int = 16, fft_size: int = 1
     ndarray [shape=(..., order + 1)] float64
         ``[1, a_1, ..., a_p]`` per frame.
     """
-    lp = mgc_to_log_power(np.asarray(mgc, dtype=np.float64), alpha, fft_size)
-    power = np.exp(lp - lp.max(-1, keepdims=True))           # the gain does not matter
-    if preemphasis:
-        w = np.linspace(0.0, np.pi, fft_size // 2 + 1)
-        power = power * (1.0 + preemphasis ** 2 - 2.0 * preemphasis * np.cos(w))
-    r = np.fft.irfft(power, n=fft_size, axis=-1)[..., :order + 1]
-    if lag_window_hz:
-        lag = np.arange(order + 1)
-        r = r * np.exp(-0.5 * (2.0 * np.pi * lag_window_hz * lag / sample_rate) ** 2)
-    r[..., 0] *= 1.0 + noise_floor
-    return levinson(r, order)[0]
+    import torch
+    mgc = np.asarray(mgc, dtype=np.float64)
+    a, _ = LPCAnalysis(mgc.shape[-1], alpha, order, fft_size, preemphasis, lag_window_hz, sample_rate,
+                       noise_floor)(torch.from_numpy(mgc))
+    return np.concatenate([np.ones(mgc.shape[:-1] + (1,)), a.numpy()], -1)
 
 
 def lpc_to_log_power(a: np.ndarray, fft_size: int = 1024) -> np.ndarray:

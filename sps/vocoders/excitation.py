@@ -40,18 +40,10 @@ import torch
 from torch import Tensor, nn
 
 from sps.dsp import mu_law_decode, mu_law_encode
-from sps.features.lpc import lpc_recursion
+from sps.features.lpc import LPCAnalysis
 
 #: the network inputs, in order
 INPUTS = ("s_prev", "pred", "e_prev", "e_lag")
-
-
-def warped_cos_basis(order: int, alpha: float, fft_size: int) -> Tensor:
-    """``cos(m w~(w))`` at the FFT bins, the basis of :func:`sps.features.mgc_to_log_power`
-    (float64, shape (order + 1, fft_size // 2 + 1))."""
-    w = torch.linspace(0.0, math.pi, fft_size // 2 + 1, dtype=torch.float64)
-    warped = torch.atan2((1 - alpha ** 2) * torch.sin(w), (1 + alpha ** 2) * torch.cos(w) - 2 * alpha)
-    return torch.cos(torch.arange(order + 1, dtype=torch.float64)[:, None] * warped[None, :])
 
 
 class LinearPrediction(nn.Module):
@@ -99,13 +91,8 @@ class LinearPrediction(nn.Module):
         self.fft_size, self.max_lag = int(fft_size), int(max_lag)
         self.register_buffer("cond_mean", torch.zeros(cond_dim))
         self.register_buffer("cond_std", torch.ones(cond_dim))
-        self.register_buffer("basis", (2.0 * warped_cos_basis(self.mgc_dim - 1, alpha, fft_size)), persistent=False)
-        w = torch.linspace(0.0, math.pi, fft_size // 2 + 1, dtype=torch.float64)
-        emph = 1.0 + preemphasis ** 2 - 2.0 * preemphasis * torch.cos(w)
-        self.register_buffer("emphasis", emph, persistent=False)
-        lag = torch.arange(order + 1, dtype=torch.float64)
-        self.register_buffer("lag_window", torch.exp(-0.5 * (2 * math.pi * lag_window_hz * lag / self.sample_rate) ** 2),
-                             persistent=False)
+        self.analysis = LPCAnalysis(self.mgc_dim, alpha, order, fft_size, preemphasis, lag_window_hz,
+                                    self.sample_rate)
 
     @torch.no_grad()
     def set_conditioning(self, mean, std) -> None:
@@ -125,17 +112,8 @@ class LinearPrediction(nn.Module):
         (float64): the variance of the excitation that, through ``1 / A(z)``, gives the
         (pre-emphasised) envelope's power.
         """
-        mgc = self.natural(cond)[..., self.mgc_start:self.mgc_start + self.mgc_dim]
-        lp = mgc @ self.basis
-        peak = lp.amax(-1, keepdim=True)
-        power = torch.exp(lp - peak) * self.emphasis
-        r = torch.fft.irfft(power, n=self.fft_size, dim=-1)[..., :self.order + 1] * self.lag_window
-        r = torch.cat([r[..., :1] * (1.0 + 1e-4), r[..., 1:]], -1)
-        a = lpc_recursion(r, self.order)
-        if not return_gain:
-            return a.float()
-        err = r[..., 0] + (a * r[..., 1:]).sum(-1)
-        return a.float(), err * torch.exp(peak[..., 0])
+        a, err = self.analysis(self.natural(cond)[..., self.mgc_start:self.mgc_start + self.mgc_dim])
+        return (a.float(), err) if return_gain else a.float()
 
     @torch.no_grad()
     def frame_lag(self, cond: Tensor) -> Tensor:
@@ -258,40 +236,6 @@ class ExcitationState:
         self.s = torch.cat([s[:, None], self.s[:, :-1]], 1)
         self.e = torch.cat([e[:, None], self.e[:, :-1]], 1)
         return s
-
-
-def source_signal(f0: Tensor, voiced: Tensor, sample_rate: int, hop: int, noise_std: float = 0.3,
-                  generator: torch.Generator | None = None) -> Tensor:
-    """A sine at the instantaneous F0 in voiced frames, Gaussian noise elsewhere (NSF).
-
-    Parameters
-    ----------
-    f0 : Tensor [shape=(B, T)]
-        F0 in Hz per frame (any positive value in unvoiced frames; the continuous contour).
-    voiced : Tensor [shape=(B, T)] bool
-    sample_rate, hop : int
-    noise_std : float
-        Standard deviation of the noise of unvoiced samples.
-
-    Returns
-    -------
-    Tensor [shape=(B, T * hop)]
-        ``sin(phi[n])`` with the phase of :func:`f0_phase` (F0 linearly interpolated
-        between frame centres ``k * hop``) where the frame of ``n`` is voiced,
-        zero-mean noise where it is unvoiced.
-    """
-    B, T = f0.shape
-    N = T * hop
-    n = torch.arange(N, device=f0.device, dtype=torch.float64)
-    pos = (n / hop).clamp(max=T - 1)
-    k0 = pos.floor().long()
-    k1 = (k0 + 1).clamp(max=T - 1)
-    w = (pos - k0)[None, :]
-    f = f0.double()[:, k0] * (1 - w) + f0.double()[:, k1] * w          # Hz per sample
-    v = voiced[:, sample_frames(T, hop, f0.device)]
-    phase = f0_phase(sample_rate / f, v)
-    noise = torch.randn(B, N, generator=generator, dtype=torch.float64).to(f0.device) * noise_std
-    return torch.where(v, torch.sin(phase), noise).float()
 
 
 def pulse_positions(e: Tensor, lag: Tensor, voiced: Tensor, search: float = 0.3) -> list[list[int]]:
@@ -470,11 +414,3 @@ def ring_length(order: int, max_lag: int) -> int:
         n *= 2
     return n
 
-
-def quantize(values: Tensor, classes: int = 256) -> Tensor:
-    """Mu-law class of every input value (clipped to [-1, 1])."""
-    return mu_law_encode(values, classes)
-
-
-def dequantize(q: Tensor, classes: int = 256) -> Tensor:
-    return mu_law_decode(q, classes)

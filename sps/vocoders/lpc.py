@@ -22,9 +22,11 @@ A network class derives from it and supplies:
 ``native_pieces``       the C kernel, piece by piece (optional; ``native_library`` says
                         whether one is there)
 
-and its ``generate`` with its own options (precision, threads, ...) that calls
-:meth:`sample`. :class:`~sps.vocoders.wavenet.lpc.LPCWaveNet` and
-:class:`~sps.vocoders.wavernn.lpc.LPCWaveRNN` are the two networks of the recipe.
+Its own generation options (the LPC WaveRNN's ``precision`` and ``sparse``, the LPC
+WaveNet's ``threads``) are keywords of ``reference_start`` and ``native_pieces``, passed
+through :meth:`generate`.
+:class:`~sps.vocoders.wavenet.lpc.LPCWaveNet` and :class:`~sps.vocoders.wavernn.lpc.LPCWaveRNN`
+are the two networks of the recipe.
 """
 from __future__ import annotations
 
@@ -36,12 +38,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sps.backend import resolve_backend
-from sps.dsp import deemphasis, lfilter, mu_law_decode, mu_law_encode, preemphasis
+from sps.dsp import lfilter, mu_law_decode, mu_law_encode, preemphasis
 from sps.vocoders.excitation import (ExcitationState, LinearPrediction, generation_source, sample_frames,
                                      training_batch)
 from sps.vocoders.sampling import sample_cdf
 
-from .protocol import Vocoder
+from .protocol import Vocoder, evaluating
 
 N_CLASSES = 256
 
@@ -81,7 +83,38 @@ class LPCVocoder(Vocoder):
     def init_lpc(self, cond_dim: int, features: dict, *, order: int, preemphasis: float, lag_window_hz: float,
                  context_frames: int, temperature: float, voiced_temperature: float, input_noise: float,
                  pulses: bool) -> None:
-        """Set the core's options (called by the network's constructor)."""
+        """Set the core's options (called by the network's constructor, whose keywords of the
+        same names they are).
+
+        Parameters
+        ----------
+        cond_dim : int
+            Conditioning features per frame ``C``.
+        features : dict
+            Conditioning layout and analysis (:class:`~sps.vocoders.excitation.LinearPrediction`);
+            the stage fills it from the stream spec.
+        order, preemphasis, lag_window_hz : int, float, float
+            Linear prediction settings.
+        context_frames : int
+            Frames at the start of every training segment that only warm up the network's
+            state and the pitch history (not in the loss).
+        temperature, voiced_temperature : float
+            Default sampling temperatures of unvoiced and voiced frames (LPCNet lowers the
+            temperature of voiced speech, which removes noise between the harmonics).
+        input_noise : float
+            Training only: the inputs come from a history whose excitation was moved by
+            Gaussian noise of this many mu-law classes (LPCNet's noise injection; 0: off).
+        pulses : bool
+            A pulse train (one pulse per period, at the pitch phase's zeros, height
+            ``sqrt(gain T0)``) is part of the excitation: the network models the excitation
+            minus the pulses, and generation adds them back, so voiced speech stays exactly
+            periodic (the classical vocoder's source, refined by the network).
+
+        A network with the constructor option ``pitch_phase`` sets ``phase_proj``: ``sin, cos``
+        of the pitch phase (:func:`~sps.vocoders.excitation.pitch_source`) are then inputs,
+        locked to the pulses of the natural waveform in training and following F0 in
+        generation, so the pulses fall where the F0 contour puts them.
+        """
         self.lp = LinearPrediction(cond_dim, features, order=order, preemphasis=preemphasis,
                                    lag_window_hz=lag_window_hz)
         self.context_frames, self.preemphasis = int(context_frames), float(preemphasis)
@@ -174,18 +207,6 @@ class LPCVocoder(Vocoder):
         return Source(cond=cond, a=self.lp.frame_lpc(cond), lag=self.lp.frame_lag(cond),
                       itemp=(1.0 / temp).float(), u=u.to(cond.device).float(), phase=ph, pulses=pd)
 
-    def _lengths(self, cond: Tensor, lengths) -> list[int]:
-        B, T = cond.shape[:2]
-        lengths = [T] * B if lengths is None else [int(n) for n in torch.as_tensor(lengths).tolist()]
-        if len(lengths) != B or min(lengths) < 1 or max(lengths) > T:
-            raise ValueError(f"lengths {lengths} do not fit cond of shape {tuple(cond.shape)}")
-        return lengths
-
-    def _pieces(self, src: Source, backend: str, chunk: int | None, options: dict):
-        if backend == "native":
-            return self.native_pieces(src, chunk, **options)
-        return self._reference_pieces(src, chunk, options)
-
     def _reference_pieces(self, src: Source, chunk: int | None, options: dict):
         """The eager per-sample loop (the C kernels' reference), ``chunk`` samples a piece."""
         B, N = src.shape
@@ -207,26 +228,70 @@ class LPCVocoder(Vocoder):
                 q_out[:, n - t0] = cls
             yield s_out, q_out
 
+    def _waveform_pieces(self, cond: Tensor, lengths, temperature, voiced_temperature, generator, backend: str,
+                         uniforms, chunk: int | None, options: dict) -> Iterator[tuple[Tensor, Tensor]]:
+        """Waveform and class pieces [shape=(B, n)] of at most ``chunk`` samples (None: as the
+        backend yields them), de-emphasised across pieces, clamped, zero past ``lengths``."""
+        B, T = cond.shape[:2]
+        lengths = [T] * B if lengths is None else [int(n) for n in torch.as_tensor(lengths).tolist()]
+        if len(lengths) != B or min(lengths) < 1 or max(lengths) > T:
+            raise ValueError(f"lengths {lengths} do not fit cond of shape {tuple(cond.shape)}")
+        backend = resolve_backend(backend, cond.device, what=self.generation_name,
+                                  choices=("native", "torch"), native=self.native_library)
+        src = self.source(cond, temperature, voiced_temperature, uniforms, generator)
+        pieces = self.native_pieces(src, chunk, **options) if backend == "native" else \
+            self._reference_pieces(src, chunk, options)
+        coef, zi, t0 = self.lp.preemphasis, None, 0
+        ends = torch.tensor(lengths, device=cond.device)[:, None] * self.hop_length
+        for s, q in pieces:
+            step = chunk or s.shape[1]
+            for i0 in range(0, s.shape[1], step):                   # a kernel's piece may be longer
+                part = s[:, i0:i0 + step].double()
+                if coef:
+                    zi = part.new_zeros(B, 1) if zi is None else zi
+                    part, zi = lfilter(part, [1.0, -coef], [1.0], zi=zi, return_final=True)
+                wav = part.float().clamp(-1.0, 1.0)
+                wav[torch.arange(t0, t0 + wav.shape[1], device=wav.device)[None, :] >= ends] = 0.0
+                t0 += wav.shape[1]
+                yield wav, q[:, i0:i0 + step]
+
     @torch.no_grad()
-    def sample(self, cond: Tensor, lengths=None, temperature: float | None = None, *,
-               voiced_temperature: float | None = None, generator: torch.Generator | None = None,
-               backend: str = "auto", uniforms: Tensor | None = None, return_excitation: bool = False,
-               **options):
-        """What the networks' ``generate`` runs (see there for the arguments): the
-        waveform [shape=(B, T * hop)] in [-1, 1], de-emphasised (and the drawn classes)."""
-        with _eval(self):
-            lengths = self._lengths(cond, lengths)
-            backend = resolve_backend(backend, cond.device, what=self.generation_name,
-                                      choices=("native", "torch"), native=self.native_library)
-            src = self.source(cond, temperature, voiced_temperature, uniforms, generator)
-            pieces = list(self._pieces(src, backend, None, options))
-            s = torch.cat([p[0] for p in pieces], 1)
-            q = torch.cat([p[1] for p in pieces], 1)
-            wav = deemphasis(s.double(), self.lp.preemphasis).float() if self.lp.preemphasis else s
-            wav = wav.clamp(-1.0, 1.0)
-            for i, n in enumerate(lengths):
-                wav[i, n * self.hop_length:] = 0.0
-        return (wav, q) if return_excitation else wav
+    def generate(self, cond: Tensor, lengths=None, temperature: float | None = None, *,
+                 voiced_temperature: float | None = None, generator: torch.Generator | None = None,
+                 backend: str = "auto", uniforms: Tensor | None = None, return_excitation: bool = False,
+                 **options):
+        """Sample a waveform.
+
+        Parameters
+        ----------
+        cond : Tensor [shape=(B, T, C)]
+            Normalised conditioning features.
+        lengths : sequence of int, optional
+            Valid frames per utterance; later samples are zero.
+        temperature, voiced_temperature : float, optional
+            Sampling temperatures of unvoiced and voiced frames (default: the model's).
+        generator : torch.Generator, optional
+            CPU generator of the uniform draws (one per sample, drawn up front).
+        backend : {"auto", "native", "torch"}
+            ``native``: the network's C kernel; ``torch``: the eager reference.
+        uniforms : Tensor [shape=(B, T * hop)], optional
+            The draws themselves.
+        return_excitation : bool
+            Also return the drawn excitation classes [shape=(B, T * hop)].
+        **options
+            The network's own (its ``reference_start`` / ``native_pieces`` keywords, e.g.
+            the LPC WaveRNN's ``precision`` and ``sparse``, the LPC WaveNet's ``threads``).
+
+        Returns
+        -------
+        Tensor [shape=(B, T * hop)]
+            Waveform in [-1, 1], de-emphasised.
+        """
+        with evaluating(self):
+            pieces = list(self._waveform_pieces(cond, lengths, temperature, voiced_temperature, generator, backend,
+                                                uniforms, None, options))
+        wav = torch.cat([p[0] for p in pieces], 1)
+        return (wav, torch.cat([p[1] for p in pieces], 1)) if return_excitation else wav
 
     @torch.no_grad()
     def generate_stream(self, cond: Tensor, *, chunk_samples: int = 4000, lengths=None,
@@ -239,40 +304,10 @@ class LPCVocoder(Vocoder):
         draws."""
         if chunk_samples < 1:
             raise ValueError(f"chunk_samples must be >= 1, got {chunk_samples}")
-        with _eval(self):
-            lengths = self._lengths(cond, lengths)
-            backend = resolve_backend(backend, cond.device, what=self.generation_name,
-                                      choices=("native", "torch"), native=self.native_library)
-            src = self.source(cond, temperature, voiced_temperature, uniforms, generator)
-            coef, zi, t0 = self.lp.preemphasis, None, 0
-            ends = torch.tensor(lengths)[:, None] * self.hop_length
-            for s, _ in self._pieces(src, backend, chunk_samples, options):
-                for i0 in range(0, s.shape[1], chunk_samples):     # a kernel's piece may be longer
-                    part = s[:, i0:i0 + chunk_samples].double()
-                    if coef:
-                        if zi is None:
-                            zi = part.new_zeros(part.shape[0], 1)
-                        part, zi = lfilter(part, [1.0, -coef], [1.0], zi=zi, return_final=True)
-                    wav = part.float().clamp(-1.0, 1.0)
-                    n = torch.arange(t0, t0 + wav.shape[1])[None, :]
-                    wav[n >= ends] = 0.0
-                    t0 += wav.shape[1]
-                    yield wav
-
-
-class _eval:
-    """Evaluation mode for a block, the previous mode restored after it."""
-
-    def __init__(self, module):
-        self.module = module
-
-    def __enter__(self):
-        self.was_training = self.module.training
-        self.module.eval()
-
-    def __exit__(self, *exc):
-        if self.was_training:
-            self.module.train()
+        with evaluating(self):
+            for wav, _ in self._waveform_pieces(cond, lengths, temperature, voiced_temperature, generator, backend,
+                                                uniforms, chunk_samples, options):
+                yield wav
 
 
 __all__ = ["LPCVocoder", "Source", "N_CLASSES"]

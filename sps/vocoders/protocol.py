@@ -27,6 +27,7 @@ have working defaults).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import ClassVar, Iterator
 
 import torch
@@ -44,6 +45,7 @@ class Vocoder(nn.Module):
     reads_features: ClassVar[bool] = False
     takes_uniforms: ClassVar[bool] = False
     hop_length: int
+    cond_dim: int
     context_frames: int = 0
     preemphasis: float = 0.0
 
@@ -51,6 +53,12 @@ class Vocoder(nn.Module):
     def target_preemphasis(self) -> float:
         """Pre-emphasis the pipeline applies around the model (default: all of it)."""
         return float(self.preemphasis)
+
+    def check_cond(self, cond: Tensor) -> Tensor:
+        """``cond`` itself when it has shape ``(B, T, cond_dim)``, else a ValueError that says so."""
+        if cond.dim() != 3 or cond.shape[-1] != self.cond_dim:
+            raise ValueError(f"cond must have shape (B, T, {self.cond_dim}), got {tuple(cond.shape)}")
+        return cond
 
     def set_conditioning(self, mean: Tensor, std: Tensor) -> None:
         """Receive the normalisation statistics of the conditioning (natural units =
@@ -95,4 +103,15 @@ class Vocoder(nn.Module):
         yield self.generate(cond, **options)
 
 
-__all__ = ["Vocoder"]
+@contextmanager
+def evaluating(module: nn.Module):
+    """Evaluation mode for a block; the module's previous mode is restored after it."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+__all__ = ["Vocoder", "evaluating"]

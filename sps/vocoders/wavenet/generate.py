@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from sps.backend import resolve_backend
 from sps.dsp import mu_law_decode
+from sps.vocoders.protocol import evaluating
 from sps.vocoders.sampling import capture_cuda_graph, sample_cdf
 
 from . import native
@@ -48,8 +49,8 @@ CHUNK_FLOATS = 1 << 24
 
 
 class Packed:
-    """Generation weights of a :class:`~sps.vocoders.wavenet.WaveNet` (float32, transposed
-    for ``x @ W^T``)."""
+    """Generation weights of a :class:`~sps.vocoders.wavenet.model.GatedStack` (float32,
+    transposed for ``x @ W^T``), with its :meth:`~.model.GatedStack.input_embeddings`."""
 
     def __init__(self, model, device: torch.device):
         def f(t: Tensor) -> Tensor:
@@ -60,8 +61,8 @@ class Packed:
         self.D = max(self.dil)
         self.embed_tanh = model.use_embed_tanh
         w = torch.stack([c.weight for c in model.dilate])           # (L, 2R, R, 2)
-        if hasattr(model, "embed_prev"):          # the LPC variant embeds other inputs itself
-            self.Ep, self.Ec = f(model.embed_prev), f(model.embed_curr)
+        for name, table in model.input_embeddings().items():        # Ep, Ec of the plain model
+            setattr(self, name, f(table))
         self.WprevT = f(w[..., 0].transpose(1, 2))                   # (L, R, 2R)
         self.WcurT = f(w[..., 1].transpose(1, 2))                    # (L, R, 2R)
         if L > 1:
@@ -80,6 +81,10 @@ class Packed:
         idx = torch.arange(self.D)[:, None] - torch.tensor(self.dil)[None, :]
         self.read_slot = (idx % self.D).to(device)                  # (D, L) slot of x_l[t - d_l]
         self.layer_idx = torch.arange(L, device=device)
+
+    def chunk(self, B: int) -> int:
+        """Samples per conditioning chunk of ``B`` streams (a chunk's conditioning is materialised)."""
+        return max(1, CHUNK_FLOATS // max(1, B * self.L * 2 * self.R))
 
     def cond_chunk(self, ups: Tensor, t0: int, t1: int) -> Tensor:
         """ups (B, U, N) -> gate pre-activation offsets [shape=(B, t1 - t0, L, 2R)]."""
@@ -167,7 +172,7 @@ class CudaGraphState(TorchState):
 
 
 @torch.no_grad()
-def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: float = 1.0, *,
+def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: float | None = None, *,
              argmax: bool = False, generator: torch.Generator | None = None, backend: str = "auto",
              progress: bool | None = None, threads: int | None = None,
              uniforms: Tensor | None = None, return_classes: bool = False) -> Tensor:
@@ -181,8 +186,8 @@ def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: fl
     lengths : Tensor [shape=(B,)], optional
         Frames of each utterance (default ``T``); output samples past
         ``lengths[b] * hop_length`` are zero.
-    temperature : float
-        Softmax temperature (> 0).
+    temperature : float, optional
+        Softmax temperature (> 0; None: 1).
     argmax : bool
         Greedy decoding (no sampling).
     generator : torch.Generator, optional
@@ -211,10 +216,9 @@ def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: fl
     """
     if cond.dim() != 3 or cond.shape[-1] != model.cond_dim:
         raise ValueError(f"cond must have shape (B, T, {model.cond_dim}), got {tuple(cond.shape)}")
+    temperature = 1.0 if temperature is None else temperature
     if not argmax and not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    was_training = model.training
-    model.eval()
     device = cond.device
     B, T, _ = cond.shape
     N = T * model.hop_length
@@ -235,19 +239,15 @@ def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: fl
         raise ValueError(f"uniforms must have shape ({B}, {N}), got {tuple(uniforms.shape)}")
     u = uniforms.to(device=device, dtype=torch.float32)
     ups = model.upsample(cond.float())                               # (B, U, N), once per utterance
-    chunk = max(1, CHUNK_FLOATS // max(1, B * P.L * 2 * P.R))
-    if backend == "cuda_graph":
-        chunk = state.G
+    chunk = state.G if backend == "cuda_graph" else P.chunk(B)
     out = torch.empty(B, N, dtype=torch.long, device=device)
     show = (sys.stderr.isatty() and not os.environ.get("SPS_NO_PROGRESS")) if progress is None else progress
-    with tqdm(total=N, desc=f"wavenet[{backend}]", unit="sample", unit_scale=True, disable=not show,
-              file=sys.stderr, leave=False) as bar:
+    with evaluating(model), tqdm(total=N, desc=f"wavenet[{backend}]", unit="sample", unit_scale=True,
+                                 disable=not show, file=sys.stderr, leave=False) as bar:
         for t0 in range(0, N, chunk):
             t1 = min(N, t0 + chunk)
             out[:, t0:t1] = state.run(P.cond_chunk(ups, t0, t1), u[:, t0:t1], t0)
             bar.update(t1 - t0)
-    if was_training:
-        model.train()
     if return_classes:
         return out
     wav = mu_law_decode(out, model.A)

@@ -81,43 +81,16 @@ class Upsampler(nn.Module):
         return x
 
 
-class WaveNet(Vocoder):
-    """WaveNet vocoder with the nv-wavenet layer structure.
-
-    Parameters
-    ----------
-    cond_dim : int
-        Conditioning features per frame ``C``.
-    hop_length : int
-        Samples per frame (80 at 16 kHz, 5 ms).
-    out_channels : int
-        ``A``, mu-law classes.
-    residual_channels, skip_channels : int
-        ``R`` and ``S``.
-    layers : int
-        ``L``.
-    max_dilation : int
-        Dilations double from 1 up to this, then repeat.
-    cond_channels : int
-        ``U``, channels of the upsampled conditioning.
-    upsample_scales : sequence of int
-        Transposed-convolution strides (product ``hop_length``); empty: repetition.
-    use_embed_tanh : bool
-        tanh on the summed sample embeddings.
-    preemphasis : float
-        The network models audio pre-emphasised by this (``x[t] - p x[t-1]``; 0: off):
-        the training data is pre-emphasised and generated audio de-emphasised around
-        the model (:attr:`~sps.vocoders.protocol.Vocoder.target_preemphasis`).
+class GatedStack(nn.Module):
+    """What the plain and the LPC WaveNet share: the gated residual layers with their skip
+    and output layers (:meth:`stack`), and the conditioning network (:meth:`conditioning`).
+    Each adds its own layer-0 input (:meth:`input_embeddings`); sizes as :class:`WaveNet`.
     """
 
-    def __init__(self, cond_dim: int, *, hop_length: int = 80, out_channels: int = 256,
-                 residual_channels: int = 64, skip_channels: int = 256, layers: int = 20,
-                 max_dilation: int = 512, cond_channels: int = 64, upsample_scales=(4, 4, 5),
-                 use_embed_tanh: bool = True, preemphasis: float = 0.0):
+    def __init__(self, cond_dim: int, *, hop_length: int, out_channels: int, residual_channels: int,
+                 skip_channels: int, layers: int, max_dilation: int, cond_channels: int, upsample_scales,
+                 use_embed_tanh: bool):
         super().__init__()
-        if not 0.0 <= preemphasis < 1.0:
-            raise ValueError(f"preemphasis must be in [0, 1), got {preemphasis}")
-        self.preemphasis = float(preemphasis)
         A, R, S, L = out_channels, residual_channels, skip_channels, layers
         if min(A, R, S, L, max_dilation, hop_length) < 1:
             raise ValueError(f"WaveNet sizes must be positive, got A={A} R={R} S={S} L={L} "
@@ -126,8 +99,7 @@ class WaveNet(Vocoder):
         self.A, self.R, self.S, self.L = A, R, S, L
         self.max_dilation, self.use_embed_tanh = max_dilation, bool(use_embed_tanh)
         self.dilations = dilations(L, max_dilation)
-        self.embed_prev = nn.Parameter(torch.randn(A, R) * 0.3)
-        self.embed_curr = nn.Parameter(torch.randn(A, R) * 0.3)
+        self.init_inputs()
         self.dilate = nn.ModuleList(nn.Conv1d(R, 2 * R, 2, dilation=d) for d in self.dilations)
         # the last layer's residual output is never used (nv-wavenet has L - 1 of them)
         self.res = nn.ModuleList(nn.Conv1d(R, R, 1) for _ in range(L - 1))
@@ -137,12 +109,19 @@ class WaveNet(Vocoder):
         self.upsample = Upsampler(cond_dim, cond_channels, hop_length, upsample_scales)
         self.cond_proj = nn.Conv1d(cond_channels, 2 * R * L, 1)
 
+    def init_inputs(self) -> None:
+        """Create the layer-0 input parameters (called before the layers are built)."""
+
+    def input_embeddings(self) -> dict[str, Tensor]:
+        """The tables the generators of :mod:`.generate` embed sampled classes with (none
+        here; the plain WaveNet's ``Ep`` / ``Ec``)."""
+        return {}
+
     @property
     def receptive_field(self) -> int:
         """Samples seen by one output (including the two embedded samples)."""
         return sum(self.dilations) + 2
 
-    # ------------------------------------------------------------------ full sequence
     def conditioning(self, cond: Tensor) -> Tensor:
         """Per-layer conditioning.
 
@@ -158,21 +137,6 @@ class WaveNet(Vocoder):
         if cond.dim() != 3 or cond.shape[-1] != self.cond_dim:
             raise ValueError(f"cond must have shape (B, T, {self.cond_dim}), got {tuple(cond.shape)}")
         return F.linear(self.upsample(cond).transpose(1, 2), self.cond_proj.weight[:, :, 0], self.cond_proj.bias)
-
-    def embed(self, prev: Tensor, curr: Tensor) -> Tensor:
-        """Classes ``y[t-2]``, ``y[t-1]`` [shape=(...)] -> layer-0 input [shape=(..., R)]."""
-        x = self.embed_prev[prev] + self.embed_curr[curr]
-        return torch.tanh(x) if self.use_embed_tanh else x
-
-    def logits(self, y: Tensor, cond: Tensor) -> Tensor:
-        """Teacher-forced logits, time-major: [shape=(B, N, A)] (see :meth:`forward`)."""
-        B, N = y.shape
-        if N != cond.shape[1] * self.hop_length:
-            raise ValueError(f"{N} samples do not match {cond.shape[1]} frames x hop {self.hop_length}")
-        start = self.A // 2
-        prev = F.pad(y, (2, 0), value=start)[:, :N]
-        curr = F.pad(y, (1, 0), value=start)[:, :N]
-        return self.stack(self.embed(prev, curr), self.conditioning(cond))
 
     def stack(self, x: Tensor, c: Tensor) -> Tensor:
         """The gated residual layers and the output layers on a whole sequence.
@@ -201,6 +165,74 @@ class WaveNet(Vocoder):
                 x = x + F.linear(z, self.res[i].weight[:, :, 0], self.res[i].bias)
         out = F.relu(F.linear(F.relu(skip), self.conv_out.weight[:, :, 0]))
         return F.linear(out, self.conv_end.weight[:, :, 0])
+
+
+class WaveNet(GatedStack, Vocoder):
+    """WaveNet vocoder with the nv-wavenet layer structure.
+
+    Parameters
+    ----------
+    cond_dim : int
+        Conditioning features per frame ``C``.
+    hop_length : int
+        Samples per frame (80 at 16 kHz, 5 ms).
+    out_channels : int
+        ``A``, mu-law classes.
+    residual_channels, skip_channels : int
+        ``R`` and ``S``.
+    layers : int
+        ``L``.
+    max_dilation : int
+        Dilations double from 1 up to this, then repeat.
+    cond_channels : int
+        ``U``, channels of the upsampled conditioning.
+    upsample_scales : sequence of int
+        Transposed-convolution strides (product ``hop_length``); empty: repetition.
+    use_embed_tanh : bool
+        tanh on the summed sample embeddings.
+    preemphasis : float
+        The network models audio pre-emphasised by this (``x[t] - p x[t-1]``; 0: off):
+        the training data is pre-emphasised and generated audio de-emphasised around
+        the model (:attr:`~sps.vocoders.protocol.Vocoder.target_preemphasis`).
+    """
+
+    takes_uniforms = True
+
+    def __init__(self, cond_dim: int, *, hop_length: int = 80, out_channels: int = 256,
+                 residual_channels: int = 64, skip_channels: int = 256, layers: int = 20,
+                 max_dilation: int = 512, cond_channels: int = 64, upsample_scales=(4, 4, 5),
+                 use_embed_tanh: bool = True, preemphasis: float = 0.0):
+        if not 0.0 <= preemphasis < 1.0:
+            raise ValueError(f"preemphasis must be in [0, 1), got {preemphasis}")
+        super().__init__(cond_dim, hop_length=hop_length, out_channels=out_channels,
+                         residual_channels=residual_channels, skip_channels=skip_channels, layers=layers,
+                         max_dilation=max_dilation, cond_channels=cond_channels, upsample_scales=upsample_scales,
+                         use_embed_tanh=use_embed_tanh)
+        self.preemphasis = float(preemphasis)
+
+    def init_inputs(self) -> None:
+        """The two sample embeddings ``E_prev``, ``E_curr`` [shape=(A, R)]."""
+        self.embed_prev = nn.Parameter(torch.randn(self.A, self.R) * 0.3)
+        self.embed_curr = nn.Parameter(torch.randn(self.A, self.R) * 0.3)
+
+    def input_embeddings(self) -> dict[str, Tensor]:
+        return {"Ep": self.embed_prev, "Ec": self.embed_curr}
+
+    # ------------------------------------------------------------------ full sequence
+    def embed(self, prev: Tensor, curr: Tensor) -> Tensor:
+        """Classes ``y[t-2]``, ``y[t-1]`` [shape=(...)] -> layer-0 input [shape=(..., R)]."""
+        x = self.embed_prev[prev] + self.embed_curr[curr]
+        return torch.tanh(x) if self.use_embed_tanh else x
+
+    def logits(self, y: Tensor, cond: Tensor) -> Tensor:
+        """Teacher-forced logits, time-major: [shape=(B, N, A)] (see :meth:`forward`)."""
+        B, N = y.shape
+        if N != cond.shape[1] * self.hop_length:
+            raise ValueError(f"{N} samples do not match {cond.shape[1]} frames x hop {self.hop_length}")
+        start = self.A // 2
+        prev = F.pad(y, (2, 0), value=start)[:, :N]
+        curr = F.pad(y, (1, 0), value=start)[:, :N]
+        return self.stack(self.embed(prev, curr), self.conditioning(cond))
 
     def forward(self, y: Tensor, cond: Tensor) -> Tensor:
         """Teacher-forced logits.
@@ -234,31 +266,7 @@ class WaveNet(Vocoder):
         return F.cross_entropy(self.logits(y, cond).reshape(-1, self.A), y.reshape(-1))
 
     # ------------------------------------------------------------------ generation
-    def generate(self, cond: Tensor, lengths: Tensor | None = None, temperature: float | None = None, *,
-                 argmax: bool = False, generator: torch.Generator | None = None,
-                 backend: str = "auto", progress: bool | None = None) -> Tensor:
-        """Sample a waveform autoregressively (see :func:`sps.vocoders.wavenet.generate.generate`).
-
-        Parameters
-        ----------
-        cond : Tensor [shape=(B, T, C)]
-        lengths : Tensor [shape=(B,)], optional
-            Frames per utterance; samples past ``lengths[b] * hop_length`` are zero.
-        temperature : float, optional
-            Softmax temperature (None: 1; ``argmax=True`` takes the most likely class instead).
-        generator : torch.Generator, optional
-            Source of the uniform draws ``u = torch.rand(B, N)``.
-        backend : {"auto", "native", "torch", "cuda_graph"}
-        progress : bool, optional
-            tqdm bar (None: only on a terminal).
-
-        Returns
-        -------
-        Tensor [shape=(B, T * hop_length)], float in [-1, 1].
-        """
-        temperature = 1.0 if temperature is None else temperature
-        return _generate(self, cond, lengths, temperature, argmax=argmax, generator=generator,
-                         backend=backend, progress=progress)
+    generate = _generate        # :func:`sps.vocoders.wavenet.generate.generate`, with the model as ``self``
 
     # ------------------------------------------------------------------ nv-wavenet layout
     def to_nv_wavenet(self) -> tuple[dict, Callable[[Tensor], Tensor]]:

@@ -303,13 +303,51 @@ def run_bytes(w: GenWeights, P: Tensor, u: Tensor, hop: int, temperature: float,
     return run_reference(w, P, u, hop, temperature)
 
 
-def generate(model, cond: Tensor, lengths=None, temperature: float = 1.0, *, fold: bool = False,
+@torch.no_grad()
+def generate(model, cond: Tensor, lengths=None, temperature: float | None = None, *, fold: bool = False,
              fold_frames: int = 100, overlap_frames: int = 4, warmup_frames: int = 8,
              backend: str = "auto", precision: str = "float32",
              generator: torch.Generator | None = None, sparse: bool | None = None) -> Tensor:
-    """See :meth:`sps.vocoders.wavernn.WaveRNN.generate`."""
+    """Sample a waveform (also the method ``WaveRNN.generate``).
+
+    Parameters
+    ----------
+    model : WaveRNN
+    cond : Tensor [shape=(B, T, C)]
+        Normalised conditioning features.
+    lengths : sequence of int, optional
+        Valid frames per utterance (default all ``T``); samples past
+        ``lengths[b] * hop_length`` are zero.
+    temperature : float, optional
+        Softmax temperature (None or 1.0 samples the model distribution).
+    fold : bool
+        Split each utterance into segments of ``fold_frames`` frames generated
+        as one batch (each with ``warmup_frames`` of discarded context and
+        ``overlap_frames`` cross-faded into the next segment).
+    backend : {"auto", "native", "torch", "cuda_graph"}
+        ``native``: the fused C kernel (CPU); ``torch``: the eager reference;
+        ``cuda_graph``: the eager step captured in CUDA graphs; ``auto`` picks
+        ``cuda_graph`` on CUDA, else ``native`` when it compiles, else ``torch``.
+    precision : {"float32", "bfloat16"}
+        Recurrent/output weights rounded to bfloat16 (stored as bf16 by the C
+        kernel, halving its memory traffic); activations stay float32.
+    generator : torch.Generator, optional
+        CPU generator of the pre-drawn uniform numbers (two per sample, drawn
+        on CPU and moved to the device, so a seed gives the same draws on
+        every device and backend).
+    sparse : bool, optional
+        The C kernel reads the matrices in a block-sparse layout (16 x 1 blocks,
+        zero blocks skipped); None: for matrices with under 60 % of their blocks
+        non-zero (a pruned model), else dense.
+
+    Returns
+    -------
+    Tensor [shape=(B, T * hop_length)]
+        Waveform in [-1, 1].
+    """
     B, T, _ = cond.shape
     hop = model.hop_length
+    temperature = 1.0 if temperature is None else temperature
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     lengths = [T] * B if lengths is None else [int(n) for n in lengths]

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from sps.vocoders.excitation import INPUTS
 
 from ..lpc import N_CLASSES, LPCVocoder, Source
+from .ops import frame_network
 from .rnn import gru_projected
 
 
@@ -37,39 +38,25 @@ class LPCWaveRNN(LPCVocoder):
 
     Parameters
     ----------
-    cond_dim : int
-        Conditioning features per frame ``C``.
-    features : dict
-        Conditioning layout and analysis (see :class:`~sps.vocoders.excitation.LinearPrediction`);
-        the stage fills it from the stream spec.
+    cond_dim, features
+        As :meth:`~sps.vocoders.lpc.LPCVocoder.init_lpc`.
     hidden : int
         GRU size ``H``.
-    cond_channels : int
-        Width ``D`` of the conditioning network.
-    cond_kernel : int
-        Kernel size (frames, odd) of its two convolutions.
+    cond_channels, cond_kernel : int
+        Width ``D`` and kernel size (frames, odd) of the conditioning network
+        (:func:`~.ops.frame_network`, as the WaveRNN's).
     hop_length : int
         Samples per frame.
-    order, preemphasis, lag_window_hz : int, float, float
-        Linear prediction settings.
-    context_frames : int
-        Frames at the start of every training segment that only warm up the state and
-        the pitch history (not in the loss).
-    temperature, voiced_temperature : float
-        Default sampling temperatures of unvoiced and voiced frames.
-    input_noise : float
-        Training only: the inputs come from a history whose excitation was moved by
-        Gaussian noise of this many mu-law classes (LPCNet's noise injection; 0: off).
+    order, preemphasis, lag_window_hz, context_frames, temperature, voiced_temperature,
+    input_noise, pulses
+        The LPC core's options (:meth:`~sps.vocoders.lpc.LPCVocoder.init_lpc`).
     pitch_phase : bool
-        A pitch-phase input (``sin, cos`` of :func:`~sps.vocoders.excitation.pitch_source`,
-        through ``phase_proj (3H, 2)``): locked to the pulses of the natural waveform in
-        training, following F0 in generation, so the pulses fall where the F0 contour
-        puts them.
-    pulses : bool
-        A pulse train (one pulse per period, at the pitch phase's zeros, height
-        ``sqrt(gain T0)``) is part of the excitation: the network models the excitation
-        minus the pulses, and generation adds them back, so voiced speech stays exactly
-        periodic (the classical vocoder's source, refined by the network).
+        A pitch-phase input through ``phase_proj (3H, 2)``.
+
+    Generation options: ``precision`` (``"float32"`` or ``"bfloat16"``: the recurrent and
+    output matrices rounded to bfloat16, which the C kernel stores so, halving its memory
+    traffic; arithmetic stays float32) and ``sparse`` (the C kernel's block-sparse layout;
+    None: for pruned matrices).
     """
 
     generation_name = "LPC WaveRNN generation"
@@ -81,17 +68,14 @@ class LPCWaveRNN(LPCVocoder):
                  voiced_temperature: float = 0.7, input_noise: float = 0.0, pitch_phase: bool = False,
                  pulses: bool = False):
         super().__init__()
-        if cond_kernel % 2 == 0 or hidden < 2:
-            raise ValueError(f"cond_kernel must be odd and hidden >= 2, got {cond_kernel}, {hidden}")
+        if hidden < 2:
+            raise ValueError(f"hidden must be >= 2, got {hidden}")
         self.cond_dim, self.hidden, self.hop_length = cond_dim, hidden, hop_length
         self.init_lpc(cond_dim, features, order=order, preemphasis=preemphasis, lag_window_hz=lag_window_hz,
                       context_frames=context_frames, temperature=temperature,
                       voiced_temperature=voiced_temperature, input_noise=input_noise, pulses=pulses)
         H, D = hidden, cond_channels
-        pad = cond_kernel // 2
-        self.cond_net = nn.Sequential(
-            nn.Conv1d(cond_dim, D, cond_kernel, padding=pad), nn.Tanh(),
-            nn.Conv1d(D, D, cond_kernel, padding=pad), nn.Tanh())
+        self.cond_net = frame_network(cond_dim, D, cond_kernel)
         self.I_cond = nn.Linear(D, 3 * H)
         bound = H ** -0.5
         self.embed_inputs = nn.Parameter(torch.empty(len(INPUTS), N_CLASSES, 3 * H).uniform_(-bound, bound))
@@ -103,9 +87,7 @@ class LPCWaveRNN(LPCVocoder):
     # ------------------------------------------------------------------ the network
     def frame_projection(self, cond: Tensor) -> Tensor:
         """Conditioning network and input projection per frame: ``(B, T, C)`` -> ``(B, T, 3H)``."""
-        if cond.dim() != 3 or cond.shape[-1] != self.cond_dim:
-            raise ValueError(f"cond must have shape (B, T, {self.cond_dim}), got {tuple(cond.shape)}")
-        return self.I_cond(self.cond_net(cond.transpose(1, 2)).transpose(1, 2))
+        return self.I_cond(self.cond_net(self.check_cond(cond).transpose(1, 2)).transpose(1, 2))
 
     def sample_projection(self, P: Tensor) -> Tensor:
         """Frame projections ``(B, T, G)`` -> per sample ``(B, T * hop, G)``, frame ``k`` on
@@ -182,41 +164,12 @@ class LPCWaveRNN(LPCVocoder):
         from . import native
         return native.library()
 
-    # ------------------------------------------------------------------ generation
-    @torch.no_grad()
-    def generate(self, cond: Tensor, lengths: Tensor | list | None = None, temperature: float | None = None,
-                 *, voiced_temperature: float | None = None, generator: torch.Generator | None = None,
-                 backend: str = "auto", precision: str = "float32", uniforms: Tensor | None = None,
-                 sparse: bool | None = None, return_excitation: bool = False) -> Tensor:
-        """Sample a waveform.
-
-        Parameters
-        ----------
-        cond : Tensor [shape=(B, T, C)]
-            Normalised conditioning features.
-        lengths : sequence of int, optional
-            Valid frames per utterance; later samples are zero.
-        temperature, voiced_temperature : float, optional
-            Sampling temperatures of unvoiced and voiced frames (default: the model's).
-        generator : torch.Generator, optional
-            CPU generator of the uniform draws (one per sample, drawn up front).
-        backend : {"auto", "native", "torch"}
-            ``native``: the C kernel; ``torch``: the eager reference.
-        precision : {"float32", "bfloat16"}
-            Recurrent and output matrices rounded to bfloat16 (the C kernel stores them
-            so, halving its memory traffic); arithmetic stays float32.
-        sparse : bool, optional
-            Block-sparse layout in the C kernel (None: for pruned matrices).
-        uniforms : Tensor [shape=(B, T * hop)], optional
-            The draws themselves.
-        return_excitation : bool
-            Also return the drawn excitation classes ``(B, T * hop)``.
-
-        Returns
-        -------
-        Tensor [shape=(B, T * hop)]
-            Waveform in [-1, 1] (de-emphasised).
-        """
-        return self.sample(cond, lengths, temperature, voiced_temperature=voiced_temperature,
-                           generator=generator, backend=backend, uniforms=uniforms,
-                           return_excitation=return_excitation, precision=precision, sparse=sparse)
+    def generate(self, cond: Tensor, lengths=None, temperature: float | None = None, *,
+                 voiced_temperature: float | None = None, generator: torch.Generator | None = None,
+                 backend: str = "auto", uniforms: Tensor | None = None, return_excitation: bool = False,
+                 precision: str = "float32", sparse: bool | None = None):
+        """:meth:`LPCVocoder.generate <sps.vocoders.lpc.LPCVocoder.generate>` with this network's
+        options (see the class)."""
+        return super().generate(cond, lengths, temperature, voiced_temperature=voiced_temperature,
+                                generator=generator, backend=backend, uniforms=uniforms,
+                                return_excitation=return_excitation, precision=precision, sparse=sparse)

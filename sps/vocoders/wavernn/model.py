@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from ..protocol import Vocoder
 from ..pruning import block_mask
 from . import generate as _gen
-from .ops import byte_to_input, pad_frames, split_16bit, upsample
+from .ops import byte_to_input, frame_network, pad_frames, split_16bit, upsample
 from .rnn import gru_aten, gru_sequence
 
 N_CLASSES = 256
@@ -69,14 +69,9 @@ class WaveRNN(Vocoder):
         self.preemphasis = float(preemphasis)
         if hidden % 2 or hidden <= 0:
             raise ValueError(f"WaveRNN hidden size must be a positive even number, got {hidden}")
-        if cond_kernel % 2 == 0:
-            raise ValueError(f"cond_kernel must be odd, got {cond_kernel}")
         self.cond_dim, self.hidden, self.hop_length = cond_dim, hidden, hop_length
         H, H2, D = hidden, hidden // 2, cond_channels
-        pad = cond_kernel // 2
-        self.cond_net = nn.Sequential(
-            nn.Conv1d(cond_dim, D, cond_kernel, padding=pad), nn.Tanh(),
-            nn.Conv1d(D, D, cond_kernel, padding=pad), nn.Tanh())
+        self.cond_net = frame_network(cond_dim, D, cond_kernel)
         bound = H ** -0.5
         self.I = nn.Parameter(torch.empty(3 * H, 3).uniform_(-bound, bound))
         self.I_cond = nn.Parameter(torch.empty(3 * H, D).uniform_(-bound, bound))
@@ -92,9 +87,7 @@ class WaveRNN(Vocoder):
     # ------------------------------------------------------------------ training
     def conditioning(self, cond: Tensor) -> Tensor:
         """Conditioning network: ``cond (B, T, C)`` -> features ``(B, T, D)``."""
-        if cond.dim() != 3 or cond.shape[-1] != self.cond_dim:
-            raise ValueError(f"cond must have shape (B, T, {self.cond_dim}), got {tuple(cond.shape)}")
-        return self.cond_net(cond.transpose(1, 2)).transpose(1, 2)
+        return self.cond_net(self.check_cond(cond).transpose(1, 2)).transpose(1, 2)
 
     def rnn(self, x: Tensor, cond_up: Tensor) -> Tensor:
         """Teacher-forced recurrence.
@@ -171,52 +164,7 @@ class WaveRNN(Vocoder):
         return {"R": self.R, "O1": self.O1.weight, "O2": self.O2.weight,
                 "O3": self.O3.weight, "O4": self.O4.weight}
 
-    def generate(self, cond: Tensor, lengths: Tensor | list | None = None,
-                 temperature: float | None = None, *, fold: bool = False, fold_frames: int = 100,
-                 overlap_frames: int = 4, warmup_frames: int = 8,
-                 backend: str = "auto", precision: str = "float32",
-                 generator: torch.Generator | None = None, sparse: bool | None = None) -> Tensor:
-        """Sample a waveform.
-
-        Parameters
-        ----------
-        cond : Tensor [shape=(B, T, C)]
-            Normalised conditioning features.
-        lengths : sequence of int, optional
-            Valid frames per utterance (default all ``T``); samples past
-            ``lengths[b] * hop_length`` are zero.
-        temperature : float, optional
-            Softmax temperature (None or 1.0 samples the model distribution).
-        fold : bool
-            Split each utterance into segments of ``fold_frames`` frames generated
-            as one batch (each with ``warmup_frames`` of discarded context and
-            ``overlap_frames`` cross-faded into the next segment).
-        backend : {"auto", "native", "torch", "cuda_graph"}
-            ``native``: the fused C kernel (CPU); ``torch``: the eager reference;
-            ``cuda_graph``: the eager step captured in CUDA graphs; ``auto`` picks
-            ``cuda_graph`` on CUDA, else ``native`` when it compiles, else ``torch``.
-        precision : {"float32", "bfloat16"}
-            Recurrent/output weights rounded to bfloat16 (stored as bf16 by the C
-            kernel, halving its memory traffic); activations stay float32.
-        generator : torch.Generator, optional
-            CPU generator of the pre-drawn uniform numbers (two per sample, drawn
-            on CPU and moved to the device, so a seed gives the same draws on
-            every device and backend).
-        sparse : bool, optional
-            The C kernel reads the matrices in a block-sparse layout (16 x 1 blocks,
-            zero blocks skipped); None: for matrices with under 60 % of their blocks
-            non-zero (a pruned model), else dense.
-
-        Returns
-        -------
-        Tensor [shape=(B, T * hop_length)]
-            Waveform in [-1, 1].
-        """
-        temperature = 1.0 if temperature is None else temperature
-        return _gen.generate(self, cond, lengths, temperature, fold=fold,
-                             fold_frames=fold_frames, overlap_frames=overlap_frames,
-                             warmup_frames=warmup_frames, backend=backend,
-                             precision=precision, generator=generator, sparse=sparse)
+    generate = _gen.generate    # :func:`sps.vocoders.wavernn.generate.generate`, with the model as ``self``
 
 
 @torch.no_grad()

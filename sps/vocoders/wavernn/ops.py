@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def split_16bit(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -62,3 +62,12 @@ def upsample(x_pad: Tensor, hop: int) -> Tensor:
     k0, a = upsample_index(x_pad.shape[1] - 2, hop, x_pad.device)
     x0, x1 = x_pad[:, k0], x_pad[:, k0 + 1]
     return x0 + a[:, None].to(x_pad.dtype) * (x1 - x0)
+
+
+def frame_network(cond_dim: int, channels: int, kernel: int) -> nn.Sequential:
+    """The conditioning network of the WaveRNNs: two convolutions over frames (odd
+    ``kernel``, same length), each followed by tanh; ``(B, C, T)`` -> ``(B, channels, T)``."""
+    if kernel % 2 == 0:
+        raise ValueError(f"cond_kernel must be odd, got {kernel}")
+    return nn.Sequential(nn.Conv1d(cond_dim, channels, kernel, padding=kernel // 2), nn.Tanh(),
+                         nn.Conv1d(channels, channels, kernel, padding=kernel // 2), nn.Tanh())
