@@ -200,3 +200,21 @@ def test_wavenet_kernels_reject_missing_arguments():
     w, c = WavenetWeights(A=4, R=4, S=4, L=1, D1=2), WavenetChunk(B=1, n=1)
     assert lib.wavenet_run(w, c) == 2
     assert lib.wavenet_lpc_run(w, c, WavenetLPC(T=1, hop=1, p=1, HL=8)) == 2
+
+
+def test_a_structure_keeps_what_it_points_into_alive():
+    """A tensor given only to a structure (e.g. a temporary slice) lives as long as the
+    structure: its pointer never dangles into freed memory."""
+    import gc
+    import weakref
+    from sps.native.structs import WavenetChunk
+    t = torch.arange(6, dtype=torch.float32) * 2
+    ref = weakref.ref(t)
+    st = WavenetChunk(B=1, n=6, cond=t)
+    del t
+    gc.collect()
+    assert ref() is not None
+    assert list((ctypes.c_float * 6).from_address(st.cond)) == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    del st
+    gc.collect()
+    assert ref() is None

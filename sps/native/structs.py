@@ -4,7 +4,8 @@ Each class lists the fields of the C ``typedef struct`` of the same (snake_case)
 the header :attr:`HEADER` in the same order and with the same types;
 ``tests/test_native.py`` compiles an ``offsetof`` probe and compares every size and
 offset, so a drift fails the tests. Build one with keyword arguments: tensors become
-their data pointers (None stays NULL).
+their data pointers (None stays NULL), and the structure holds a reference to each, so
+nothing it points into is freed while it lives.
 """
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ class Struct(ctypes.Structure):
     HEADER: str = ""
 
     def __init__(self, **fields):
-        super().__init__(**{k: (ptr(v) if k in self._pointers() else v) for k, v in fields.items()})
+        pointers = self._pointers()
+        super().__init__(**{k: (ptr(v) if k in pointers else v) for k, v in fields.items()})
+        self._targets = [v for k, v in fields.items() if k in pointers]   # kept alive with the structure
 
     @classmethod
     def _pointers(cls) -> set:

@@ -39,8 +39,8 @@ from torch import Tensor
 
 from sps.backend import resolve_backend
 from sps.dsp import lfilter, mu_law_decode, mu_law_encode, preemphasis
-from sps.vocoders.excitation import (ExcitationState, LinearPrediction, generation_source, sample_frames,
-                                     training_batch)
+from sps.vocoders.excitation import (ExcitationState, LinearPrediction, generation_source, ring_length,
+                                     sample_frames, training_batch)
 from sps.vocoders.sampling import sample_cdf
 
 from .protocol import Vocoder, evaluating
@@ -67,6 +67,23 @@ class Source:
     @property
     def shape(self) -> tuple[int, int]:
         return self.u.shape[0], self.u.shape[1]
+
+    def kernel_frames(self, max_lag: int) -> tuple[Tensor, Tensor, Tensor, int, Tensor, Tensor]:
+        """What the C kernels read per frame (``a``, ``lag``, ``itemp``: float32, contiguous), the
+        length of their excitation rings and the two zeroed rings [shape=(B, length)]."""
+        B, p = self.a.shape[0], self.a.shape[-1]
+        HL = ring_length(p, max_lag)
+        frames = (t.detach().float().contiguous() for t in (self.a, self.lag, self.itemp))
+        return (*frames, HL, torch.zeros(B, HL), torch.zeros(B, HL))
+
+    def kernel_pieces(self, chunk: int) -> Iterator[tuple[int, int, Tensor, Tensor | None, Tensor | None]]:
+        """``n0, n1`` and the draws, pitch-phase inputs and pulses of samples ``n0 .. n1 - 1``
+        (float32, contiguous; None for an option that is off), ``chunk`` samples a piece."""
+        N = self.shape[1]
+        for n0 in range(0, N, chunk):
+            n1 = min(N, n0 + chunk)
+            yield n0, n1, *(None if t is None else t[:, n0:n1].detach().float().contiguous()
+                            for t in (self.u, self.phase, self.pulses))
 
 
 class LPCVocoder(Vocoder):

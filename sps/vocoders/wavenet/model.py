@@ -284,23 +284,20 @@ class WaveNet(GatedStack, Vocoder):
         cond_input : callable
             ``cond (B, T, C) -> Tensor [shape=(2R, B, L, N)]`` (see :meth:`nv_wavenet_cond_input`).
         """
-        def grab(t: Tensor) -> Tensor:
-            return t.detach().clone()
-        w = {
-            "embedding_prev": grab(self.embed_prev),
-            "embedding_curr": grab(self.embed_curr),
-            "conv_out_weight": grab(self.conv_out.weight),
-            "conv_end_weight": grab(self.conv_end.weight),
-            "dilate_weights": [grab(c.weight) for c in self.dilate],
-            "dilate_biases": [grab(c.bias) for c in self.dilate],
-            "max_dilation": self.max_dilation,
-            "res_weights": [grab(c.weight) for c in self.res],
-            "res_biases": [grab(c.bias) for c in self.res],
-            "skip_weights": [grab(c.weight) for c in self.skip],
-            "skip_biases": [grab(c.bias) for c in self.skip],
-            "use_embed_tanh": self.use_embed_tanh,
-        }
+        single, lists = self._nv_parameters()
+        w = {key: p.detach().clone() for key, p in single.items()}
+        w.update({key: [p.detach().clone() for p in params] for key, params in lists.items()})
+        w.update(max_dilation=self.max_dilation, use_embed_tanh=self.use_embed_tanh)
         return w, self.nv_wavenet_cond_input
+
+    def _nv_parameters(self) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
+        """nv-wavenet's names of this model's parameters: single tensors and per-layer lists."""
+        single = {"embedding_prev": self.embed_prev, "embedding_curr": self.embed_curr,
+                  "conv_out_weight": self.conv_out.weight, "conv_end_weight": self.conv_end.weight}
+        lists = {f"{kind}_{plural}": [getattr(m, attr) for m in mods]
+                 for kind, mods in (("dilate", self.dilate), ("res", self.res), ("skip", self.skip))
+                 for attr, plural in (("weight", "weights"), ("bias", "biases"))}
+        return single, lists
 
     @torch.no_grad()
     def nv_wavenet_cond_input(self, cond: Tensor) -> Tensor:
@@ -320,34 +317,21 @@ class WaveNet(GatedStack, Vocoder):
         ``res_weights``/``res_biases`` may hold L - 1 or L entries (a trailing unused
         residual layer is ignored). The conditioning network is left unchanged.
         """
-        A, R, S, L = self.A, self.R, self.S, self.L
-        expect = {"embedding_prev": (A, R), "embedding_curr": (A, R),
-                  "conv_out_weight": (A, S, 1), "conv_end_weight": (A, A, 1)}
-        for key, shape in expect.items():
-            t = torch.as_tensor(weights[key])
-            if t.dim() == 2 and len(shape) == 3:
-                t = t.unsqueeze(-1)
-            if tuple(t.shape) != shape:
-                raise ValueError(f"nv-wavenet {key}: shape {tuple(t.shape)}, expected {shape}")
         if int(weights["max_dilation"]) != self.max_dilation:
             raise ValueError(f"nv-wavenet max_dilation {weights['max_dilation']} != {self.max_dilation}")
-        lists = {"dilate_weights": (L, self.dilate, "weight", (2 * R, R, 2)),
-                 "dilate_biases": (L, self.dilate, "bias", (2 * R,)),
-                 "res_weights": (L - 1, self.res, "weight", (R, R, 1)),
-                 "res_biases": (L - 1, self.res, "bias", (R,)),
-                 "skip_weights": (L, self.skip, "weight", (S, R, 1)),
-                 "skip_biases": (L, self.skip, "bias", (S,))}
-        for key, (n, mods, attr, shape) in lists.items():
-            items = list(weights[key])
-            if len(items) < n:
-                raise ValueError(f"nv-wavenet {key}: {len(items)} entries, expected {n}")
-            for mod, t in zip(mods, items[:n]):
-                t = torch.as_tensor(t).reshape(shape)
-                getattr(mod, attr).copy_(t)
-        self.embed_prev.copy_(torch.as_tensor(weights["embedding_prev"]))
-        self.embed_curr.copy_(torch.as_tensor(weights["embedding_curr"]))
-        self.conv_out.weight.copy_(torch.as_tensor(weights["conv_out_weight"]).reshape(A, S, 1))
-        self.conv_end.weight.copy_(torch.as_tensor(weights["conv_end_weight"]).reshape(A, A, 1))
+        single, lists = self._nv_parameters()
+        loads = []                                  # everything is checked before anything is copied
+        for key, params in [(k, [p]) for k, p in single.items()] + list(lists.items()):
+            items = [weights[key]] if key in single else list(weights[key])
+            if len(items) < len(params):
+                raise ValueError(f"nv-wavenet {key}: {len(items)} entries, expected {len(params)}")
+            for p, t in zip(params, items):
+                t = torch.as_tensor(t)
+                if t.numel() != p.numel() or (key in single and tuple(t.shape[:2]) != tuple(p.shape[:2])):
+                    raise ValueError(f"nv-wavenet {key}: shape {tuple(t.shape)}, expected {tuple(p.shape)}")
+                loads.append((p, t.reshape(p.shape)))
+        for p, t in loads:
+            p.copy_(t)
         self.use_embed_tanh = bool(weights["use_embed_tanh"])
         return self
 

@@ -10,7 +10,6 @@ from torch import Tensor
 
 from sps.native import check, library as _library, threads as _threads
 from sps.native.structs import WavenetChunk, WavenetLPC, WavenetWeights
-from sps.vocoders.excitation import ring_length
 
 
 def library():
@@ -81,29 +80,16 @@ def lpc_pieces(model, P, ups: Tensor, src, chunk: int, threads: int | None = Non
     """
     lib = library()
     B, T, p = src.a.shape
-    N = src.u.shape[1]
-    hop = model.hop_length
-    HL = ring_length(p, model.lp.max_lag)
-    E = model.embed_inputs.detach().float().contiguous()
-    a, lag, u = (t.detach().float().contiguous() for t in (src.a, src.lag, src.u))
-    itemp = src.itemp.float().contiguous()
-    if (src.phase is None) != (model.phase_proj is None):
-        raise ValueError("pitch-phase inputs go with a pitch_phase model, and only with one")
     wph = None if src.phase is None else model.phase_proj.weight.detach().float().contiguous()
+    weights = stack_weights(P, E=model.embed_inputs.detach().float().contiguous(), wph=wph)
+    a, lag, itemp, HL, ring_s, ring_e = src.kernel_frames(model.lp.max_lag)
     buf = torch.zeros(B, P.L, P.D + 1, P.R)
-    ring_s, ring_e = torch.zeros(B, HL), torch.zeros(B, HL)
     nthreads = threads or default_threads(B, P.R)
-    weights = stack_weights(P, E=E, wph=wph)
-    for t0 in range(0, N, chunk):
-        t1 = min(N, t0 + chunk)
-        c = P.cond_chunk(ups, t0, t1).contiguous()
-        uc = u[:, t0:t1].contiguous()
-        out = torch.empty(B, t1 - t0, dtype=torch.int32)
-        out_s = torch.empty(B, t1 - t0)
-        ph = None if src.phase is None else src.phase[:, t0:t1].float().contiguous()
-        pd = None if src.pulses is None else src.pulses[:, t0:t1].float().contiguous()
-        calls = WavenetChunk(B=B, n=t1 - t0, nthreads=nthreads, t0=t0, cond=c, u=uc, buf=buf, out=out)
-        frames = WavenetLPC(T=T, hop=hop, p=p, HL=HL, a=a, lag=lag, itemp=itemp, ring_s=ring_s,
+    for t0, t1, u, ph, pd in src.kernel_pieces(chunk):
+        out, out_s = torch.empty(B, t1 - t0, dtype=torch.int32), torch.empty(B, t1 - t0)
+        calls = WavenetChunk(B=B, n=t1 - t0, nthreads=nthreads, t0=t0, cond=P.cond_chunk(ups, t0, t1).contiguous(),
+                             u=u, buf=buf, out=out)
+        frames = WavenetLPC(T=T, hop=model.hop_length, p=p, HL=HL, a=a, lag=lag, itemp=itemp, ring_s=ring_s,
                             ring_e=ring_e, out_s=out_s, ph=ph, pd=pd)
         check(lib.wavenet_lpc_run(weights, calls, frames), "wavenet_lpc_run")
         yield out_s, out.long()

@@ -23,7 +23,6 @@ import torch
 
 from sps import native
 from sps.native.structs import SpsMat, WavernnCall, WavernnLPCChunk, WavernnLPCWeights, WavernnWeights
-from sps.vocoders.excitation import ring_length
 
 
 def library() -> ctypes.CDLL | None:
@@ -172,8 +171,6 @@ def lpc_pieces(model, P: torch.Tensor, src, chunk: int | None, precision: str = 
     bf16 = precision == "bfloat16"
     S, T, G = P.shape
     H, p = model.hidden, src.a.shape[-1]
-    N = T * model.hop_length
-    HL = ring_length(p, model.lp.max_lag)
     key = (bf16, lib.wavernn_vector_length(), sparse)
     cache = model.__dict__.setdefault("_packed", {})
     if cache.get("key") != key or cache.get("version") != model._weights_version():
@@ -181,18 +178,12 @@ def lpc_pieces(model, P: torch.Tensor, src, chunk: int | None, precision: str = 
                      mats=matrices([model.R, model.O1.weight, model.O2.weight], bf16, sparse, key[1]),
                      E=model.embed_inputs.detach().float().contiguous(),
                      b1=model.O1.bias.detach().float().contiguous(), b2=model.O2.bias.detach().float().contiguous())
-    if (src.phase is None) != (model.phase_proj is None):
-        raise ValueError("pitch-phase inputs go with a pitch_phase model, and only with one")
     wph = None if src.phase is None else model.phase_proj.weight.detach().float().contiguous()
     weights = WavernnLPCWeights(H=H, mats=cache["mats"][0], E=cache["E"], b1=cache["b1"], b2=cache["b2"], wph=wph)
-    P, a, lag, itemp = (t.detach().float().contiguous() for t in (P, src.a, src.lag, src.itemp))
-    h, ring_s, ring_e = torch.zeros(S, H), torch.zeros(S, HL), torch.zeros(S, HL)
+    a, lag, itemp, HL, ring_s, ring_e = src.kernel_frames(model.lp.max_lag)
+    P, h = P.detach().float().contiguous(), torch.zeros(S, H)
     nthreads = threads or default_threads(S)
-    chunk = N if chunk is None else chunk
-    for n0 in range(0, N, chunk):
-        n1 = min(N, n0 + chunk)
-        piece = (lambda t: None if t is None else t[:, n0:n1].detach().float().contiguous())
-        u, ph, pd = piece(src.u), piece(src.phase), piece(src.pulses)
+    for n0, n1, u, ph, pd in src.kernel_pieces(chunk or T * model.hop_length):
         s, q = torch.empty(S, n1 - n0), torch.empty(S, n1 - n0, dtype=torch.int64)
         call = WavernnLPCChunk(S=S, T=T, hop=model.hop_length, p=p, HL=HL, nthreads=nthreads, n0=n0, n=n1 - n0,
                                P=P, a=a, lag=lag, itemp=itemp, u=u, ph=ph, pd=pd, h=h, ring_s=ring_s,
