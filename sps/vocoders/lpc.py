@@ -12,16 +12,10 @@ base class owns the part the networks share:
 * the sample loop of the PyTorch reference, backend dispatch, and streaming generation
   (:meth:`generate_stream`: pieces whose concatenation is :meth:`generate`'s waveform).
 
-A network class derives from it and supplies:
-
-``embed_inputs``        Parameter [shape=(4, 256, G)]: one embedding per mu-law input
-``phase_proj``          ``nn.Linear(2, G, bias=False)`` or None (option ``pitch_phase``)
-``network_logits``      teacher-forced logits of the whole sequence
-``reference_start``,    the network's state and one sample's logits (the PyTorch
-``reference_step``      reference of its C kernel)
-``native_pieces``       the C kernel, piece by piece (optional; ``native_library`` says
-                        whether one is there)
-
+A network class derives from it, sets ``embed_inputs`` (Parameter [shape=(4, 256, G)]: one
+embedding per mu-law input) and ``phase_proj`` (``nn.Linear(2, G, bias=False)`` or None), and
+implements the methods under "what a network supplies" below: its teacher-forced logits,
+one sample of its PyTorch reference and, optionally, its C kernel.
 Its own generation options (the LPC WaveRNN's ``precision`` and ``sparse``, the LPC
 WaveNet's ``threads``) are keywords of ``reference_start`` and ``native_pieces``, passed
 through :meth:`generate`.
@@ -37,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sps import native
 from sps.backend import resolve_backend
 from sps.dsp import lfilter, mu_law_decode, mu_law_encode, preemphasis
 from sps.vocoders.excitation import (ExcitationState, LinearPrediction, generation_source, ring_length,
@@ -94,6 +89,8 @@ class LPCVocoder(Vocoder):
     target_preemphasis = 0.0      # pre- and de-emphasis happen inside
     #: legacy parameter names of a network's checkpoints -> current names
     legacy_keys: ClassVar[dict[str, str]] = {}
+    #: the C kernel library (``sps/native/<name>.c``) of the network, if it has one
+    native_kernel: ClassVar[str | None] = None
     #: what resolve_backend calls the generation in its messages
     generation_name: ClassVar[str] = "LPC generation"
 
@@ -171,10 +168,9 @@ class LPCVocoder(Vocoder):
         (pieces of at most ``chunk`` samples where the kernel can stop, None: its own)."""
         raise NotImplementedError(f"{type(self).__name__} has no C kernel")
 
-    @staticmethod
-    def native_library():
-        """The loaded C kernel library, or None."""
-        return None
+    def native_library(self):
+        """The loaded C kernel library :attr:`native_kernel` names (None: none, or no compiler)."""
+        return None if self.native_kernel is None else native.library(self.native_kernel)
 
     # ------------------------------------------------------------------ training
     def excitation_logits(self, s: Tensor, cond: Tensor, phase: Tensor | None = None,

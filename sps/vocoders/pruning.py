@@ -126,8 +126,7 @@ class GradualPruning:
 
     def __init__(self, params: dict[str, nn.Parameter], target: float, start: int, end: int,
                  every: int = 100, block: tuple[int, int] = (16, 1)):
-        if not 0.0 <= target < 1.0 or end < start or every < 1:
-            raise ValueError(f"need 0 <= target < 1, start <= end and every >= 1, got {target}, {start}, {end}, {every}")
+        PruningConfig(target, start, end, every, tuple(block))          # the same checks as the config's
         self.params, self.target, self.start, self.end = dict(params), float(target), int(start), int(end)
         self.every, self.block = int(every), tuple(int(b) for b in block)
         self.masks: dict[str, Tensor] = {name: torch.ones_like(p, dtype=torch.float32)

@@ -138,8 +138,7 @@ class TorchState:
     def run(self, c: Tensor, u: Tensor, t0: int) -> Tensor:
         """c (B, n, L, 2R), u (B, n) -> classes (B, n) for samples t0 .. t0 + n - 1."""
         c = c.permute(1, 2, 0, 3)                                   # (n, L, B, 2R)
-        out = torch.stack([self.step(c[i], u[:, i], (t0 + i) % self.P.D) for i in range(c.shape[0])], 1)
-        return out
+        return torch.stack([self.step(c[i], u[:, i], (t0 + i) % self.P.D) for i in range(c.shape[0])], 1)
 
 
 class CudaGraphState(TorchState):
@@ -214,8 +213,7 @@ def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: fl
     Tensor [shape=(B, T * hop_length)]
         Waveform in [-1, 1] (or classes).
     """
-    if cond.dim() != 3 or cond.shape[-1] != model.cond_dim:
-        raise ValueError(f"cond must have shape (B, T, {model.cond_dim}), got {tuple(cond.shape)}")
+    model.check_cond(cond)
     temperature = 1.0 if temperature is None else temperature
     if not argmax and not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")

@@ -42,6 +42,7 @@ class LPCWaveNet(LPCVocoder, GatedStack):
     Generation option: ``threads`` of the C kernel (None: the thread policy's).
     """
 
+    native_kernel = "wavenet"
     generation_name = "LPC WaveNet generation"
 
     def __init__(self, cond_dim: int, features: dict, *, hop_length: int = 80, residual_channels: int = 64,
@@ -97,11 +98,6 @@ class LPCWaveNet(LPCVocoder, GatedStack):
         P = Packed(self, src.cond.device)
         step = P.chunk(src.u.shape[0])
         yield from native.lpc_pieces(self, P, self.upsample(src.cond), src, min(step, chunk or step), threads)
-
-    @staticmethod
-    def native_library():
-        from . import native
-        return native.library()
 
     def generate(self, cond: Tensor, lengths=None, temperature: float | None = None, *,
                  voiced_temperature: float | None = None, generator: torch.Generator | None = None,

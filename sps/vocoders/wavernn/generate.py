@@ -34,7 +34,7 @@ from sps.backend import resolve_backend
 from sps.vocoders.sampling import capture_cuda_graph, sample_cdf
 
 from . import native
-from .ops import merge_16bit, pad_frames, upsample_index
+from .ops import bf16_precision, merge_16bit, pad_frames, upsample_index
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +76,7 @@ def gen_weights(model, precision: str = "float32", device=None, sparse: bool | N
         PyTorch paths then compute with the rounded values in float32, which is
         exactly what the C kernel does with its bf16 storage).
     """
-    if precision not in ("float32", "bfloat16"):
-        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
-    bf16 = precision == "bfloat16"
+    bf16 = bf16_precision(precision)
 
     def get(t, round_=False):
         t = t.detach().to(device=device, dtype=torch.float32)

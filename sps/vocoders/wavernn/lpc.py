@@ -14,11 +14,8 @@ conditioning; its output is one 256-way softmax over ``e[n]``::
 and ``s[n] = p[n] + e[n]`` is de-emphasised into the waveform. Conditioning: two
 convolutions over the normalised frame features (as WaveRNN), projected to ``3H`` and
 linearly interpolated to the samples with frame ``k`` on sample ``k * hop`` (the WORLD
-frame centres, as the LPC).
-
-Sampling: inverse-CDF with pre-drawn uniforms (:mod:`sps.vocoders.sampling`) at
-``temperature``, and at ``voiced_temperature`` in voiced frames (LPCNet lowers the
-sampling temperature of voiced speech, which removes noise between the harmonics).
+frame centres, as the LPC). Sampling and everything else that is not the network is the
+LPC core's (:class:`~sps.vocoders.lpc.LPCVocoder`).
 """
 from __future__ import annotations
 
@@ -29,7 +26,7 @@ from torch import Tensor, nn
 from sps.vocoders.excitation import INPUTS
 
 from ..lpc import N_CLASSES, LPCVocoder, Source
-from .ops import frame_network
+from .ops import bf16_precision, frame_network
 from .rnn import gru_projected
 
 
@@ -59,6 +56,7 @@ class LPCWaveRNN(LPCVocoder):
     None: for pruned matrices).
     """
 
+    native_kernel = "wavernn"
     generation_name = "LPC WaveRNN generation"
     legacy_keys = {"embed": "embed_inputs", "I_phase.weight": "phase_proj.weight"}   # before the LPC core
 
@@ -124,12 +122,11 @@ class LPCWaveRNN(LPCVocoder):
 
     def reference_start(self, src: Source, precision: str = "float32", sparse: bool | None = None) -> dict:
         """(``sparse`` is a layout of the C kernel only.)"""
-        if precision not in ("float32", "bfloat16"):
-            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+        bf16 = bf16_precision(precision)
 
         def mat(w):
             w = w.detach().float()
-            return w.bfloat16().float() if precision == "bfloat16" else w
+            return w.bfloat16().float() if bf16 else w
         P = self.frame_projection(src.cond).float()
         return {"P": P, "h": P.new_zeros(P.shape[0], self.hidden), "Rt": mat(self.R).t(),
                 "O1": mat(self.O1.weight), "O2": mat(self.O2.weight)}
@@ -158,11 +155,6 @@ class LPCWaveRNN(LPCVocoder):
         from . import native
         yield from native.lpc_pieces(self, self.frame_projection(src.cond).float(), src, chunk,
                                      precision=precision, sparse=sparse)
-
-    @staticmethod
-    def native_library():
-        from . import native
-        return native.library()
 
     def generate(self, cond: Tensor, lengths=None, temperature: float | None = None, *,
                  voiced_temperature: float | None = None, generator: torch.Generator | None = None,

@@ -23,11 +23,16 @@ import torch
 
 from sps import native
 from sps.native.structs import SpsMat, WavernnCall, WavernnLPCChunk, WavernnLPCWeights, WavernnWeights
+from sps.vocoders.wavernn.ops import bf16_precision
 
 
-def library() -> ctypes.CDLL | None:
-    """The compiled kernel, or None (no compiler or ``SPS_NO_NATIVE=1``)."""
-    return native.library("wavernn")
+def library(required: bool = False) -> ctypes.CDLL | None:
+    """The compiled kernel, or None (no compiler or ``SPS_NO_NATIVE=1``; with ``required`` a
+    RuntimeError instead)."""
+    lib = native.library("wavernn")
+    if lib is None and required:
+        raise RuntimeError("the WaveRNN C kernel is not available (no compiler or SPS_NO_NATIVE=1)")
+    return lib
 
 
 def pack(m: torch.Tensor, bf16: bool, vl: int) -> torch.Tensor:
@@ -126,9 +131,7 @@ def run(w, P: torch.Tensor, u: torch.Tensor, hop: int, temperature: float = 1.0,
     Tensor [shape=(S, T * hop, 2)], int64
         Coarse and fine bytes.
     """
-    lib = library()
-    if lib is None:
-        raise RuntimeError("the WaveRNN C kernel is not available (no compiler or SPS_NO_NATIVE=1)")
+    lib = library(required=True)
     S, T2, G = P.shape
     N = (T2 - 2) * hop
     if u.shape != (S, N, 2):
@@ -163,12 +166,7 @@ def lpc_pieces(model, P: torch.Tensor, src, chunk: int | None, precision: str = 
     ------
     s : Tensor [shape=(S, n)] pre-emphasised samples; q : int64 classes, same shape.
     """
-    lib = library()
-    if lib is None:
-        raise RuntimeError("the WaveRNN C kernel is not available (no compiler or SPS_NO_NATIVE=1)")
-    if precision not in ("float32", "bfloat16"):
-        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
-    bf16 = precision == "bfloat16"
+    lib, bf16 = library(required=True), bf16_precision(precision)
     S, T, G = P.shape
     H, p = model.hidden, src.a.shape[-1]
     key = (bf16, lib.wavernn_vector_length(), sparse)

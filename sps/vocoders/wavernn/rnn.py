@@ -126,9 +126,7 @@ def gru_sequence(xi: Tensor, R: Tensor, use_native: bool = True) -> Tensor:
     Tensor [shape=(B, N, H)]
         States ``h_1 .. h_N`` (``h_0 = 0``).
     """
-    if xi.dtype != torch.float32 or R.dtype != torch.float32:
-        xi, R = xi.float(), R.float()
-    return GRUSequence.apply(xi, R, use_native)
+    return GRUSequence.apply(xi.float(), R.float(), use_native)
 
 
 def gru_projected(xi: Tensor, R: Tensor, train: bool = True) -> Tensor:
