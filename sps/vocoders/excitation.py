@@ -409,8 +409,5 @@ def generation_source(lp: LinearPrediction, cond: Tensor, hop: int, phase: bool,
 
 def ring_length(order: int, max_lag: int) -> int:
     """Length of the C kernels' excitation ring buffers: a power of two > max_lag + order + 2."""
-    n = 1
-    while n <= max_lag + order + 2:
-        n *= 2
-    return n
+    return 1 << (max_lag + order + 2).bit_length()
 
