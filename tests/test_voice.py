@@ -364,7 +364,8 @@ def test_shipped_voice_scores_as_the_recipe_recorded():
     natural features re-analysed from the shipped audio (the features stage's function),
     the acoustic model with natural durations (frame by frame) and full TTS (predicted
     durations, DTW-aligned) must score what the eval stage recorded in the file; every
-    packed vocoder's copy synthesis within 1 dB of the recorded mean."""
+    packed vocoder's copy synthesis within 0.5 dB MCD and 6 points V/UV of what the vocode
+    stage recorded for the same utterance (with other draws)."""
     from sps import Voice
     from sps.features import FeatureConfig, extract_utterance
     from sps.frontend import load_labels
@@ -390,14 +391,16 @@ def test_shipped_voice_scores_as_the_recipe_recorded():
         assert got["f0_rmse_hz"] == pytest.approx(want["f0_rmse_hz"], abs=1e-2)
         tts = acoustic_metrics(*dtw_align(natural, voice.parameters(labels), spec), spec, syn.vuv_threshold)
         assert tts["mcd_db"] == pytest.approx(scores["full_tts"]["utterances"][utt]["mcd_db"], abs=1e-3)
-    # every packed vocoder from natural features, scored like the vocode stage (WORLD re-analysis)
-    for name in voice.vocoders[1:]:
-        wav = voice.vocoder(name).waveforms([natural])[0]
-        static, _ = world.analyze(wav, voice.sample_rate, config)
-        T = min(len(static), len(natural))
-        got = acoustic_metrics(natural[:T], static[:T], spec)
-        mean = scores["vocoders"][name]["mean"]
-        assert got["mcd_db"] < mean["mcd_db"] + 1.0 and got["vuv_error_pct"] < mean["vuv_error_pct"] + 10, name
+        # every packed vocoder from the natural features, scored like the vocode stage (WORLD
+        # re-analysis), against what that stage recorded for this utterance (other draws)
+        for name in voice.vocoders[1:]:
+            wav = voice.vocoder(name).waveforms([natural])[0]
+            static, _ = world.analyze(wav, voice.sample_rate, config)
+            T = min(len(static), len(natural))
+            got = acoustic_metrics(natural[:T], static[:T], spec)
+            want = scores["vocoders"][name]["utterances"][utt]
+            assert abs(got["mcd_db"] - want["mcd_db"]) < 0.5, (name, utt, got, want)
+            assert abs(got["vuv_error_pct"] - want["vuv_error_pct"]) < 6, (name, utt, got, want)
 
 
 def test_state_level_duration_model_times_phone_labels(voice):
