@@ -184,7 +184,9 @@ def test_kal_voice_makes_its_own_timings(script, sentences, tmp_path):
     try:
         code = script.main(["--voice", "kal", "--sentences", str(sub), "--out", str(tmp_path / "kal"),
                             "--jobs", "1", "--held-out", "0.5", "--min-held-out", "1"])
-    except SystemExit as err:                   # the voice is not installed
+    except SystemExit as err:
+        if "has no voice" not in str(err):      # only a missing voice package is a reason to skip
+            raise
         pytest.skip(str(err))
     assert code == 0
     out = tmp_path / "kal"

@@ -35,6 +35,8 @@ def test_levinson_matches_toeplitz_solve():
     assert np.all(np.abs(np.roots(a[0])) < 1)                            # minimum phase
     with pytest.raises(ValueError, match="r\\[0\\] > 0"):
         levinson(np.zeros(5), 4)
+    with pytest.raises(ValueError, match="must be finite"):
+        mgc_to_lpc(np.array([[0.1, np.nan, 0.0]]), 0.42, 2)
 
 
 def test_lpc_envelope_follows_the_mel_cepstral_envelope():

@@ -20,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 def lpc_recursion(r, order: int):
     """Levinson-Durbin over the last axis of a torch tensor: ``r (..., order + 1)`` ->
     ``a (..., order)``, the coefficients ``a_1 .. a_p`` of ``A(z) = 1 + sum a_k z^-k``, in
@@ -136,6 +135,8 @@ def mgc_to_lpc(mgc: np.ndarray, alpha: float, order: int = 16, fft_size: int = 1
     """
     import torch
     mgc = np.asarray(mgc, dtype=np.float64)
+    if not np.all(np.isfinite(mgc)):
+        raise ValueError("mgc_to_lpc: mel-cepstra must be finite")
     a, _ = LPCAnalysis(mgc.shape[-1], alpha, order, fft_size, preemphasis, lag_window_hz, sample_rate,
                        noise_floor)(torch.from_numpy(mgc))
     return np.concatenate([np.ones(mgc.shape[:-1] + (1,)), a.numpy()], -1)
