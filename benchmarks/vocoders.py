@@ -9,11 +9,12 @@ For the recipe sizes of ``conf/wavernn.yaml`` (LPC WaveRNN) and ``conf/wavenet.y
   threads;
 
 and prints the real-time factor at 16 kHz and the speed-up over the eager loop of the
-same configuration. Weights are random: speed does not depend on them. The sparse rows
-prune the LPC WaveRNN's recurrent and output matrices to ``--density`` of their 16 x 1
-blocks (largest norms kept, as gradual pruning leaves them; LPCNet keeps 10 % of its
-GRU) and generate with the block-sparse kernel, at the recipe's hidden size and at
-``--sparse-hidden``.
+same configuration. The bf16 rows generate with ``precision="bfloat16"`` (the networks'
+matrices stored as bfloat16, arithmetic in float32). Weights are random: speed does not
+depend on them. The sparse rows prune the LPC WaveRNN's recurrent and output matrices
+to ``--density`` of their 16 x 1 blocks (largest norms kept, as gradual pruning leaves
+them; LPCNet keeps 10 % of its GRU) and generate with the block-sparse kernel, at the
+recipe's hidden size and at ``--sparse-hidden``.
 
     python benchmarks/vocoders.py
     python benchmarks/vocoders.py --seconds 4 --batch 8 --density 0.1 --sparse-hidden 512
@@ -86,7 +87,7 @@ def main() -> None:
     runs = [("wavernn.yaml", {}, {}, ""), ("wavernn.yaml", {"precision": "bfloat16"}, {}, ", bf16"),
             ("wavernn.yaml", sparse, {}, f", bf16, {args.density:.0%} blocks")]
     runs += [("wavernn.yaml", sparse, {"hidden": h}, f", H {h}, bf16, {args.density:.0%}") for h in args.sparse_hidden]
-    runs += [("wavenet.yaml", {}, {}, "")]
+    runs += [("wavenet.yaml", {}, {}, ""), ("wavenet.yaml", {"precision": "bfloat16"}, {}, ", bf16")]
     for conf, extra, overrides, what in runs:
         name, model = model_of(conf, overrides)
         if extra.get("sparse"):

@@ -160,13 +160,18 @@ def test_native_kernel_draw_for_draw(kind):
     got, qn = m.generate(cond, backend="native", uniforms=u, return_excitation=True)
     assert (qr == qn).float().mean() > 0.995
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-3)
-    if kind.startswith("wavernn"):
-        b16r, q16r = m.generate(cond, backend="torch", uniforms=u, return_excitation=True, precision="bfloat16")
-        b16n, q16n = m.generate(cond, backend="native", uniforms=u, return_excitation=True, precision="bfloat16")
-        assert (q16r == q16n).float().mean() > 0.995
-    else:
+    # bf16 matrices: the kernel against the reference computing with the rounded weights
+    b16r, q16r = m.generate(cond, backend="torch", uniforms=u, return_excitation=True, precision="bfloat16")
+    b16n, q16n = m.generate(cond, backend="native", uniforms=u, return_excitation=True, precision="bfloat16")
+    assert (q16r == q16n).float().mean() > 0.995
+    torch.testing.assert_close(b16n, b16r, atol=1e-4, rtol=1e-3)
+    assert not torch.equal(q16r, qr)                   # the rounding is really applied
+    if not kind.startswith("wavernn"):
         got2, qn2 = m.generate(cond, backend="native", uniforms=u, return_excitation=True, threads=2)
         assert torch.equal(qn, qn2)
+        _, q16n2 = m.generate(cond, backend="native", uniforms=u, return_excitation=True, threads=2,
+                              precision="bfloat16")
+        assert torch.equal(q16n, q16n2)
 
 
 def test_pulses_and_phase_of_a_jittered_pulse_train():

@@ -195,11 +195,12 @@ def test_generate_matches_nv_layout_reference(backend):
 
 
 @needs_native
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 @pytest.mark.parametrize("temperature,argmax", [(1.0, False), (0.6, False), (1.0, True)])
-def test_native_equals_torch(temperature, argmax):
+def test_native_equals_torch(temperature, argmax, precision):
     model = tiny(layers=7, max_dilation=8, scales=())
     cond = torch.randn(3, 11, 5)
-    kw = dict(temperature=temperature, argmax=argmax, return_classes=True)
+    kw = dict(temperature=temperature, argmax=argmax, return_classes=True, precision=precision)
     a = generate(model, cond, generator=torch.Generator().manual_seed(1), backend="torch", **kw)
     b = generate(model, cond, generator=torch.Generator().manual_seed(1), backend="native", threads=1, **kw)
     assert torch.equal(a, b)
@@ -569,3 +570,24 @@ def test_ground_truth_aligned_segments(tmp_path):
     (exp / "data" / "dev.list").unlink()
     assert generated_features(e, VocoderTrainConfig(features="generated", acoustic_model="am")) == {"train": gen_dir}
     assert generated_features(e, VocoderTrainConfig()) == {}
+
+
+def test_bfloat16_packs_exactly_rounded_matrices():
+    """precision="bfloat16" rounds the six stack matrices (round to nearest even, as torch)
+    and nothing else; the kernel's bit patterns widen back to the same floats."""
+    from sps.vocoders.wavenet.generate import Packed
+    from sps.vocoders.wavenet.native import stack_weights
+    model = tiny(layers=3, max_dilation=2)
+    full, half = Packed(model, torch.device("cpu")), Packed(model, torch.device("cpu"), "bfloat16")
+    for name in ("WprevT", "WcurT", "WresT", "WskipT", "WoutT", "WendT"):
+        a, b = getattr(full, name), getattr(half, name)
+        bits = a.numpy().view(np.uint32)
+        lsb = (bits >> 16) & 1                                   # round half to even, by hand
+        expect = ((bits + 0x7FFF + lsb) & 0xFFFF0000).view(np.float32)
+        assert np.array_equal(b.numpy(), expect) and not torch.equal(a, b), name
+    for name in ("Ep", "Ec", "bres", "bskip", "Wc", "bc"):
+        assert torch.equal(getattr(full, name), getattr(half, name)), name
+    w = stack_weights(half, Ep=half.Ep, Ec=half.Ec)
+    assert w.bf16 == 1
+    with pytest.raises(ValueError, match="precision"):
+        Packed(model, torch.device("cpu"), "float16")

@@ -43,7 +43,7 @@ class Struct(ctypes.Structure):
 
 class WavenetWeights(Struct):
     C_NAME, HEADER = "wavenet_weights", "wavenet.h"
-    _fields_ = [(n, _I) for n in ("A", "R", "S", "L", "D1", "embed_tanh")] + [
+    _fields_ = [(n, _I) for n in ("A", "R", "S", "L", "D1", "embed_tanh", "bf16")] + [
         (n, _P) for n in ("dil", "Ep", "Ec", "E", "wph", "WprevT", "WcurT", "WresT", "bres",
                            "WskipT", "bskip", "WoutT", "WendT")]
 

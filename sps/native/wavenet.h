@@ -9,14 +9,17 @@
 /* Weights of the stack (packed by sps.vocoders.wavenet.generate). */
 typedef struct {
     int A, R, S, L, D1, embed_tanh;
+    int bf16;                          /* the six matrices below hold bfloat16 bit patterns (uint16) */
     const int *dil;                    /* (L,) dilations */
     const float *Ep, *Ec;              /* plain model: (A, R) embeddings of y[t-2], y[t-1]; else NULL */
     const float *E;                    /* LPC model: (4, A, R) embeddings of the excitation inputs; else NULL */
     const float *wph;                  /* LPC model with pitch phase: (R, 2); else NULL */
-    const float *WprevT, *WcurT;       /* (L, R, 2R) */
-    const float *WresT, *bres;         /* (L-1, R, R), (L-1, R) */
-    const float *WskipT, *bskip;       /* (L, R, S), (S,) summed */
-    const float *WoutT, *WendT;        /* (S, A), (A, A) */
+    const void *WprevT, *WcurT;        /* (L, R, 2R) float32, or bf16 */
+    const void *WresT;                 /* (L-1, R, R) */
+    const float *bres;                 /* (L-1, R) */
+    const void *WskipT;                /* (L, R, S) */
+    const float *bskip;                /* (S,) summed */
+    const void *WoutT, *WendT;         /* (S, A), (A, A) */
 } wavenet_weights;
 
 /* One call: a chunk of n samples of B streams, and the state kept between calls. */

@@ -114,4 +114,12 @@ def evaluating(module: nn.Module):
         module.train(was_training)
 
 
-__all__ = ["Vocoder", "evaluating"]
+def bf16_precision(precision: str) -> bool:
+    """Whether generation ``precision`` (``"float32"`` or ``"bfloat16"``) rounds the
+    networks' matrices to bfloat16; any other value is a ValueError."""
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+    return precision == "bfloat16"
+
+
+__all__ = ["Vocoder", "bf16_precision", "evaluating"]

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from sps.backend import resolve_backend
 from sps.dsp import mu_law_decode
-from sps.vocoders.protocol import evaluating
+from sps.vocoders.protocol import bf16_precision, evaluating
 from sps.vocoders.sampling import capture_cuda_graph, sample_cdf
 
 from . import native
@@ -50,11 +50,20 @@ CHUNK_FLOATS = 1 << 24
 
 class Packed:
     """Generation weights of a :class:`~sps.vocoders.wavenet.model.GatedStack` (float32,
-    transposed for ``x @ W^T``), with its :meth:`~.model.GatedStack.input_embeddings`."""
+    transposed for ``x @ W^T``), with its :meth:`~.model.GatedStack.input_embeddings`.
 
-    def __init__(self, model, device: torch.device):
+    With ``precision="bfloat16"`` the six matrices of the stack (dilated, residual, skip and
+    output layers) are rounded to bfloat16: the PyTorch paths compute with the rounded
+    values in float32, which is exactly what the C kernel does with its bf16 storage.
+    Embeddings, biases and the conditioning projection stay float32."""
+
+    def __init__(self, model, device: torch.device, precision: str = "float32"):
         def f(t: Tensor) -> Tensor:
             return t.detach().to(device=device, dtype=torch.float32).contiguous()
+
+        def m(t: Tensor) -> Tensor:
+            return f(t.detach().bfloat16() if self.bf16 else t)
+        self.bf16 = bf16_precision(precision)
         L, R, S, A = model.L, model.R, model.S, model.A
         self.A, self.R, self.S, self.L = A, R, S, L
         self.dil = list(model.dilations)
@@ -63,17 +72,17 @@ class Packed:
         w = torch.stack([c.weight for c in model.dilate])           # (L, 2R, R, 2)
         for name, table in model.input_embeddings().items():        # Ep, Ec of the plain model
             setattr(self, name, f(table))
-        self.WprevT = f(w[..., 0].transpose(1, 2))                   # (L, R, 2R)
-        self.WcurT = f(w[..., 1].transpose(1, 2))                    # (L, R, 2R)
+        self.WprevT = m(w[..., 0].transpose(1, 2))                   # (L, R, 2R)
+        self.WcurT = m(w[..., 1].transpose(1, 2))                    # (L, R, 2R)
         if L > 1:
-            self.WresT = f(torch.stack([c.weight[..., 0].t() for c in model.res]))  # (L-1, R, R)
+            self.WresT = m(torch.stack([c.weight[..., 0].t() for c in model.res]))  # (L-1, R, R)
             self.bres = f(torch.stack([c.bias for c in model.res]))                 # (L-1, R)
         else:
             self.WresT, self.bres = torch.zeros(1, R, R, device=device), torch.zeros(1, R, device=device)
-        self.WskipT = f(torch.stack([c.weight[..., 0].t() for c in model.skip]))    # (L, R, S)
+        self.WskipT = m(torch.stack([c.weight[..., 0].t() for c in model.skip]))    # (L, R, S)
         self.bskip = f(torch.stack([c.bias for c in model.skip]).sum(0))            # (S,)
-        self.WoutT = f(model.conv_out.weight[..., 0].t())           # (S, A)
-        self.WendT = f(model.conv_end.weight[..., 0].t())           # (A, A)
+        self.WoutT = m(model.conv_out.weight[..., 0].t())           # (S, A)
+        self.WendT = m(model.conv_end.weight[..., 0].t())           # (A, A)
         # conditioning projection with every gate bias folded in
         self.Wc = f(model.cond_proj.weight[..., 0].t())             # (U, L*2R)
         self.bc = f(model.cond_proj.bias + torch.stack([c.bias for c in model.dilate]).reshape(-1))
@@ -173,7 +182,7 @@ class CudaGraphState(TorchState):
 @torch.no_grad()
 def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: float | None = None, *,
              argmax: bool = False, generator: torch.Generator | None = None, backend: str = "auto",
-             progress: bool | None = None, threads: int | None = None,
+             progress: bool | None = None, threads: int | None = None, precision: str = "float32",
              uniforms: Tensor | None = None, return_classes: bool = False) -> Tensor:
     """Sample waveforms from ``model`` given conditioning features.
 
@@ -203,6 +212,9 @@ def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: fl
         idle machine but slow on a busy one (they meet at every layer). The default
         (:func:`sps.vocoders.wavenet.native.default_threads`) is torch's thread count,
         and for split rows no more than the idle cores (:func:`sps.native.idle_cores`).
+    precision : {"float32", "bfloat16"}
+        ``bfloat16`` rounds the stack's matrices to bfloat16 (:class:`Packed`); the C
+        kernel then streams half the bytes per sample. Arithmetic stays float32.
     uniforms : Tensor [shape=(B, N)], optional
         The uniform draws themselves (instead of drawing them from ``generator``).
     return_classes : bool
@@ -223,7 +235,7 @@ def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: fl
     backend = resolve_backend(backend, device, what="WaveNet generation",
                               choices=("cuda_graph", "native", "torch"), native=native.library)
     logger.debug("wavenet generation: backend=%s, %d utterances, %d samples", backend, B, N)
-    P = Packed(model, device)
+    P = Packed(model, device, precision)
     if backend == "native":
         state = native.NativeState(P, B, temperature, argmax, threads)
     elif backend == "cuda_graph":

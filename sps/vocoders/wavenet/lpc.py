@@ -39,7 +39,10 @@ class LPCWaveNet(LPCVocoder, GatedStack):
         A pitch-phase input through ``phase_proj (R, 2)``, added to the layer-0 input
         before its tanh.
 
-    Generation option: ``threads`` of the C kernel (None: the thread policy's).
+    Generation options: ``precision`` (``"float32"`` or ``"bfloat16"``: the stack's
+    matrices rounded to bfloat16, which the C kernel stores so, halving the bytes it
+    streams per sample; arithmetic stays float32) and ``threads`` of the C kernel (None:
+    the thread policy's).
     """
 
     native_kernel = "wavenet"
@@ -79,9 +82,9 @@ class LPCWaveNet(LPCVocoder, GatedStack):
         """The whole teacher-forced sequence through the stack at once (no recurrence)."""
         return self.stack(self.embed_excitation(q, phase), self.conditioning(cond))
 
-    def reference_start(self, src: Source, threads: int | None = None) -> dict:
+    def reference_start(self, src: Source, threads: int | None = None, precision: str = "float32") -> dict:
         """(``threads`` is an option of the C kernel only.)"""
-        P = Packed(self, src.cond.device)
+        P = Packed(self, src.cond.device, precision)
         B = src.u.shape[0]
         return {"P": P, "ups": self.upsample(src.cond), "layers": TorchState(P, B, src.cond.device, 1.0, False),
                 "chunk": P.chunk(B), "c": None, "t0": 0}
@@ -93,18 +96,19 @@ class LPCWaveNet(LPCVocoder, GatedStack):
             st["c"], st["t0"] = P.cond_chunk(st["ups"], n, t1).permute(1, 2, 0, 3), n     # (n, L, B, 2R)
         return st["layers"].layers(self.embed_excitation(q, phase), st["c"][n - st["t0"]], n % P.D)
 
-    def native_pieces(self, src: Source, chunk: int | None, threads: int | None = None):
+    def native_pieces(self, src: Source, chunk: int | None, threads: int | None = None,
+                      precision: str = "float32"):
         from . import native
-        P = Packed(self, src.cond.device)
+        P = Packed(self, src.cond.device, precision)
         step = P.chunk(src.u.shape[0])
         yield from native.lpc_pieces(self, P, self.upsample(src.cond), src, min(step, chunk or step), threads)
 
     def generate(self, cond: Tensor, lengths=None, temperature: float | None = None, *,
                  voiced_temperature: float | None = None, generator: torch.Generator | None = None,
                  backend: str = "auto", uniforms: Tensor | None = None, return_excitation: bool = False,
-                 threads: int | None = None):
+                 threads: int | None = None, precision: str = "float32"):
         """:meth:`LPCVocoder.generate <sps.vocoders.lpc.LPCVocoder.generate>` with this network's
-        option (see the class)."""
+        options (see the class)."""
         return super().generate(cond, lengths, temperature, voiced_temperature=voiced_temperature,
                                 generator=generator, backend=backend, uniforms=uniforms,
-                                return_excitation=return_excitation, threads=threads)
+                                return_excitation=return_excitation, threads=threads, precision=precision)

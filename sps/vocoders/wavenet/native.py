@@ -26,15 +26,18 @@ def default_threads(B: int, R: int) -> int:
 
 def stack_weights(P, **inputs) -> WavenetWeights:
     """The kernel's weight structure of the packed stack ``P`` with the input embeddings
-    ``inputs`` (``Ep``/``Ec`` of the plain model, ``E``/``wph`` of the LPC one); it points
-    into ``P``'s tensors, which must outlive it."""
-    return WavenetWeights(A=P.A, R=P.R, S=P.S, L=P.L, D1=P.D + 1, embed_tanh=int(P.embed_tanh),
-                          dil=P.dil_t, WprevT=P.WprevT, WcurT=P.WcurT, WresT=P.WresT, bres=P.bres,
-                          WskipT=P.WskipT, bskip=P.bskip, WoutT=P.WoutT, WendT=P.WendT, **inputs)
+    ``inputs`` (``Ep``/``Ec`` of the plain model, ``E``/``wph`` of the LPC one); its
+    matrices are float32, or with ``P.bf16`` their (exact) bfloat16 bit patterns. The
+    structure keeps the tensors it points into."""
+    def mat(t: Tensor) -> Tensor:
+        return t.bfloat16().view(torch.int16).contiguous() if P.bf16 else t
+    return WavenetWeights(A=P.A, R=P.R, S=P.S, L=P.L, D1=P.D + 1, embed_tanh=int(P.embed_tanh), bf16=int(P.bf16),
+                          dil=P.dil_t, WprevT=mat(P.WprevT), WcurT=mat(P.WcurT), WresT=mat(P.WresT), bres=P.bres,
+                          WskipT=mat(P.WskipT), bskip=P.bskip, WoutT=mat(P.WoutT), WendT=mat(P.WendT), **inputs)
 
 
 class NativeState:
-    """State and call of the C kernel (CPU, float32)."""
+    """State and call of the C kernel (CPU; float32 or bf16 matrices, as ``P``)."""
 
     def __init__(self, P, B: int, temperature: float, argmax: bool, threads: int | None):
         self.lib, self.P, self.B = library(), P, B

@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sps.backend import resolve_backend
+from sps.vocoders.protocol import bf16_precision
 from sps.vocoders.sampling import capture_cuda_graph, sample_cdf
 
 from . import native
-from .ops import bf16_precision, merge_16bit, pad_frames, upsample_index
+from .ops import merge_16bit, pad_frames, upsample_index
 
 logger = logging.getLogger(__name__)
 

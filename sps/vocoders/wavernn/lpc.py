@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sps.vocoders.excitation import INPUTS
+from sps.vocoders.protocol import bf16_precision
 
 from ..lpc import N_CLASSES, LPCVocoder, Source
-from .ops import bf16_precision, frame_network
+from .ops import frame_network
 from .rnn import gru_projected
 
 

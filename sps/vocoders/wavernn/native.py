@@ -23,7 +23,7 @@ import torch
 
 from sps import native
 from sps.native.structs import SpsMat, WavernnCall, WavernnLPCChunk, WavernnLPCWeights, WavernnWeights
-from sps.vocoders.wavernn.ops import bf16_precision
+from sps.vocoders.protocol import bf16_precision
 
 
 def library(required: bool = False) -> ctypes.CDLL | None:

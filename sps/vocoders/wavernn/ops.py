@@ -72,10 +72,3 @@ def frame_network(cond_dim: int, channels: int, kernel: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv1d(cond_dim, channels, kernel, padding=kernel // 2), nn.Tanh(),
                          nn.Conv1d(channels, channels, kernel, padding=kernel // 2), nn.Tanh())
 
-
-def bf16_precision(precision: str) -> bool:
-    """Whether generation ``precision`` (``"float32"`` or ``"bfloat16"``) rounds the matrices
-    to bfloat16; any other value is a ValueError."""
-    if precision not in ("float32", "bfloat16"):
-        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
-    return precision == "bfloat16"
