@@ -18,6 +18,7 @@ recipe's hidden size and at ``--sparse-hidden``.
 
     python benchmarks/vocoders.py
     python benchmarks/vocoders.py --seconds 4 --batch 8 --density 0.1 --sparse-hidden 512
+    python benchmarks/vocoders.py --alternate 12 --seconds 1     # WaveNet float32 / bf16 in turn
 """
 from __future__ import annotations
 
@@ -72,6 +73,22 @@ def rate(model, B: int, seconds: float, backend: str, threads: int | None = None
     return B * T * HOP / best
 
 
+def alternating(rounds: int, seconds: float) -> None:
+    """The LPC WaveNet's C kernel, one stream on one thread, float32 and bf16 in turn for
+    ``rounds`` rounds in one process (a busy or noisy machine slows both alike): best and
+    median samples per second of each."""
+    import statistics
+    torch.set_num_threads(1)
+    _, model = model_of("wavenet.yaml", {})
+    got = {"float32": [], "bfloat16": []}
+    for _ in range(rounds):
+        for precision, rates in got.items():
+            rates.append(rate(model, 1, seconds, "native", threads=1, precision=precision))
+    for precision, rates in got.items():
+        print(f"wavenet_lpc (wavenet.yaml), {precision:<9} best {max(rates):>8,.0f}  "
+              f"median {statistics.median(rates):>8,.0f} samples/s ({rounds} rounds)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=2.0, help="audio per measurement of the kernels")
@@ -79,7 +96,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--density", type=float, default=0.1, help="blocks kept in the sparse rows")
     ap.add_argument("--sparse-hidden", type=int, nargs="*", default=[512], help="more hidden sizes, sparse")
+    ap.add_argument("--alternate", type=int, default=0, metavar="ROUNDS",
+                    help="only the LPC WaveNet, float32 and bf16 in turn for ROUNDS rounds")
     args = ap.parse_args()
+    if args.alternate:
+        return alternating(args.alternate, args.seconds)
     threads = torch.get_num_threads()
     print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, {threads} threads, load {os.getloadavg()[0]:.1f}")
     print(f"{'model':<44} {'streams':>7} {'eager':>10} {'native':>10} {'speed-up':>9} {'x real time':>12}")
