@@ -324,8 +324,8 @@ static int wavenet_core(int B, int n, int A, int R, int S, int L, int D1, const 
 }
 
 static int has_stack(const wavenet_weights *w) {
-    return (w->bf16 == 0 || w->bf16 == 1) && w->dil && w->WprevT && w->WcurT && (w->L < 2 || (w->WresT && w->bres)) && w->WskipT
-        && w->bskip && w->WoutT && w->WendT && w->A > 0 && w->R > 0 && w->S > 0 && w->L > 0 && w->D1 > 1;
+    return (w->bf16 == 0 || w->bf16 == 1) && w->dil && w->WprevT && w->WcurT
+        && (w->L < 2 || (w->WresT && w->bres)) && w->WskipT && w->bskip && w->WoutT && w->WendT && w->A > 0 && w->R > 0 && w->S > 0 && w->L > 0 && w->D1 > 1;
 }
 
 static int has_chunk(const wavenet_chunk *c) {

@@ -58,12 +58,13 @@ class Packed:
     Embeddings, biases and the conditioning projection stay float32."""
 
     def __init__(self, model, device: torch.device, precision: str = "float32"):
+        self.bf16 = bf16_precision(precision)
+
         def f(t: Tensor) -> Tensor:
             return t.detach().to(device=device, dtype=torch.float32).contiguous()
 
-        def m(t: Tensor) -> Tensor:
+        def m(t: Tensor) -> Tensor:                                 # a stack matrix, rounded for bf16
             return f(t.detach().bfloat16() if self.bf16 else t)
-        self.bf16 = bf16_precision(precision)
         L, R, S, A = model.L, model.R, model.S, model.A
         self.A, self.R, self.S, self.L = A, R, S, L
         self.dil = list(model.dilations)
