@@ -237,6 +237,9 @@ def test_generate_bad_input():
         model.generate(torch.randn(1, 4, 5), backend="gpu")
     with pytest.raises(ValueError, match="needs CUDA"):
         model.generate(torch.randn(1, 4, 5), backend="cuda_graph")
+    for bad in ([5], [0], [4, 4]):                       # past T, empty, one too many
+        with pytest.raises(ValueError, match="lengths"):
+            model.generate(torch.randn(1, 4, 5), lengths=bad)
 
 
 @pytest.mark.cuda

@@ -182,9 +182,8 @@ def teacher_inputs(s: Tensor, a: Tensor, lag: Tensor, hop: int, noise: float = 0
     e : Tensor [shape=(B, N)]
         The excitation ``s[n] - p[n]`` (the target).
     """
-    B, N = s.shape
-    T = a.shape[1]
-    f = sample_frames(T, hop, s.device)
+    N = s.shape[1]
+    f = sample_frames(a.shape[1], hop, s.device)
     a_samples = a[:, f]
     clean = s
     if noise > 0:

@@ -38,7 +38,7 @@ from sps.vocoders.excitation import (ExcitationState, LinearPrediction, generati
                                      sample_frames, training_batch)
 from sps.vocoders.sampling import sample_cdf
 
-from .protocol import Vocoder, evaluating
+from .protocol import Vocoder, evaluating, frame_lengths
 
 N_CLASSES = 256
 
@@ -245,10 +245,7 @@ class LPCVocoder(Vocoder):
                          uniforms, chunk: int | None, options: dict) -> Iterator[tuple[Tensor, Tensor]]:
         """Waveform and class pieces [shape=(B, n)] of at most ``chunk`` samples (None: as the
         backend yields them), de-emphasised across pieces, clamped, zero past ``lengths``."""
-        B, T = cond.shape[:2]
-        lengths = [T] * B if lengths is None else [int(n) for n in torch.as_tensor(lengths).tolist()]
-        if len(lengths) != B or min(lengths) < 1 or max(lengths) > T:
-            raise ValueError(f"lengths {lengths} do not fit cond of shape {tuple(cond.shape)}")
+        B, lengths = cond.shape[0], frame_lengths(lengths, cond)
         backend = resolve_backend(backend, cond.device, what=self.generation_name,
                                   choices=("native", "torch"), native=self.native_library)
         src = self.source(cond, temperature, voiced_temperature, uniforms, generator)

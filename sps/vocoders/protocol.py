@@ -114,6 +114,16 @@ def evaluating(module: nn.Module):
         module.train(was_training)
 
 
+def frame_lengths(lengths, cond: Tensor) -> list[int]:
+    """Valid frames of each utterance of ``cond`` [shape=(B, T, C)]: ``lengths`` (a sequence
+    or Tensor [shape=(B,)]) checked to lie in ``1 .. T``, or all ``T`` when None."""
+    B, T = cond.shape[:2]
+    out = [T] * B if lengths is None else [int(n) for n in torch.as_tensor(lengths).reshape(-1).tolist()]
+    if len(out) != B or min(out) < 1 or max(out) > T:
+        raise ValueError(f"lengths {out} do not fit cond of shape {tuple(cond.shape)}")
+    return out
+
+
 def bf16_precision(precision: str) -> bool:
     """Whether generation ``precision`` (``"float32"`` or ``"bfloat16"``) rounds the
     networks' matrices to bfloat16; any other value is a ValueError."""
@@ -122,4 +132,4 @@ def bf16_precision(precision: str) -> bool:
     return precision == "bfloat16"
 
 
-__all__ = ["Vocoder", "bf16_precision", "evaluating"]
+__all__ = ["Vocoder", "bf16_precision", "evaluating", "frame_lengths"]

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from sps.backend import resolve_backend
 from sps.dsp import mu_law_decode
-from sps.vocoders.protocol import bf16_precision, evaluating
+from sps.vocoders.protocol import bf16_precision, evaluating, frame_lengths
 from sps.vocoders.sampling import capture_cuda_graph, sample_cdf
 
 from . import native
@@ -227,6 +227,7 @@ def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: fl
         Waveform in [-1, 1] (or classes).
     """
     model.check_cond(cond)
+    lengths = frame_lengths(lengths, cond)
     temperature = 1.0 if temperature is None else temperature
     if not argmax and not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -261,9 +262,5 @@ def generate(model, cond: Tensor, lengths: Tensor | None = None, temperature: fl
             bar.update(t1 - t0)
     if return_classes:
         return out
-    wav = mu_law_decode(out, model.A)
-    if lengths is not None:
-        lengths = torch.as_tensor(lengths, device=device).long()
-        mask = torch.arange(N, device=device)[None, :] < (lengths[:, None] * model.hop_length)
-        wav = wav * mask
-    return wav
+    ends = torch.tensor(lengths, device=device)[:, None] * model.hop_length
+    return mu_law_decode(out, model.A) * (torch.arange(N, device=device)[None, :] < ends)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sps.backend import resolve_backend
-from sps.vocoders.protocol import bf16_precision
+from sps.vocoders.protocol import bf16_precision, frame_lengths
 from sps.vocoders.sampling import capture_cuda_graph, sample_cdf
 
 from . import native
@@ -171,17 +171,13 @@ def run_reference(w: GenWeights, P: Tensor, u: Tensor, hop: int, temperature: fl
     N = (T2 - 2) * hop
     h, prev = _initial(S, w.H, P.device)
     out = torch.empty(S, N, 2, dtype=torch.int64, device=P.device)
-    logits = []
+    logits = [], []
     k0, a = upsample_index(T2 - 2, hop)
     for t in range(N):
-        p0, p1 = P[:, int(k0[t])], P[:, int(k0[t]) + 1]
-        p = p0 + float(a[t]) * (p1 - p0)
-        h, prev, out[:, t], lc, lf = step(w, h, prev, p, u[:, t], temperature)
+        h, prev, out[:, t], lc, lf = step(w, h, prev, _interp(P, k0[t:t + 1], a[t:t + 1])[:, 0], u[:, t], temperature)
         if return_logits:
-            logits.append((lc, lf))
-    if return_logits:
-        return out, torch.stack([l[0] for l in logits], 1), torch.stack([l[1] for l in logits], 1)
-    return out
+            logits[0].append(lc), logits[1].append(lf)
+    return (out, *(torch.stack(l, 1) for l in logits)) if return_logits else out
 
 
 def run_cuda_graph(w: GenWeights, P: Tensor, u: Tensor, hop: int, temperature: float = 1.0,
@@ -349,9 +345,7 @@ def generate(model, cond: Tensor, lengths=None, temperature: float | None = None
     temperature = 1.0 if temperature is None else temperature
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    lengths = [T] * B if lengths is None else [int(n) for n in lengths]
-    if len(lengths) != B or min(lengths) < 1 or max(lengths) > T:
-        raise ValueError(f"lengths {lengths} do not fit cond of shape {tuple(cond.shape)}")
+    lengths = frame_lengths(lengths, cond)
     w = gen_weights(model, precision, cond.device, sparse)
     proj = model.cond_projection(cond).float()                     # (B, T, 3H)
     wav = torch.zeros(B, T * hop, device=cond.device)
