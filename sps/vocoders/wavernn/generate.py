@@ -172,7 +172,7 @@ def run_reference(w: GenWeights, P: Tensor, u: Tensor, hop: int, temperature: fl
     h, prev = _initial(S, w.H, P.device)
     out = torch.empty(S, N, 2, dtype=torch.int64, device=P.device)
     logits = [], []
-    k0, a = upsample_index(T2 - 2, hop)
+    k0, a = upsample_index(T2 - 2, hop, P.device)
     for t in range(N):
         h, prev, out[:, t], lc, lf = step(w, h, prev, _interp(P, k0[t:t + 1], a[t:t + 1])[:, 0], u[:, t], temperature)
         if return_logits:
