@@ -27,7 +27,7 @@ Targets (issue 20): E2 conv + MGE, natural durations: MCD within 0.15 dB and F0
 correlation within 0.03 of E1. E3 against E2 decides the own_voice default labels.
 
     python benchmarks/own_voice.py [--base /work/exp/base] [--work exp/own_voice_bench]
-        [--run e2,e3,e4 [--stop-stage N] [--epochs N]] [--json out.json]
+        [--run e1,e2,e3,e4 [--stop-stage N] [--epochs N] [--seed S]] [--json out.json]
 
 Without ``--run`` it only prints the table of what exists. With it, each named
 experiment runs ``recipes/own_voice/run.sh`` up to ``--stop-stage`` (default 9, eval;
@@ -36,12 +36,18 @@ resumes. On a 2-core machine shared with another run, each of E2-E4 takes about 
 (the conv model's 40 epochs about 35 minutes of it). ``--epochs N`` trains the conv model
 N epochs instead, in experiments ``e2_epN``/``e3_epN`` that start from E2's inputs (E2 run
 first): a cheaper comparison of state- and phone-level labels at the same budget.
+
+``--seed S`` repeats the acoustic models of the named experiments (``e1`` too) with other
+seeds (conv: S, conv + MGE: S + 1), in experiments ``<name>_sS`` that start from the
+experiment's features, statistics and duration model (E1's: ``--base``): the
+run-to-run spread of one recipe. The verdicts compare the means over an experiment's runs.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +55,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_SH = ROOT / "recipes" / "own_voice" / "run.sh"
+E1_RUN_SH = ROOT / "recipes" / "slt_festival" / "run.sh"
+CONV_STAGE = {RUN_SH: 7, E1_RUN_SH: 6}   # each recipe's stage that trains the conv models (eval: + 2)
 MODELS = "acoustic_conv,acoustic_conv_mge"
 SAME_AUDIO = ["ingest.layout=ljspeech", "ingest.trim=false", "ingest.loudness_db=null", "features.f0_floor=80"]
 EXPERIMENTS = {   # name: (title, first stage, run.sh arguments, experiment whose inputs it starts from)
@@ -60,6 +68,7 @@ EXPERIMENTS = {   # name: (title, first stage, run.sh arguments, experiment whos
 # alignment (its features are redone: their records name the labels), a shorter-trained
 # variant of E2 (--epochs) also E2's features, statistics and duration model
 SEED_DIRS = {"e3": ("data", "align"), "e2": ("data", "align", "dump", "stats", "models/duration_dnn")}
+REPEAT_DIRS = ("data", "dump", "stats", "models/duration_dnn")   # what a seed repeat shares (E2/E3: + align)
 SYSTEMS = [("world_copy", "WORLD copy synthesis"),
            ("acoustic_dnn_mge", "DNN + MGE, natural durations"),
            ("acoustic_conv", "conv (MSE), natural durations"),
@@ -76,14 +85,14 @@ def link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=os.link, symlinks=True)
 
 
-def seed(work: Path, name: str, source: str, dirs: tuple[str, ...]) -> None:
-    """Start experiment ``name`` from hard links to ``dirs`` of experiment ``source``."""
-    dst, src = work / name, work / source
+def seed(work: Path, name: str, src: Path, dirs: tuple[str, ...]) -> None:
+    """Start experiment ``name`` from hard links to ``dirs`` of the experiment in ``src``."""
+    dst = work / name
     if dst.exists():
         return
     missing = [d for d in dirs if not (src / d).exists()]
     if missing:
-        raise SystemExit(f"own_voice.py: {name} starts from {source}'s {', '.join(missing)}: run {source} first")
+        raise SystemExit(f"own_voice.py: {name} starts from {src}'s {', '.join(missing)}: run {src.name} first")
     tmp = work / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     for d in dirs:
@@ -91,22 +100,36 @@ def seed(work: Path, name: str, source: str, dirs: tuple[str, ...]) -> None:
     tmp.rename(dst)
 
 
-def exp_name(name: str, epochs: int | None) -> str:
-    return f"{name}_ep{epochs}" if epochs else name
+def exp_name(name: str, epochs: int | None, seed_: int | None = None) -> str:
+    return name + (f"_ep{epochs}" if epochs else "") + (f"_s{seed_}" if seed_ is not None else "")
 
 
-def run(work: Path, name: str, stop_stage: int, jobs: int, epochs: int | None) -> None:
-    """run.sh of experiment ``name`` (``epochs``: its conv model trained that many epochs instead)."""
-    _, first, args, source = EXPERIMENTS[name]
+def run(work: Path, base: Path, name: str, stop_stage: int, jobs: int, epochs: int | None,
+        seed_: int | None) -> None:
+    """run.sh of experiment ``name`` (``epochs``: its conv model trained that many epochs instead;
+    ``seed_``: a repeat of its acoustic models with other seeds)."""
+    if name == "e1":
+        if seed_ is None or epochs:
+            raise SystemExit("own_voice.py: e1 is --base (run recipes/slt_festival); --run e1 is for --seed repeats")
+        first, args, source, run_sh = 0, [], base, E1_RUN_SH
+    else:
+        _, first, args, source = EXPERIMENTS[name]
+        source, run_sh = source and work / source, RUN_SH
     if epochs:
         if name == "e4":
             raise SystemExit("own_voice.py: --epochs is for e2 and e3 (a comparison at a smaller budget)")
-        source = "e2"
+        source = work / "e2"
         args = [*args, f"acoustic_conv.train.epochs={epochs}"]
+    dirs = SEED_DIRS.get(name, ())
+    if seed_ is not None:
+        source, first = work / exp_name(name, epochs) if name != "e1" else base, CONV_STAGE[run_sh]
+        dirs = REPEAT_DIRS + (("align",) if run_sh is RUN_SH else ())
+        args = [*args, f"acoustic_conv.train.seed={seed_}", f"acoustic_conv_mge.train.seed={seed_ + 1}"]
     if source:
-        seed(work, exp_name(name, epochs), source, SEED_DIRS[name])
-    cmd = [str(RUN_SH), "--exp-dir", str(work / exp_name(name, epochs)), "--stage", str(first),
-           "--stop-stage", str(stop_stage), "--jobs", str(jobs), "--acoustic-models", MODELS, *args]
+        seed(work, exp_name(name, epochs, seed_), source, dirs)
+    last = stop_stage - (CONV_STAGE[RUN_SH] - CONV_STAGE[run_sh])
+    cmd = [str(run_sh), "--exp-dir", str(work / exp_name(name, epochs, seed_)), "--stage", str(first),
+           "--stop-stage", str(last), "--jobs", str(jobs), "--acoustic-models", MODELS, *args]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
 
@@ -122,8 +145,25 @@ def scores(exp: Path) -> dict[str, dict]:
     return out
 
 
+def group(name: str) -> str:
+    """The experiment a run belongs to: its name without a seed repeat's ``_sN``."""
+    return re.sub(r"_s\d+$", "", name)
+
+
+def pooled(results: dict[str, dict], name: str) -> dict[str, dict]:
+    """system -> the mean of each metric over the runs of experiment ``name`` (and ``runs``)."""
+    runs = [res for run_name, res in results.items() if group(run_name) == name]
+    out = {}
+    for system, _ in SYSTEMS:
+        ms = [res[system] for res in runs if system in res]
+        if ms:
+            out[system] = {k: sum(m[k] for m in ms) / len(ms) for k, _, _ in COLUMNS if all(k in m for m in ms)}
+            out[system]["runs"] = len(ms)
+    return out
+
+
 def table(results: dict[str, dict], titles: dict[str, str]) -> str:
-    ref = results.get("e1", {})
+    ref = pooled(results, "e1")
     head = f"{'experiment':<26}{'system':<30}{'utts':>5}" + "".join(f"{h:>9}" for _, h, _ in COLUMNS) \
         + f"{'dMCD':>8}{'dF0corr':>9}"
     lines = [head, "-" * len(head)]
@@ -134,23 +174,25 @@ def table(results: dict[str, dict], titles: dict[str, str]) -> str:
             m = res[system]
             row = f"{name + ' ' + titles[name.split('_')[0]]:<26}{label:<30}{m['utterances']:>5}"
             row += "".join(f"{fmt.format(m[k]) if k in m else '-':>9}" for k, _, fmt in COLUMNS)
-            if name != "e1" and system in ref and name[:2] in ("e2", "e3"):
+            if name[:2] in ("e2", "e3") and system in ref:
                 row += f"{m['mcd_db'] - ref[system]['mcd_db']:>+8.2f}{m['f0_corr'] - ref[system]['f0_corr']:>+9.3f}"
             lines.append(row)
     return "\n".join(lines)
 
 
 def verdicts(results: dict[str, dict]) -> list[str]:
+    """The targets on the means over each experiment's runs (seed repeats)."""
     out = []
-    e1, e2 = results.get("e1", {}), results.get("e2", {})
+    e1, e2 = pooled(results, "e1"), pooled(results, "e2")
     if TARGET_SYSTEM in e1 and TARGET_SYSTEM in e2:
-        d_mcd = e2[TARGET_SYSTEM]["mcd_db"] - e1[TARGET_SYSTEM]["mcd_db"]
-        d_f0 = e2[TARGET_SYSTEM]["f0_corr"] - e1[TARGET_SYSTEM]["f0_corr"]
-        out.append(f"E2 vs E1, conv + MGE, natural durations: MCD {d_mcd:+.2f} dB (target <= +{TARGETS['mcd_db']}): "
+        a, b = e1[TARGET_SYSTEM], e2[TARGET_SYSTEM]
+        d_mcd, d_f0 = b["mcd_db"] - a["mcd_db"], b["f0_corr"] - a["f0_corr"]
+        out.append(f"E2 vs E1 ({b['runs']} and {a['runs']} run(s), means), conv + MGE, natural durations: "
+                   f"MCD {d_mcd:+.2f} dB (target <= +{TARGETS['mcd_db']}): "
                    f"{'met' if d_mcd <= TARGETS['mcd_db'] else 'MISSED'}; F0 corr {d_f0:+.3f} "
                    f"(target >= {TARGETS['f0_corr']}): {'met' if d_f0 >= TARGETS['f0_corr'] else 'MISSED'}")
-    for suffix in sorted({k[2:] for k in results if k[:2] in ("e2", "e3")}):
-        e2, e3 = results.get("e2" + suffix, {}), results.get("e3" + suffix, {})
+    for suffix in sorted({group(k)[2:] for k in results if k[:2] in ("e2", "e3")}):
+        e2, e3 = pooled(results, "e2" + suffix), pooled(results, "e3" + suffix)
         for system, label in SYSTEMS[2:]:
             if system in e2 and system in e3:
                 out.append(f"E3{suffix} (state) vs E2{suffix} (phone), {label}: MCD "
@@ -164,23 +206,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", type=Path, default=ROOT / "exp" / "slt_festival",
                     help="E1: a finished recipes/slt_festival experiment (stages 0-8), read only")
     ap.add_argument("--work", type=Path, default=ROOT / "exp" / "own_voice_bench", help="E2-E4 go here")
-    ap.add_argument("--run", default="", help="comma-separated experiments to run (e2,e3,e4) before the table")
+    ap.add_argument("--run", default="", help="comma-separated experiments to run (e2,e3,e4; e1 with --seed) "
+                    "before the table")
     ap.add_argument("--stop-stage", type=int, default=9, help="own_voice stage to run up to (9: eval)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--epochs", type=int, help="train the conv model of e2/e3 this many epochs (the recipe: 40), "
                     "in experiments <name>_ep<N> that share E2's inputs: a cheaper state-vs-phone comparison")
+    ap.add_argument("--seed", type=int, help="repeat the acoustic models of the --run experiments with seeds "
+                    "S (conv) and S+1 (conv + MGE), in experiments <name>_s<S> that share their features")
     ap.add_argument("--json", type=Path, help="write the figures here")
     a = ap.parse_args(argv)
     for name in filter(None, a.run.split(",")):
-        if name not in EXPERIMENTS:
-            ap.error(f"--run: unknown experiment {name!r} (e2, e3, e4)")
+        if name not in EXPERIMENTS and name != "e1":
+            ap.error(f"--run: unknown experiment {name!r} (e1, e2, e3, e4)")
         a.work.mkdir(parents=True, exist_ok=True)
-        run(a.work.resolve(), name, a.stop_stage, a.jobs, a.epochs)
+        run(a.work.resolve(), a.base.resolve(), name, a.stop_stage, a.jobs, a.epochs, a.seed)
     titles = {"e1": "true labels", **{k: v[0] for k, v in EXPERIMENTS.items()}}
     results = {"e1": scores(a.base)}
+    for d in sorted(a.work.glob("e1_s*")):
+        results[d.name] = scores(d)
     for k in EXPERIMENTS:
         results[k] = scores(a.work / k)
-        for d in sorted(a.work.glob(f"{k}_ep*")):
+        for d in sorted(a.work.glob(f"{k}_*")):
             results[d.name] = scores(d)
     results = {k: v for k, v in results.items() if v}
     if not results:
