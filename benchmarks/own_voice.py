@@ -164,7 +164,7 @@ def pooled(results: dict[str, dict], name: str) -> dict[str, dict]:
 
 def table(results: dict[str, dict], titles: dict[str, str]) -> str:
     ref = pooled(results, "e1")
-    head = f"{'experiment':<26}{'system':<30}{'utts':>5}" + "".join(f"{h:>9}" for _, h, _ in COLUMNS) \
+    head = f"{'experiment':<32}{'system':<30}{'utts':>5}" + "".join(f"{h:>9}" for _, h, _ in COLUMNS) \
         + f"{'dMCD':>8}{'dF0corr':>9}"
     lines = [head, "-" * len(head)]
     for name, res in results.items():
@@ -172,7 +172,7 @@ def table(results: dict[str, dict], titles: dict[str, str]) -> str:
             if system not in res:
                 continue
             m = res[system]
-            row = f"{name + ' ' + titles[name.split('_')[0]]:<26}{label:<30}{m['utterances']:>5}"
+            row = f"{name + ' ' + titles[name.split('_')[0]]:<32}{label:<30}{m['utterances']:>5}"
             row += "".join(f"{fmt.format(m[k]) if k in m else '-':>9}" for k, _, fmt in COLUMNS)
             if name[:2] in ("e2", "e3") and system in ref:
                 row += f"{m['mcd_db'] - ref[system]['mcd_db']:>+8.2f}{m['f0_corr'] - ref[system]['f0_corr']:>+9.3f}"
