@@ -171,13 +171,15 @@ def run_reference(w: GenWeights, P: Tensor, u: Tensor, hop: int, temperature: fl
     N = (T2 - 2) * hop
     h, prev = _initial(S, w.H, P.device)
     out = torch.empty(S, N, 2, dtype=torch.int64, device=P.device)
-    logits = [], []
+    coarse, fine = [], []
     k0, a = upsample_index(T2 - 2, hop, P.device)
     for t in range(N):
-        h, prev, out[:, t], lc, lf = step(w, h, prev, _interp(P, k0[t:t + 1], a[t:t + 1])[:, 0], u[:, t], temperature)
+        p = _interp(P, k0[t:t + 1], a[t:t + 1])[:, 0]
+        h, prev, out[:, t], lc, lf = step(w, h, prev, p, u[:, t], temperature)
         if return_logits:
-            logits[0].append(lc), logits[1].append(lf)
-    return (out, *(torch.stack(l, 1) for l in logits)) if return_logits else out
+            coarse.append(lc)
+            fine.append(lf)
+    return (out, torch.stack(coarse, 1), torch.stack(fine, 1)) if return_logits else out
 
 
 def run_cuda_graph(w: GenWeights, P: Tensor, u: Tensor, hop: int, temperature: float = 1.0,
