@@ -449,3 +449,24 @@ def test_vocoder_trains_on_generated_features(experiment):
     assert generated["data_digest"] != natural["data_digest"]        # other conditioning files
     log = [json.loads(line) for line in (exp / "models" / "wn_gta" / "log.jsonl").read_text().splitlines()]
     assert any(np.isfinite(r.get("train_loss", np.nan)) for r in log) and any("valid_loss" in r for r in log)
+
+
+def test_the_stage_measures_the_corpus_colour_and_gives_it_to_older_checkpoints(experiment):
+    """The LPC WaveNet's corpus colour (sps.vocoders.colour) is measured by train-vocoder from
+    the train split and stored in its checkpoints; a model from before the colour gains it,
+    weights untouched, when its finished stage runs again."""
+    from sps.stages import vocoder
+    from sps.stages.runner import StageContext
+    from sps.train import checkpoints
+    exp, _ = experiment
+    files = [exp / "models" / "wn" / "best.pt", *checkpoints(exp / "models" / "wn")]
+    saved = {p: torch.load(p, weights_only=True) for p in files}
+    colour = saved[files[0]]["model"]["corpus_colour"]
+    assert colour.shape == (17,) and colour[0] == 1 and torch.all(colour[1:].abs() < 1)
+    for p, ckpt in saved.items():                      # as a model trained before the colour
+        older = {**ckpt, "model": {k: v for k, v in ckpt["model"].items() if k != "corpus_colour"}}
+        torch.save(older, p)
+    vocoder.train(StageContext(exp, WAVENET))
+    for p, ckpt in saved.items():
+        again = torch.load(p, weights_only=True)["model"]
+        assert again.keys() == ckpt["model"].keys() and all(torch.equal(again[k], v) for k, v in ckpt["model"].items())

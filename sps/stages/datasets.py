@@ -204,6 +204,15 @@ class SegmentDataset(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(w)), torch.from_numpy(c)
 
 
+def natural_utterances(exp: Experiment, split: str, cond: Conditioning):
+    """``(wav [shape=(N,)], cond [shape=(T, C)])`` of every utterance of ``split`` with
+    dumped wav and natural out_acoustic, read lazily (NumPy; the conditioning normalised)."""
+    for utt in exp.utterances(split):
+        wav, feat = exp.dump_path(split, "wav", utt), exp.dump_path(split, "out_acoustic", utt)
+        if wav.exists() and feat.exists():
+            yield load_finite(wav).reshape(-1), cond(load_finite(feat), feat)
+
+
 def collate_segments(items):
     """List of (wav, cond) -> {"wav": (B, N), "cond": (B, T, C)}."""
     return {"wav": torch.stack([w for w, _ in items]), "cond": torch.stack([c for _, c in items])}

@@ -31,6 +31,7 @@ the WORLD re-analysis of each waveform against the natural features, exactly as 
 """
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ import torch
 
 from sps.config import bind, bind_kwargs
 from sps.io import atomic_path, load_array, write_wav
-from sps.stages.datasets import SegmentDataset, collate_segments
+from sps.stages.datasets import SegmentDataset, collate_segments, natural_utterances
 from sps.stages.best import best_name
 from sps.stages.evaluate import found_systems, write_system_metrics
 from sps.stages.experiment import Experiment, check_names
@@ -50,7 +51,7 @@ from sps.stages.runner import StageContext, StageFailed, StageSummary, select_sh
 from sps.stages.stamps import Stamps, digest, file_digest, files_digest
 from sps.stages.train import current_run
 from sps.synthesis.vocoding import VocoderRunner
-from sps.train import TrainConfig, fit, load_checkpoint, seed_everything, weights_path
+from sps.train import TrainConfig, checkpoints, fit, load_checkpoint, read_checkpoint, seed_everything, weights_path
 from sps.vocoders import build_vocoder, get_vocoder, legacy_options
 from sps.vocoders.conditioning import Conditioning
 from sps.vocoders.pruning import PruningConfig, pruning_hook
@@ -246,6 +247,7 @@ def train(ctx: StageContext) -> dict:
     model, model_cfg = make_vocoder(cfg, cond)
     if cfg.init_from:
         init_weights(model, resolve_init(exp, cfg.init_from), cond)
+    model.observe_corpus(natural_utterances(exp, "train", cond))   # e.g. the LPC vocoders' excitation colour
     # a vocoder with context frames sees them before every segment (state and history warm-up)
     frames = cfg.train.segment_frames + int(model.context_frames)
     emphasis = model.target_preemphasis     # the part of the model's pre-emphasis the data carries
@@ -273,8 +275,29 @@ def train(ctx: StageContext) -> dict:
     samples = AudioSamples.from_experiment(exp, cond, emphasis)   # TensorBoard audio at validations
     if samples is not None:
         hooks.append(samples)
-    return fit(model, loss_step, train_set, valid_set, out_dir, cfg.train, collate_fn=collate_segments,
-               resume=resume, metadata=metadata, hooks=hooks)
+    summary = fit(model, loss_step, train_set, valid_set, out_dir, cfg.train, collate_fn=collate_segments,
+                  resume=resume, metadata=metadata, hooks=hooks)
+    complete_checkpoints(model, out_dir)
+    return summary
+
+
+def complete_checkpoints(model, out_dir: Path) -> None:
+    """Checkpoints written before the model had a buffer (an LPC vocoder's corpus colour) get
+    the value this run measured; their weights stay as they are. Re-running the stage on a
+    finished model is how an older one gains its colour."""
+    state = model.state_dict()
+    for path in [out_dir / "best.pt", *checkpoints(out_dir)]:
+        if not path.exists():
+            continue
+        ckpt = read_checkpoint(path)
+        missing = {k: v for k, v in state.items() if k not in ckpt["model"]}
+        if missing:
+            ckpt["model"].update(missing)
+            buffer = io.BytesIO()
+            torch.save(ckpt, buffer)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(buffer.getbuffer())
+            logger.info("%s: added %s", path, ", ".join(missing))
 
 
 def load_vocoder(exp: Experiment, name: str, cond: Conditioning, device: torch.device):

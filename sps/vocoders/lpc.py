@@ -10,7 +10,9 @@ base class owns the part the networks share:
 * sampling temperatures (voiced and unvoiced), ``lengths``, pre-drawn uniforms;
 * the teacher-forced batch and the training loss;
 * the sample loop of the PyTorch reference, backend dispatch, and streaming generation
-  (:meth:`generate_stream`: pieces whose concatenation is :meth:`generate`'s waveform).
+  (:meth:`generate_stream`: pieces whose concatenation is :meth:`generate`'s waveform);
+* the excitation-colour post-filter (:mod:`sps.vocoders.colour`) and the corpus colour it
+  needs, measured from the training split (:meth:`observe_corpus`).
 
 A network class derives from it, sets ``embed_inputs`` (Parameter [shape=(4, 256, G)]: one
 embedding per mu-law input) and ``phase_proj`` (``nn.Linear(2, G, bias=False)`` or None), and
@@ -27,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -36,6 +39,7 @@ from sps.backend import resolve_backend
 from sps.dsp import lfilter, mu_law_decode, mu_law_encode, preemphasis
 from sps.vocoders.excitation import (ExcitationState, LinearPrediction, generation_source, ring_length,
                                      sample_frames, training_batch)
+from sps.vocoders import colour
 from sps.vocoders.sampling import sample_cdf
 
 from .protocol import Vocoder, evaluating, frame_lengths
@@ -135,13 +139,31 @@ class LPCVocoder(Vocoder):
         self.temperature, self.voiced_temperature = float(temperature), float(voiced_temperature)
         self.input_noise = float(input_noise)
         self.pulses = bool(pulses)
-        if self.legacy_keys:
-            self._register_load_state_dict_pre_hook(self._rename_legacy_keys)
+        #: ``C(z)`` of :mod:`~sps.vocoders.colour`, all zeros until :meth:`observe_corpus`
+        self.register_buffer("corpus_colour", torch.zeros(colour.ORDER + 1, dtype=torch.float64))
+        self._register_load_state_dict_pre_hook(self._load_older)
 
-    def _rename_legacy_keys(self, state_dict, prefix, *args) -> None:
+    def _load_older(self, state_dict, prefix, *args) -> None:
+        """Checkpoints from before: legacy names renamed; no colour (they keep theirs, unmeasured)."""
         for old, new in self.legacy_keys.items():
             if prefix + old in state_dict and prefix + new not in state_dict:
                 state_dict[prefix + new] = state_dict.pop(prefix + old)
+        state_dict.setdefault(prefix + "corpus_colour", self.corpus_colour.clone())
+
+    def observe_corpus(self, utterances) -> None:
+        """Measure the corpus colour of the post-filter (:meth:`measure_colour`) and keep it."""
+        self.corpus_colour.copy_(torch.from_numpy(self.measure_colour(utterances)))
+
+    @torch.no_grad()
+    def measure_colour(self, utterances, order: int = colour.ORDER, window_s: float = colour.WINDOW_S):
+        """:func:`sps.vocoders.colour.measure` of ``(wav [shape=(N,)], cond [shape=(T, C)])``
+        pairs of natural data (NumPy; normalised conditioning) with this model's LPC."""
+        def frames():
+            for wav, cond in utterances:
+                c = torch.as_tensor(cond, dtype=torch.float32)[None]
+                x = np.asarray(preemphasis(torch.as_tensor(wav, dtype=torch.float64), self.preemphasis))
+                yield x, self.lp.frame_lpc(c)[0].double().numpy(), self.lp.frame_voicing(c)[0].numpy()
+        return colour.measure(frames(), self.hop_length, self.lp.sample_rate, order, window_s)
 
     def set_conditioning(self, mean, std) -> None:
         """The statistics the conditioning is normalised with (to de-normalise mgc and lf0)."""
@@ -241,20 +263,37 @@ class LPCVocoder(Vocoder):
                 q_out[:, n - t0] = cls
             yield s_out, q_out
 
+    def _colour_filter(self, src: Source, on: bool | None) -> colour.ColourFilter | None:
+        measured = bool(self.corpus_colour[0] != 0)
+        if on and not measured:
+            raise ValueError("colour: this model has no corpus colour (trained before it was measured); "
+                             "run its train-vocoder stage again (it measures it), or set colour: false")
+        if not (measured if on is None else on):
+            return None
+        return colour.ColourFilter(src.a.double().cpu().numpy(), self.lp.frame_voicing(src.cond).cpu().numpy(),
+                                   self.corpus_colour.cpu().numpy(), self.hop_length, self.lp.sample_rate)
+
     def _waveform_pieces(self, cond: Tensor, lengths, temperature, voiced_temperature, generator, backend: str,
-                         uniforms, chunk: int | None, options: dict) -> Iterator[tuple[Tensor, Tensor]]:
-        """Waveform and class pieces [shape=(B, n)] of at most ``chunk`` samples (None: as the
-        backend yields them), de-emphasised across pieces, clamped, zero past ``lengths``."""
+                         uniforms, chunk: int | None, colour_filter: bool | None, classes: list | None,
+                         options: dict) -> Iterator[Tensor]:
+        """Waveform pieces [shape=(B, n)] of at most ``chunk`` samples (None: as they come),
+        colour-filtered, de-emphasised across pieces, clamped, zero past ``lengths``; the drawn
+        classes appended to ``classes``."""
         B, lengths = cond.shape[0], frame_lengths(lengths, cond)
         backend = resolve_backend(backend, cond.device, what=self.generation_name,
                                   choices=("native", "torch"), native=self.native_library)
         src = self.source(cond, temperature, voiced_temperature, uniforms, generator)
+        post = self._colour_filter(src, colour_filter)
         pieces = self.native_pieces(src, chunk, **options) if backend == "native" else \
             self._reference_pieces(src, chunk, options)
         coef, zi, t0 = self.lp.preemphasis, None, 0
         ends = torch.tensor(lengths, device=cond.device)[:, None] * self.hop_length
         for s, q in pieces:
-            step = chunk or s.shape[1]
+            if classes is not None:
+                classes.append(q)
+            if post is not None:
+                s = torch.from_numpy(post.push(s.double().cpu().numpy())).to(cond.device)
+            step = chunk or max(1, s.shape[1])
             for i0 in range(0, s.shape[1], step):                   # a kernel's piece may be longer
                 part = s[:, i0:i0 + step].double()
                 if coef:
@@ -263,13 +302,13 @@ class LPCVocoder(Vocoder):
                 wav = part.float().clamp(-1.0, 1.0)
                 wav[torch.arange(t0, t0 + wav.shape[1], device=wav.device)[None, :] >= ends] = 0.0
                 t0 += wav.shape[1]
-                yield wav, q[:, i0:i0 + step]
+                yield wav
 
     @torch.no_grad()
     def generate(self, cond: Tensor, lengths=None, temperature: float | None = None, *,
                  voiced_temperature: float | None = None, generator: torch.Generator | None = None,
                  backend: str = "auto", uniforms: Tensor | None = None, return_excitation: bool = False,
-                 **options):
+                 colour: bool | None = None, **options):
         """Sample a waveform.
 
         Parameters
@@ -288,6 +327,9 @@ class LPCVocoder(Vocoder):
             The draws themselves.
         return_excitation : bool
             Also return the drawn excitation classes [shape=(B, T * hop)].
+        colour : bool, optional
+            The excitation-colour post-filter (:mod:`sps.vocoders.colour`); default: on when
+            the model has measured its corpus colour (models trained before it: off).
         **options
             The network's own (its ``reference_start`` / ``native_pieces`` keywords, e.g.
             the LPC WaveRNN's ``precision`` and ``sparse``, the LPC WaveNet's ``threads``).
@@ -297,27 +339,28 @@ class LPCVocoder(Vocoder):
         Tensor [shape=(B, T * hop)]
             Waveform in [-1, 1], de-emphasised.
         """
+        classes = [] if return_excitation else None
         with evaluating(self):
-            pieces = list(self._waveform_pieces(cond, lengths, temperature, voiced_temperature, generator, backend,
-                                                uniforms, None, options))
-        wav = torch.cat([p[0] for p in pieces], 1)
-        return (wav, torch.cat([p[1] for p in pieces], 1)) if return_excitation else wav
+            wav = torch.cat(list(self._waveform_pieces(cond, lengths, temperature, voiced_temperature, generator,
+                                                       backend, uniforms, None, colour, classes, options)), 1)
+        return (wav, torch.cat(classes, 1)) if return_excitation else wav
 
     @torch.no_grad()
     def generate_stream(self, cond: Tensor, *, chunk_samples: int = 4000, lengths=None,
                         temperature: float | None = None, voiced_temperature: float | None = None,
                         generator: torch.Generator | None = None, backend: str = "auto",
-                        uniforms: Tensor | None = None, **options) -> Iterator[Tensor]:
+                        uniforms: Tensor | None = None, colour: bool | None = None,
+                        **options) -> Iterator[Tensor]:
         """:meth:`generate`'s waveform in consecutive pieces [shape=(B, n)] of at most
         ``chunk_samples`` samples, each yielded as soon as it is drawn (de-emphasis carried
         across pieces). Their concatenation equals :meth:`generate`'s waveform for the same
-        draws."""
+        draws. With the colour post-filter the pieces lag the drawing by up to half its window plus
+        a frame (about 12 ms)."""
         if chunk_samples < 1:
             raise ValueError(f"chunk_samples must be >= 1, got {chunk_samples}")
         with evaluating(self):
-            for wav, _ in self._waveform_pieces(cond, lengths, temperature, voiced_temperature, generator, backend,
-                                                uniforms, chunk_samples, options):
-                yield wav
+            yield from self._waveform_pieces(cond, lengths, temperature, voiced_temperature, generator, backend,
+                                             uniforms, chunk_samples, colour, None, options)
 
 
 __all__ = ["LPCVocoder", "Source", "N_CLASSES"]

@@ -22,8 +22,8 @@ callers read it directly instead of probing signatures or attributes:
                        by the caller (0 for vocoders that do both inside)
 =====================  =========================================================
 
-and the methods below (``set_conditioning``, ``prunable`` and ``generate_stream``
-have working defaults).
+and the methods below (``set_conditioning``, ``observe_corpus``, ``prunable`` and
+``generate_stream`` have working defaults).
 """
 from __future__ import annotations
 
@@ -64,6 +64,12 @@ class Vocoder(nn.Module):
         """Receive the normalisation statistics of the conditioning (natural units =
         ``x * std + mean``); vocoders that read features in natural units keep them.
         Default: nothing to keep."""
+
+    def observe_corpus(self, utterances) -> None:
+        """Statistics of the natural training data the vocoder keeps for generation (the LPC
+        vocoders' excitation colour): ``utterances`` yields ``(wav [shape=(N,)], cond
+        [shape=(T, C)])`` NumPy pairs, normalised conditioning. Default: nothing to keep
+        (the iterable is not read)."""
 
     def prunable(self) -> dict[str, nn.Parameter]:
         """Matrices that gradual pruning may sparsify (:mod:`sps.vocoders.pruning`);

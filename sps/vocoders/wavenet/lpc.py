@@ -106,9 +106,10 @@ class LPCWaveNet(LPCVocoder, GatedStack):
     def generate(self, cond: Tensor, lengths=None, temperature: float | None = None, *,
                  voiced_temperature: float | None = None, generator: torch.Generator | None = None,
                  backend: str = "auto", uniforms: Tensor | None = None, return_excitation: bool = False,
-                 threads: int | None = None, precision: str = "float32"):
+                 colour: bool | None = None, threads: int | None = None, precision: str = "float32"):
         """:meth:`LPCVocoder.generate <sps.vocoders.lpc.LPCVocoder.generate>` with this network's
         options (see the class)."""
         return super().generate(cond, lengths, temperature, voiced_temperature=voiced_temperature,
                                 generator=generator, backend=backend, uniforms=uniforms,
-                                return_excitation=return_excitation, threads=threads, precision=precision)
+                                return_excitation=return_excitation, colour=colour, threads=threads,
+                                precision=precision)

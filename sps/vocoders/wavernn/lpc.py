@@ -160,9 +160,10 @@ class LPCWaveRNN(LPCVocoder):
     def generate(self, cond: Tensor, lengths=None, temperature: float | None = None, *,
                  voiced_temperature: float | None = None, generator: torch.Generator | None = None,
                  backend: str = "auto", uniforms: Tensor | None = None, return_excitation: bool = False,
-                 precision: str = "float32", sparse: bool | None = None):
+                 colour: bool | None = None, precision: str = "float32", sparse: bool | None = None):
         """:meth:`LPCVocoder.generate <sps.vocoders.lpc.LPCVocoder.generate>` with this network's
         options (see the class)."""
         return super().generate(cond, lengths, temperature, voiced_temperature=voiced_temperature,
                                 generator=generator, backend=backend, uniforms=uniforms,
-                                return_excitation=return_excitation, precision=precision, sparse=sparse)
+                                return_excitation=return_excitation, colour=colour, precision=precision,
+                                sparse=sparse)
