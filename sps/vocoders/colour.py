@@ -139,7 +139,8 @@ class ColourFilter:
         T, pad, n = len(self.bounds) - 1, self.pad, piece.shape[1]
         if self.received + n > self.bounds[-1]:
             raise ValueError(f"ColourFilter: more than {self.bounds[-1]} samples pushed")
-        self.x[:, pad + self.received:pad + self.received + n] = piece
+        # a diverged draw's infinities would become NaN in the filters: clamped, as the output is
+        self.x[:, pad + self.received:pad + self.received + n] = np.clip(piece, -1e6, 1e6)
         self.received += n
         start = self.bounds[self.done_frames]
         while self.e_frames < T and self.bounds[self.e_frames + 1] <= self.received:
