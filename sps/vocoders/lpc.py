@@ -37,9 +37,9 @@ from torch import Tensor
 from sps import native
 from sps.backend import resolve_backend
 from sps.dsp import lfilter, mu_law_decode, mu_law_encode, preemphasis
+from sps.vocoders import colour
 from sps.vocoders.excitation import (ExcitationState, LinearPrediction, generation_source, ring_length,
                                      sample_frames, training_batch)
-from sps.vocoders import colour
 from sps.vocoders.sampling import sample_cdf
 
 from .protocol import Vocoder, evaluating, frame_lengths
