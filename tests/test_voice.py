@@ -458,11 +458,12 @@ def test_the_stage_measures_the_corpus_colour_and_gives_it_to_older_checkpoints(
     from sps.stages import vocoder
     from sps.stages.runner import StageContext
     from sps.train import checkpoints
+    from sps.vocoders.colour import ORDER
     exp, _ = experiment
     files = [exp / "models" / "wn" / "best.pt", *checkpoints(exp / "models" / "wn")]
     saved = {p: torch.load(p, weights_only=True) for p in files}
     colour = saved[files[0]]["model"]["corpus_colour"]
-    assert colour.shape == (17,) and colour[0] == 1 and torch.all(colour[1:].abs() < 1)
+    assert colour.shape == (ORDER + 1,) and colour[0] == 1 and torch.all(colour[1:].abs() < 1)
     for p, ckpt in saved.items():                      # as a model trained before the colour
         older = {**ckpt, "model": {k: v for k, v in ckpt["model"].items() if k != "corpus_colour"}}
         torch.save(older, p)
