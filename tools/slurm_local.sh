@@ -25,6 +25,9 @@ stop() {
     for f in slurmd slurmctld; do
         pid=$(cat "$dir/$f.pid" 2>/dev/null) || continue
         kill "$pid" 2>/dev/null || true
+        # a daemon writes its state as it exits: wait for it, so that the directory can go
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
     done
 }
 
