@@ -31,7 +31,6 @@ the WORLD re-analysis of each waveform against the natural features, exactly as 
 """
 from __future__ import annotations
 
-import io
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -293,10 +292,8 @@ def complete_checkpoints(model, out_dir: Path) -> None:
         missing = {k: v for k, v in state.items() if k not in ckpt["model"]}
         if missing:
             ckpt["model"].update(missing)
-            buffer = io.BytesIO()
-            torch.save(ckpt, buffer)
             with atomic_path(path) as tmp:
-                tmp.write_bytes(buffer.getbuffer())
+                torch.save(ckpt, tmp)
             logger.info("%s: added %s", path, ", ".join(missing))
 
 

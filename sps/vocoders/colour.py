@@ -70,9 +70,13 @@ def windows(frames: np.ndarray, hop: int, W: int, pad: int) -> np.ndarray:
     return pad + frames[:, None] * hop - W // 2 + np.arange(W)
 
 
-def residual(x: np.ndarray, a: np.ndarray, s0: int, s1: int) -> np.ndarray:
-    """``(A(z) x)[s0:s1]`` with one frame's ``a_1 .. a_p`` (``x`` known from ``s0 - p``)."""
-    return np.convolve(x[s0 - len(a):s1], np.r_[1.0, a], "valid")
+def fill_residual(e: np.ndarray, x: np.ndarray, a: np.ndarray, bounds: np.ndarray, pad: int, t0: int, t1: int):
+    """``e = A(z) x`` over frames ``t0 .. t1 - 1``, each with its own ``a_1 .. a_p`` (``a``
+    [shape=(T, p)]; ``e`` and ``x`` carry ``pad >= p`` samples in front)."""
+    p = a.shape[-1]
+    for t in range(t0, t1):
+        s0, s1 = bounds[t] + pad, bounds[t + 1] + pad
+        e[s0:s1] = np.convolve(x[s0 - p:s1], np.r_[1.0, a[t]], "valid")
 
 
 def measure(utterances: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], hop: int, sample_rate: int,
@@ -91,8 +95,7 @@ def measure(utterances: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], hop
         n = min(len(x), T * hop)
         xp[pad:pad + n] = x[:n]
         e = np.zeros_like(xp)
-        for t in range(T):
-            e[pad + bounds[t]:pad + bounds[t + 1]] = residual(xp, a[t], pad + bounds[t], pad + bounds[t + 1])
+        fill_residual(e, xp, a, bounds, pad, 0, T)
         r = autocorrelations(e[windows(np.flatnonzero(voiced), hop, W, pad)], order)
         r = r[r[:, 0] > 1e-12]
         total += (r / r[:, :1]).sum(0)
@@ -143,12 +146,10 @@ class ColourFilter:
         self.x[:, pad + self.received:pad + self.received + n] = np.clip(piece, -1e6, 1e6)
         self.received += n
         start = self.bounds[self.done_frames]
-        while self.e_frames < T and self.bounds[self.e_frames + 1] <= self.received:
-            t = self.e_frames
-            s0, s1 = self.bounds[t] + pad, self.bounds[t + 1] + pad
-            for b in range(len(self.x)):
-                self.e[b, s0:s1] = residual(self.x[b], self.a[b, t], s0, s1)
-            self.e_frames += 1
+        complete = int(np.searchsorted(self.bounds[1:], self.received, side="right"))   # frames fully received
+        for b in range(len(self.x)):
+            fill_residual(self.e[b], self.x[b], self.a[b], self.bounds, pad, self.e_frames, complete)
+        self.e_frames = complete
         done = self.done_frames        # frames whose window of excitation is complete
         ready = T if self.e_frames == T else \
             min(T, max(done, (self.bounds[self.e_frames] - self.W + self.W // 2) // self.hop + 1))
